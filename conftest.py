@@ -1,0 +1,55 @@
+"""Test-wide rules for tests that need real services.
+
+Tests marked `postgres`, `redis` or `processes` skip with a visible reason on
+a bare machine, and fail instead of skipping when CI=true, so CI can never
+pass by silently falling back to SQLite or eager tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from functools import cache
+
+import pytest
+from django.conf import settings
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@cache
+def _redis_available() -> bool:
+    if not settings.REDIS_URL:
+        return False
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        return False
+    return True
+
+
+def _postgres_configured() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def _missing_service(item) -> str | None:
+    if item.get_closest_marker("postgres") or item.get_closest_marker("processes"):
+        if not _postgres_configured():
+            return "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/NAME"
+    if item.get_closest_marker("redis") or item.get_closest_marker("processes"):
+        if not _redis_available():
+            return "needs a reachable Redis: set REDIS_URL=redis://127.0.0.1:6379/0"
+    if item.get_closest_marker("processes") and not shutil.which("node"):
+        return "needs node on PATH to start the gateway"
+    return None
+
+
+def pytest_runtest_setup(item):
+    reason = _missing_service(item)
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true but this test {reason}", pytrace=False)
+    pytest.skip(reason)

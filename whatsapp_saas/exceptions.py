@@ -1,0 +1,50 @@
+"""One domain exception and one error shape for the whole API."""
+
+from __future__ import annotations
+
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class ApplicationError(Exception):
+    """A business rule rejected the request; the message is shown to the user.
+
+    `code` is a stable snake_case identifier for clients, `extra` carries the
+    values the message refers to, and `status_code` is the HTTP status the API
+    answers with.
+    """
+
+    def __init__(self, message, *, code="invalid", extra=None, status_code=400):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.extra = extra or {}
+        self.status_code = status_code
+
+
+def api_exception_handler(exc, context):
+    """Answer every API error as `{"message", "code", "extra"}`."""
+    if isinstance(exc, ApplicationError):
+        body = {"message": exc.message, "code": exc.code, "extra": exc.extra}
+        return Response(body, status=exc.status_code)
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+
+    detail = response.data
+    code = getattr(exc, "default_code", "error")
+    if isinstance(detail, dict) and set(detail) == {"detail"}:
+        message = str(detail["detail"])
+        extra = {}
+    elif isinstance(detail, list):
+        message = " ".join(str(item) for item in detail)
+        extra = {}
+    else:
+        message = "The request has invalid fields; see extra for each one."
+        extra = {"fields": detail}
+    if response.status_code == status.HTTP_400_BAD_REQUEST and code == "error":
+        code = "invalid"
+    response.data = {"message": message, "code": code, "extra": extra}
+    return response

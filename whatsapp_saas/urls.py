@@ -1,0 +1,18 @@
+"""Top-level URL map: pages, the DRF API, the signed gateway callback, admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("", include("messaging.urls")),
+    path("accounts/", include("accounts.urls")),
+    path("settings/", include("sessions_wa.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+    path("api/settings/whatsapp/", include("sessions_wa.api_urls")),
+    path("api/", include("accounts.api_urls")),
+    path("api/", include("messaging.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
