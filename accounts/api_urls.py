@@ -1,5 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from .api import ApiTokenRotateApi
 
 app_name = "accounts_api"
 
-urlpatterns = []
+urlpatterns = [
+    path("auth/token/rotate", ApiTokenRotateApi.as_view(), name="token_rotate"),
+]

@@ -1,5 +1,15 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from . import apis
 
 app_name = "messaging_api"
 
-urlpatterns = []
+router = SimpleRouter()
+router.register("customers", apis.CustomerViewSet, basename="customer")
+
+urlpatterns = [
+    path("messages/send", apis.MessageSendApi.as_view(), name="message_send"),
+    path("messages/", apis.MessageListApi.as_view(), name="message_list"),
+    *router.urls,
+]

@@ -20,7 +20,7 @@ from django.conf import settings
 SIGNATURE_HEADER = "X-WA-Signature"
 SIGNATURE_META_KEY = "HTTP_X_WA_SIGNATURE"
 
-_HEADER_RE = re.compile(r"^t=(?P<t>\d{1,12}),v1=(?P<v1>[0-9a-f]{64})$")
+_HEADER_RE = re.compile(r"^t=(?P<t>[0-9]{1,12}),v1=(?P<v1>[0-9a-f]{64})$")
 
 
 class SignatureError(Exception):

@@ -222,3 +222,46 @@ LOGGING = {
 # Several gateway nodes: users are spread over them by rendezvous hashing on
 # the user id (see sessions_wa.gateway.gateway_url_for_user).
 WA_GATEWAY_URLS = env.list("WA_GATEWAY_URLS", default=[])
+
+# WhatsApp sessions (sessions_wa): periodic repair and clean-up.
+# Days a session that is not connected may stay unused before cleanup logs
+# it out on the gateway (wiping its login) and deletes it.
+WA_SESSION_MAX_IDLE_DAYS = env.int("WA_SESSION_MAX_IDLE_DAYS", default=30)
+# Days gateway events stay in the event log; a redelivery older than this is
+# no longer recognised by its event id.
+WA_EVENT_LOG_RETENTION_DAYS = env.int("WA_EVENT_LOG_RETENTION_DAYS", default=30)
+# Seconds a session must go without updates before reconcile compares it with
+# the gateway, so it does not race a start that is still in flight.
+WA_RECONCILE_GRACE_SECONDS = env.int("WA_RECONCILE_GRACE_SECONDS", default=60)
+
+# Other apps add their own entries to the same dict, before or after these.
+CELERY_BEAT_SCHEDULE = globals().get("CELERY_BEAT_SCHEDULE", {})
+CELERY_BEAT_SCHEDULE["sessions-wa-reconcile"] = {
+    "task": "sessions_wa.tasks.reconcile",
+    "schedule": env.float("WA_RECONCILE_INTERVAL_SECONDS", default=60.0),
+}
+CELERY_BEAT_SCHEDULE["sessions-wa-cleanup"] = {
+    "task": "sessions_wa.tasks.cleanup",
+    "schedule": env.float("WA_CLEANUP_INTERVAL_SECONDS", default=3600.0),
+}
+
+# Messaging: outbound pacing, retries and recovery.
+# Each WhatsApp session may send WA_SEND_BURST messages at once, then
+# WA_SEND_RATE_PER_MINUTE a minute; faster sending risks a ban.
+WA_SEND_RATE_PER_MINUTE = env.float("WA_SEND_RATE_PER_MINUTE", default=20.0)
+WA_SEND_BURST = env.int("WA_SEND_BURST", default=5)
+# Retries of a send after a timeout, connection error or 5xx from the gateway.
+WA_SEND_MAX_RETRIES = env.int("WA_SEND_MAX_RETRIES", default=6)
+# Minutes a message may stay queued (or sending) before it is queued again.
+WA_SEND_STUCK_MINUTES = env.int("WA_SEND_STUCK_MINUTES", default=5)
+# Days a receipt, edit or reaction waits for its message before it is dropped.
+WA_PENDING_UPDATE_MAX_AGE_DAYS = env.int("WA_PENDING_UPDATE_MAX_AGE_DAYS", default=7)
+
+CELERY_BEAT_SCHEDULE["messaging-requeue-stuck"] = {
+    "task": "messaging.message_requeue_stuck",
+    "schedule": env.float("WA_REQUEUE_INTERVAL_SECONDS", default=60.0),
+}
+CELERY_BEAT_SCHEDULE["messaging-pending-updates-purge"] = {
+    "task": "messaging.pending_updates_purge",
+    "schedule": 3600.0,
+}

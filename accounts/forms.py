@@ -1,0 +1,92 @@
+"""Forms for sign-up and account settings."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AdminUserCreationForm as BaseAdminCreationForm
+from django.contrib.auth.forms import UserChangeForm as BaseUserChangeForm
+from django.utils.translation import gettext_lazy as _
+
+from .countries import country_choices
+from .models import User
+
+
+class DefaultCountryForm(forms.Form):
+    default_country = forms.ChoiceField(
+        label=_("Default country"),
+        choices=country_choices,
+        help_text=_(
+            "Phone numbers typed without a country code are read as numbers "
+            "of this country."
+        ),
+    )
+
+
+class SignupForm(DefaultCountryForm):
+    """Email, password twice, and the default country for phone numbers."""
+
+    email = forms.EmailField(
+        label=_("Email address"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
+    password1 = forms.CharField(
+        label=_("Password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    password2 = forms.CharField(
+        label=_("Password again"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    field_order = ["email", "password1", "password2", "default_country"]
+
+    def clean_email(self):
+        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError(
+                _(
+                    "An account with this email address already exists. Log in, "
+                    "or reset the password if you forgot it."
+                ),
+                code="email_taken",
+            )
+        return email
+
+    def clean(self):
+        cleaned = super().clean()
+        password1 = cleaned.get("password1")
+        password2 = cleaned.get("password2")
+        if password1 and password2 and password1 != password2:
+            self.add_error(
+                "password2",
+                forms.ValidationError(
+                    _("The two passwords differ; type the same password twice."),
+                    code="password_mismatch",
+                ),
+            )
+            return cleaned
+
+        if password1:
+            candidate = User(email=cleaned.get("email") or "")
+            try:
+                password_validation.validate_password(password1, candidate)
+            except forms.ValidationError as error:
+                self.add_error("password1", error)
+        return cleaned
+
+
+class AdminUserCreationForm(BaseAdminCreationForm):
+    class Meta:
+        model = User
+        fields = ("email",)
+
+
+class AdminUserChangeForm(BaseUserChangeForm):
+    class Meta:
+        model = User
+        fields = "__all__"

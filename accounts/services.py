@@ -1,0 +1,177 @@
+"""Writes and business rules for subscribers, subscriptions and API tokens."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
+from rest_framework.authtoken.models import Token
+
+from whatsapp_saas.exceptions import ApplicationError
+
+from .countries import REGION_CODES
+from .models import Subscription, User
+
+logger = logging.getLogger(__name__)
+
+TRIAL_DAYS = 14
+
+# 403 rather than 402: RFC 9110 reserves 402 without defining its meaning, so
+# clients have no standard handling for it, while 403 is the usual "you are
+# authenticated but not allowed to do this now". The stable `code` tells
+# clients the cause.
+SUBSCRIPTION_INACTIVE_STATUS = 403
+
+
+def user_signup(*, email: str, password: str, default_country: str) -> User:
+    """Create a subscriber with a trial subscription that ends in 14 days."""
+    country = _country_validate(default_country)
+    trial_end = timezone.now() + timedelta(days=TRIAL_DAYS)
+
+    with transaction.atomic():
+        user = User.objects.create_user(
+            email=email, password=password, default_country=country
+        )
+        Subscription.objects.create(
+            user=user,
+            plan=Subscription.Plan.STARTER,
+            status=Subscription.Status.TRIALING,
+            current_period_end=trial_end,
+            daily_message_quota=Subscription.DEFAULT_DAILY_QUOTAS[
+                Subscription.Plan.STARTER
+            ],
+        )
+
+    logger.info("Signed up user %s with a trial until %s", user.id, trial_end)
+    return user
+
+
+def user_default_country_set(*, user: User, default_country: str) -> User:
+    """Set the region used to read phone numbers typed without a country code."""
+    user.default_country = _country_validate(default_country)
+    user.save(update_fields=["default_country"])
+    return user
+
+
+def _country_validate(value: str) -> str:
+    region = (value or "").strip().upper()
+    if region not in REGION_CODES:
+        raise ApplicationError(
+            _(
+                "“%(value)s” is not a supported country code; choose a "
+                "two-letter region such as BR, AR or GB."
+            )
+            % {"value": value},
+            code="invalid_country",
+            extra={"field": "default_country"},
+        )
+    return region
+
+
+def subscription_inactive_message(user: User) -> str | None:
+    """Return why `user` may not use WhatsApp now and what to do, or None."""
+    subscription = getattr(user, "subscription", None)
+    if subscription is None:
+        return _(
+            "Your account has no subscription, so WhatsApp is not available. "
+            "Choose a plan to connect WhatsApp."
+        )
+
+    status = subscription.status
+    if status == Subscription.Status.PAST_DUE:
+        return _(
+            "Your last payment did not go through, so WhatsApp is paused. "
+            "Update your payment details to continue."
+        )
+    if status == Subscription.Status.CANCELED:
+        return _(
+            "Your subscription is canceled, so WhatsApp is not available. "
+            "Subscribe again to reconnect WhatsApp."
+        )
+
+    end = subscription.current_period_end
+    if end is not None and end < timezone.now():
+        values = {"date": date_format(timezone.localtime(end), "DATE_FORMAT")}
+        if status == Subscription.Status.TRIALING:
+            return (
+                _(
+                    "Your free trial ended on %(date)s, so WhatsApp is paused. "
+                    "Choose a plan to continue."
+                )
+                % values
+            )
+        return (
+            _(
+                "Your subscription period ended on %(date)s, so WhatsApp is "
+                "paused. Renew your subscription to continue."
+            )
+            % values
+        )
+
+    if not subscription.allows_whatsapp:
+        return _(
+            "Your subscription does not allow WhatsApp right now. "
+            "Check your plan to continue."
+        )
+    return None
+
+
+def subscription_require_active(user: User) -> Subscription:
+    """Raise ApplicationError unless `user` may start a session or send.
+
+    The error has code ``subscription_inactive`` and status 403, and its
+    message states the reason and the next step.
+    """
+    message = subscription_inactive_message(user)
+    if message is not None:
+        raise ApplicationError(
+            message,
+            code="subscription_inactive",
+            status_code=SUBSCRIPTION_INACTIVE_STATUS,
+        )
+    return user.subscription
+
+
+def api_token_rotate(*, user: User) -> Token:
+    """Replace the user's API token with a new one; the old one stops working."""
+    with transaction.atomic():
+        Token.objects.filter(user=user).delete()
+        token = Token.objects.create(user=user)
+
+    logger.info("Rotated the API token of user %s", user.id)
+    return token
+
+
+def demo_subscriber_ensure(
+    *, email: str, password: str | None = None
+) -> tuple[User, str | None]:
+    """Create the demo subscriber once, with an active subscription.
+
+    Returns the user and the password set on creation; the password is None
+    when the user already existed, because an existing password is never
+    changed here.
+    """
+    email = User.objects.normalize_email(email).lower()
+
+    with transaction.atomic():
+        user = User.objects.filter(email__iexact=email).first()
+        created_password = None
+        if user is None:
+            created_password = password or secrets.token_urlsafe(12)
+            user = User.objects.create_user(email=email, password=created_password)
+            logger.info("Created the demo subscriber %s", user.id)
+
+        Subscription.objects.update_or_create(
+            user=user,
+            defaults={
+                "status": Subscription.Status.ACTIVE,
+                "current_period_end": None,
+            },
+        )
+
+    return user, created_password

@@ -1,0 +1,88 @@
+import pytest
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+ROTATE_API_URL = reverse("accounts_api:token_rotate")
+ROTATE_PAGE_URL = reverse("accounts:api_token_rotate")
+
+
+def test_settings_page_creates_token_and_shows_it_once(client, owner):
+    client.force_login(owner)
+
+    response = client.post(ROTATE_PAGE_URL)
+
+    token = Token.objects.get(user=owner)
+    assert token.key in response.content.decode()
+    assert token.key not in client.get(reverse("sessions_wa:settings")).content.decode()
+
+
+def test_settings_page_token_response_is_not_cached(client, owner):
+    client.force_login(owner)
+
+    response = client.post(ROTATE_PAGE_URL)
+
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_settings_page_rotation_replaces_old_token(client, owner):
+    old = Token.objects.create(user=owner)
+    client.force_login(owner)
+
+    client.post(ROTATE_PAGE_URL)
+
+    assert not Token.objects.filter(key=old.key).exists()
+    assert Token.objects.filter(user=owner).count() == 1
+
+
+def test_token_page_rejects_get(client, owner):
+    client.force_login(owner)
+
+    assert client.get(ROTATE_PAGE_URL).status_code == 405
+
+
+def test_api_rotation_returns_new_working_token(owner):
+    old = Token.objects.create(user=owner)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {old.key}")
+
+    response = api.post(ROTATE_API_URL)
+
+    assert response.status_code == 201
+    new_key = response.json()["token"]
+    assert new_key != old.key
+    api.credentials(HTTP_AUTHORIZATION=f"Token {new_key}")
+    assert api.post(ROTATE_API_URL).status_code == 201
+
+
+def test_api_rotation_revokes_old_token(owner):
+    old = Token.objects.create(user=owner)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {old.key}")
+    api.post(ROTATE_API_URL)
+
+    response = api.post(ROTATE_API_URL)
+
+    # DRF answers 403 because SessionAuthentication, listed first, sends no
+    # WWW-Authenticate challenge.
+    assert response.status_code == 403
+    assert response.json()["code"] == "authentication_failed"
+
+
+def test_api_rotation_requires_authentication():
+    response = APIClient().post(ROTATE_API_URL)
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_api_rotation_leaves_other_users_token(owner, outsider):
+    outsider_token = Token.objects.create(user=outsider)
+    api = APIClient()
+    api.force_authenticate(owner)
+
+    api.post(ROTATE_API_URL)
+
+    assert Token.objects.filter(key=outsider_token.key).exists()

@@ -1,0 +1,1 @@
+"""Benchmarks of the whole product on real processes; see bench/run.py."""

@@ -1,0 +1,125 @@
+"""Inbound: signed `message.received` callback batches posted to Django.
+
+Each run posts batches of one size, as the gateway's outbox would, from
+`concurrency` clients at once. Events have distinct ids and WhatsApp message
+ids and come from several customers of each subscriber, so every event is
+stored; Django's duplicate checks (the unique event id and the unique
+WhatsApp id per owner) run on each one. After the timed part, one batch is
+posted again and must come back entirely as duplicates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime
+
+from bench.load import closed_loop, percentile
+from bench.signed import signed_post
+from bench.stack import CALLBACK_PATH
+
+_seq = itertools.count(1)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _received_event(subscriber, phone: str, message_id: str) -> dict:
+    digits = phone.lstrip("+")
+    jid = f"{digits}@s.whatsapp.net"
+    now = _now_iso()
+    return {
+        "event_id": str(uuid.uuid4()),
+        "seq": next(_seq),
+        "type": "message.received",
+        "user_id": subscriber.user_id,
+        "occurred_at": now,
+        "data": {
+            "gateway_message_id": message_id,
+            "chat_jid": jid,
+            "chat_type": "direct",
+            "sender_jid": jid,
+            "sender_phone": phone,
+            "sender_lid": None,
+            "peer_jid": jid,
+            "peer_phone": phone,
+            "peer_lid": None,
+            "push_name": "Bench customer",
+            "from_me": False,
+            "kind": "text",
+            "text": "Hello from a bench customer",
+            "quoted_id": None,
+            "metadata": {},
+            "media": None,
+            "timestamp": now,
+            "offline": False,
+        },
+    }
+
+
+def _batches(subscribers, *, batch_size: int, total: int, prefix: str) -> list[list]:
+    events = []
+    for number in range(total):
+        subscriber = subscribers[number % len(subscribers)]
+        phones = subscriber.customer_phones
+        phone = phones[(number // len(subscribers)) % len(phones)]
+        events.append(_received_event(subscriber, phone, f"{prefix}{number:08X}"))
+    return [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
+
+
+def _stored(user_ids, prefix: str) -> int:
+    from messaging.models import Message
+
+    return Message.objects.filter(
+        owner_id__in=user_ids,
+        direction="inbound",
+        gateway_message_id__startswith=prefix,
+    ).count()
+
+
+def inbound_run(stack, subscribers, *, batch_size, total, concurrency, deadline_s):
+    prefix = "BENCH" + uuid.uuid4().hex[:10].upper()
+    batches = _batches(subscribers, batch_size=batch_size, total=total, prefix=prefix)
+    accepted = []
+
+    def post(batch):
+        response = signed_post(
+            stack.web_url,
+            CALLBACK_PATH,
+            {"events": batch},
+            secret=stack.gateway_secret,
+            timeout=60,
+        )
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"callback answered {response.status_code}: {response.text[:200]}"
+            )
+        return response.json()
+
+    load = closed_loop(post, batches, concurrency=concurrency, deadline_s=deadline_s)
+    for answer in load.results:
+        accepted.append(answer.get("accepted", 0))
+    posted_events = sum(len(batch) for batch in batches[: load.count])
+
+    # The same batch again: every event must be reported as a duplicate.
+    repeat = post(batches[0])
+    user_ids = sorted({subscriber.user_id for subscriber in subscribers})
+    stored = _stored(user_ids, prefix)
+    return {
+        "batch_size": batch_size,
+        "batches": load.count,
+        "events": posted_events,
+        "accepted": sum(accepted),
+        "stored": stored,
+        "errors": len(load.errors),
+        "error_sample": load.errors[:3],
+        "seconds": load.seconds,
+        "events_rate": sum(accepted) / load.seconds if load.seconds else float("nan"),
+        "requests_rate": load.rate,
+        "p50_ms": percentile(load.latencies, 50) * 1000,
+        "p99_ms": percentile(load.latencies, 99) * 1000,
+        "repeat_duplicates": repeat.get("duplicates"),
+        "repeat_size": len(batches[0]),
+        "concurrency": concurrency,
+    }

@@ -1,0 +1,233 @@
+"""Start the product's processes for a benchmark and stop them all at the end.
+
+Each child runs in its own session (process group) with its output in a log
+file. `ProcessGroup.stop_all` sends SIGTERM to every group, then SIGKILL to
+whatever is left, so gunicorn's and Celery's own children go too. Linux also
+sends SIGTERM to each direct child when the bench process dies, so an
+interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+
+PR_SET_PDEATHSIG = 1
+
+LOG_TAIL_LINES = 60
+
+
+class ProcessStartError(Exception):
+    """A child exited or was not ready in time."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop_with_parent() -> None:
+    # Runs in the child between fork and exec: when the bench process dies,
+    # even by SIGKILL, Linux sends the child SIGTERM.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    """Return a readiness check that succeeds once `url` answers below 500."""
+
+    def check() -> bool:
+        try:
+            return requests.get(url, timeout=1).status_code < 500
+        except requests.RequestException:
+            return False
+
+    return check
+
+
+def rss_bytes(pid: int) -> int:
+    """Return the resident set size of one process, read from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Return the ids of live processes in process group `pgid`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may contain spaces.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            pids.append(int(entry.name))
+    return pids
+
+
+class ManagedProcess:
+    """One child process with a log file and a readiness check."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        log_dir: Path,
+        ready: Callable[[], bool],
+        ready_timeout: float = 60.0,
+    ):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.log_path = log_dir / f"{name}.log"
+        self.ready = ready
+        self.ready_timeout = ready_timeout
+        self.popen: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.popen is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self.popen.pid
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"--- {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.popen = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_stop_with_parent,
+            )
+
+        deadline = time.monotonic() + self.ready_timeout
+        while not self.ready():
+            status = self.popen.poll()
+            if status is not None:
+                raise ProcessStartError(
+                    f"{self.name} exited with status {status} before it was "
+                    f"ready. The end of {self.log_path}:\n{self.log_tail()}"
+                )
+            if time.monotonic() >= deadline:
+                raise ProcessStartError(
+                    f"{self.name} was not ready within {self.ready_timeout:.0f} s. "
+                    f"The end of {self.log_path}:\n{self.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Send SIGTERM to the process group, then SIGKILL after `timeout` s."""
+        if self.popen is None:
+            return
+        pgid = self.popen.pid
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+        # Children that outlive their parent (a gunicorn worker busy with a
+        # request, a Celery pool process) are still in the group.
+        deadline = time.monotonic() + 5
+        while group_pids(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._signal_group(signal.SIGKILL)
+        if self.popen.poll() is None:
+            self.popen.wait(timeout=5)
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.popen.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def children(self) -> list[int]:
+        """Return the ids of the other live processes in this child's group."""
+        return [pid for pid in group_pids(self.pid) if pid != self.pid]
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        if not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class ProcessGroup:
+    """The processes one bench run started, stopped in reverse order."""
+
+    def __init__(self):
+        self.processes: list[ManagedProcess] = []
+
+    def start(self, process: ManagedProcess) -> ManagedProcess:
+        self.processes.append(process)
+        process.start()
+        return process
+
+    def stop(self, process: ManagedProcess) -> None:
+        process.stop()
+        self.processes.remove(process)
+
+    def stop_all(self) -> None:
+        while self.processes:
+            self.processes.pop().stop()
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """Return the user plus system CPU seconds the live processes `pids` used."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        # utime and stime are fields 14 and 15 of stat(5); 12 and 13 here,
+        # counted after the command name.
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def pids_by_cmdline(word: str) -> list[int]:
+    """Return the ids of processes whose command line contains `word`."""
+    pids = []
+    needle = word.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids

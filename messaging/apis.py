@@ -1,0 +1,245 @@
+"""The customers and messages API.
+
+The caller is always the authenticated user. Customers and messages are
+addressed by their UUID; another user's id answers 404 like an unknown one.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import status, viewsets
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from whatsapp_saas.exceptions import ApplicationError
+
+from . import selectors, services
+from .models import Customer, Message
+from .serializers import (
+    CustomerCreateSerializer,
+    CustomerSerializer,
+    CustomerUpdateSerializer,
+    MessageFilterSerializer,
+    MessageSendResultSerializer,
+    MessageSendSerializer,
+    MessageSerializer,
+    MessagingErrorSerializer,
+)
+
+ERROR_400 = OpenApiResponse(
+    MessagingErrorSerializer, description="Invalid input; `extra` names the field."
+)
+ERROR_401 = OpenApiResponse(MessagingErrorSerializer, description="Not authenticated.")
+ERROR_404 = OpenApiResponse(
+    MessagingErrorSerializer, description="No such customer for this user."
+)
+ERROR_409_DUPLICATE = OpenApiResponse(
+    MessagingErrorSerializer,
+    description="The number is already a customer (`duplicate_customer`).",
+)
+
+
+def _query_user_id_check(request) -> None:
+    value = request.query_params.get("user_id")
+    if value is not None and value != str(request.user.pk):
+        raise ApplicationError(
+            f"user_id {value} is not the authenticated user; omit it.",
+            code="invalid",
+            extra={"field": "user_id"},
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List customers",
+        parameters=[
+            OpenApiParameter(
+                "search", str, description="Part of a name or a number's digits."
+            )
+        ],
+        responses={200: CustomerSerializer(many=True), 400: ERROR_400, 401: ERROR_401},
+    ),
+    retrieve=extend_schema(
+        summary="Get a customer",
+        responses={200: CustomerSerializer, 401: ERROR_401, 404: ERROR_404},
+    ),
+    create=extend_schema(
+        summary="Add a customer",
+        request=CustomerCreateSerializer,
+        responses={
+            201: CustomerSerializer,
+            400: ERROR_400,
+            401: ERROR_401,
+            409: ERROR_409_DUPLICATE,
+        },
+    ),
+    update=extend_schema(
+        summary="Replace a customer's name and number",
+        request=CustomerCreateSerializer,
+        responses={
+            200: CustomerSerializer,
+            400: ERROR_400,
+            401: ERROR_401,
+            404: ERROR_404,
+            409: ERROR_409_DUPLICATE,
+        },
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of a customer",
+        request=CustomerUpdateSerializer,
+        responses={
+            200: CustomerSerializer,
+            400: ERROR_400,
+            401: ERROR_401,
+            404: ERROR_404,
+            409: ERROR_409_DUPLICATE,
+        },
+    ),
+    destroy=extend_schema(
+        summary="Delete a customer and their messages",
+        responses={204: None, 401: ERROR_401, 404: ERROR_404},
+    ),
+)
+class CustomerViewSet(viewsets.GenericViewSet):
+    serializer_class = CustomerSerializer
+    queryset = Customer.objects.none()
+    lookup_field = "code"
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+
+    def get_queryset(self):
+        search = self.request.query_params.get("search") or None
+        return selectors.customer_list(user=self.request.user, search=search)
+
+    def _customer(self) -> Customer:
+        return selectors.customer_get(user=self.request.user, code=self.kwargs["code"])
+
+    def _output(self, customer: Customer, status_code=status.HTTP_200_OK):
+        fresh = selectors.customer_get(user=self.request.user, code=customer.code)
+        return Response(CustomerSerializer(fresh).data, status=status_code)
+
+    def list(self, request):
+        _query_user_id_check(request)
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(CustomerSerializer(page, many=True).data)
+
+    def retrieve(self, request, code=None):
+        return Response(CustomerSerializer(self._customer()).data)
+
+    def create(self, request):
+        serializer = CustomerCreateSerializer(
+            data=request.data, context={"request": request}
+        )
+        serializer.is_valid(raise_exception=True)
+        customer = services.customer_create(
+            owner=request.user,
+            phone=serializer.validated_data["phone"],
+            name=serializer.validated_data.get("name", ""),
+        )
+        return self._output(customer, status.HTTP_201_CREATED)
+
+    def update(self, request, code=None):
+        return self._update(request, partial=False)
+
+    def partial_update(self, request, code=None):
+        return self._update(request, partial=True)
+
+    def _update(self, request, *, partial: bool):
+        customer = self._customer()
+        serializer_class = (
+            CustomerUpdateSerializer if partial else CustomerCreateSerializer
+        )
+        serializer = serializer_class(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        services.customer_update(
+            customer=customer,
+            name=data.get("name", None if partial else ""),
+            phone=data.get("phone"),
+        )
+        return self._output(customer)
+
+    def destroy(self, request, code=None):
+        services.customer_delete(customer=self._customer())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MessageSendApi(APIView):
+    @extend_schema(
+        summary="Send a text message",
+        description=(
+            "Queues the text and returns at once with status 202; the send "
+            "happens in the background and the status of each message moves "
+            "queued → sent → delivered → read, or to failed with a reason. A "
+            "text longer than 4096 characters becomes several messages, sent "
+            "in order."
+        ),
+        request=MessageSendSerializer,
+        responses={
+            202: MessageSendResultSerializer,
+            400: ERROR_400,
+            401: ERROR_401,
+            403: OpenApiResponse(
+                MessagingErrorSerializer,
+                description="The subscription is inactive (`subscription_inactive`).",
+            ),
+            404: ERROR_404,
+            409: OpenApiResponse(
+                MessagingErrorSerializer,
+                description="WhatsApp is not connected (`session_not_connected`).",
+            ),
+            429: OpenApiResponse(
+                MessagingErrorSerializer,
+                description=(
+                    "The daily quota is used up (`daily_quota_exceeded`); `extra` "
+                    "holds limit, used and resets_at."
+                ),
+            ),
+        },
+    )
+    def post(self, request):
+        serializer = MessageSendSerializer(
+            data=request.data, context={"request": request}
+        )
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        messages = services.message_send(
+            user=request.user,
+            content=data["content"],
+            customer_code=data.get("customer_id"),
+            to=data.get("to"),
+            source=Message.Source.API,
+        )
+        body = {"messages": MessageSerializer(messages, many=True).data}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class MessageListApi(GenericAPIView):
+    serializer_class = MessageSerializer
+    queryset = Message.objects.none()
+
+    @extend_schema(
+        summary="List messages, newest first",
+        parameters=[MessageFilterSerializer],
+        responses={200: MessageSerializer(many=True), 400: ERROR_400, 401: ERROR_401},
+    )
+    def get(self, request):
+        _query_user_id_check(request)
+        filters = MessageFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        queryset = selectors.message_list(
+            user=request.user,
+            customer_code=data.get("customer"),
+            direction=data.get("direction"),
+            status=data.get("status"),
+            since=data.get("since"),
+            until=data.get("until"),
+        )
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(MessageSerializer(page, many=True).data)

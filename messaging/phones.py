@@ -1,0 +1,408 @@
+"""Phone numbers and WhatsApp JIDs: parse, normalise and match one person.
+
+Every public function returns its result or raises Django's
+`ValidationError` with a message that names the rejected value. None raises
+anything else, whatever it is given, so forms, the API and the callback path
+can rely on one exception.
+
+Only three JID servers identify a person who can become a customer:
+``s.whatsapp.net`` and its legacy spelling ``c.us`` (phone numbers), and
+``lid`` (WhatsApp's privacy ids). Groups, status broadcasts, channels
+(``newsletter``) and any server not on that list never do.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import phonenumbers
+from django.core.exceptions import ValidationError
+
+PN_SERVER = "s.whatsapp.net"
+LID_SERVER = "lid"
+GROUP_SERVER = "g.us"
+BROADCAST_SERVER = "broadcast"
+NEWSLETTER_SERVER = "newsletter"
+
+# Legacy and current spellings of the phone-number server.
+_PN_SERVERS = frozenset({PN_SERVER, "c.us"})
+
+# E.164 allows at most 15 digits including the country code. The shortest
+# numbers in use (Niue, Saint Helena) have 7.
+E164_MIN_DIGITS = 7
+E164_MAX_DIGITS = 15
+
+# Typed input longer than this is not a phone number, whatever it contains.
+_MAX_TYPED_LENGTH = 64
+
+# Separators people type inside numbers, beside spaces: hyphen and dash
+# variants, dots, slashes and parentheses.
+_SEPARATORS = frozenset("-‐‑‒–—.()/")
+
+# user[_agent|.agent][:device] for the phone and LID servers.
+_ADDRESS_USER_RE = re.compile(
+    r"^\+?(?P<digits>[0-9]{1,24})(?:[._](?P<agent>[0-9]{1,3}))?"
+    r"(?::(?P<device>[0-9]{1,4}))?$"
+)
+_SERVER_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{0,62}$")
+_OTHER_USER_RE = re.compile(r"^[^\s@]{1,128}$")
+
+
+class JidKind:
+    """What a JID addresses."""
+
+    PHONE = "phone"
+    LID = "lid"
+    GROUP = "group"
+    BROADCAST = "broadcast"
+    NEWSLETTER = "newsletter"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Jid:
+    """A parsed JID: the user part without device suffix, and its server."""
+
+    user: str
+    server: str
+    device: int | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.server == PN_SERVER:
+            return JidKind.PHONE
+        if self.server == LID_SERVER:
+            return JidKind.LID
+        if self.server == GROUP_SERVER:
+            return JidKind.GROUP
+        if self.server == BROADCAST_SERVER:
+            return JidKind.BROADCAST
+        if self.server == NEWSLETTER_SERVER:
+            return JidKind.NEWSLETTER
+        return JidKind.OTHER
+
+    @property
+    def is_customer(self) -> bool:
+        """Whether this JID is a person who may become a customer."""
+        return self.kind in (JidKind.PHONE, JidKind.LID)
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.server}"
+
+
+def _invalid_jid(value, reason: str) -> ValidationError:
+    return ValidationError(
+        "%(value)s is not a valid WhatsApp JID: %(reason)s",
+        code="invalid_jid",
+        params={"value": _shown(value), "reason": reason},
+    )
+
+
+def _shown(value) -> str:
+    """Quote a rejected value for an error message, cut to a readable size."""
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return text
+
+
+def jid_parse(value) -> Jid:
+    """Parse a JID, dropping device and agent suffixes.
+
+    ``c.us`` becomes ``s.whatsapp.net``, and a ``+`` typed before the digits
+    of a phone JID is dropped.
+    """
+    if not isinstance(value, str):
+        raise _invalid_jid(value, "expected text such as 5511912345678@s.whatsapp.net.")
+
+    text = value.strip()
+    if text.count("@") != 1:
+        raise _invalid_jid(value, "it must contain exactly one @.")
+
+    user, server = text.split("@")
+    server = server.lower()
+    if not _SERVER_RE.match(server):
+        raise _invalid_jid(value, "the server after @ is missing or malformed.")
+
+    if server in _PN_SERVERS or server == LID_SERVER:
+        match = _ADDRESS_USER_RE.match(user)
+        if not match:
+            raise _invalid_jid(value, "the part before @ must be digits.")
+        digits = match["digits"]
+        device = int(match["device"]) if match["device"] else None
+        if server == LID_SERVER:
+            return Jid(user=digits, server=LID_SERVER, device=device)
+        if digits.startswith("0") or len(digits) > E164_MAX_DIGITS:
+            raise _invalid_jid(
+                value, "a phone JID holds 1 to 15 digits with no leading 0."
+            )
+        return Jid(user=digits, server=PN_SERVER, device=device)
+
+    if not _OTHER_USER_RE.match(user):
+        raise _invalid_jid(value, "the part before @ is empty or contains spaces.")
+    return Jid(user=user, server=server)
+
+
+def normalize_jid(value) -> str:
+    """Return the canonical form of a JID, e.g. ``5511912345678@s.whatsapp.net``."""
+    return str(jid_parse(value))
+
+
+def jid_kind(value) -> str:
+    """Return the `JidKind` of a JID; raise ValidationError when malformed."""
+    return jid_parse(value).kind
+
+
+def is_customer_jid(value) -> bool:
+    """Whether `value` is a well-formed JID of a person (phone or LID)."""
+    try:
+        return jid_parse(value).is_customer
+    except ValidationError:
+        return False
+
+
+def is_group_jid(value) -> bool:
+    """Whether `value` is a well-formed group JID (``...@g.us``)."""
+    try:
+        return jid_parse(value).kind == JidKind.GROUP
+    except ValidationError:
+        return False
+
+
+def jid_to_phone(value) -> str | None:
+    """Return the E.164 number of a phone JID, or None for any other kind.
+
+    A LID's digits are never a phone number, so a LID gives None.
+    """
+    jid = jid_parse(value)
+    if jid.kind != JidKind.PHONE:
+        return None
+    return _e164_from_digits(jid.user)
+
+
+def phone_to_jid(value) -> str:
+    """Return the phone JID for an E.164 number: digits only, never ``+``."""
+    return f"{_e164_digits(value)}@{PN_SERVER}"
+
+
+def _e164_from_digits(digits: str) -> str | None:
+    if not (E164_MIN_DIGITS <= len(digits) <= E164_MAX_DIGITS):
+        return None
+    if digits.startswith("0"):
+        return None
+    try:
+        number = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.region_code_for_country_code(number.country_code):
+        return None
+    return "+" + digits
+
+
+def _e164_digits(value) -> str:
+    """Return the digits of an E.164 number given as ``+55...`` or digits."""
+    if not isinstance(value, str):
+        raise _invalid_phone(value, "expected text such as +5511912345678.")
+    text = value.strip()
+    if text.startswith("+"):
+        text = text[1:]
+    if not text.isascii() or not text.isdigit():
+        raise _invalid_phone(value, "an E.164 number is + followed by digits only.")
+    if not (E164_MIN_DIGITS <= len(text) <= E164_MAX_DIGITS):
+        raise _invalid_phone(
+            value,
+            f"an E.164 number has {E164_MIN_DIGITS} to {E164_MAX_DIGITS} digits.",
+        )
+    if text.startswith("0"):
+        raise _invalid_phone(value, "a country code never starts with 0.")
+    return text
+
+
+def _invalid_phone(value, reason: str) -> ValidationError:
+    return ValidationError(
+        "%(value)s is not a valid phone number: %(reason)s",
+        code="invalid_phone",
+        params={"value": _shown(value), "reason": reason},
+    )
+
+
+def _region(default_region) -> str | None:
+    if not isinstance(default_region, str):
+        return None
+    region = default_region.strip().upper()
+    if region in phonenumbers.SUPPORTED_REGIONS:
+        return region
+    return None
+
+
+def _ascii_digits(text: str) -> str:
+    # str.isdecimal() accepts digits of any script (e.g. Arabic-Indic);
+    # phonenumbers reads them too, but the candidates built here need ASCII.
+    return "".join(str(unicodedata.decimal(char)) for char in text if char.isdecimal())
+
+
+def _candidates(
+    text: str, digits: str, region: str | None
+) -> list[tuple[str, str | None]]:
+    """List (number, region) readings of typed input, most likely first."""
+    if text.startswith("+"):
+        return [("+" + digits, None)]
+    if digits.startswith("00"):
+        # The 00 international prefix, read before the national reading
+        # because phonenumbers treats 00 followed by a Brazilian carrier code
+        # (e.g. 0055) as a domestic long-distance call.
+        return [("+" + digits[2:], None), (digits, region)]
+    # A national number first; then the same digits as E.164 without the +,
+    # the way numbers are often copied from WhatsApp itself.
+    return [(digits, region), ("+" + digits, None)]
+
+
+def phone_parse(value, *, default_region=None) -> str:
+    """Parse a typed phone number and return it in E.164 form.
+
+    Accepts spaces, dashes, dots, parentheses, a leading ``+`` or ``00``, a
+    ``tel:`` prefix, a trunk ``0`` (``+44 (0)7700 ...``), national formats
+    read in `default_region` (an ISO 3166 code such as ``"AR"``), and a phone
+    JID. A number is accepted when phonenumbers finds it valid, or when the
+    input read as typed has a possible length for its country, because new
+    ranges and the ranges kept for fiction (UK 07700 900xxx) are not in its
+    validity tables.
+    """
+    if not isinstance(value, str):
+        raise _invalid_phone(value, "expected text such as +55 11 91234-5678.")
+
+    text = value.strip()
+    if len(text) > _MAX_TYPED_LENGTH:
+        raise _invalid_phone(
+            value, f"it is longer than {_MAX_TYPED_LENGTH} characters."
+        )
+    if text[:4].lower() == "tel:":
+        text = text[4:].strip()
+
+    if "@" in text:
+        return _phone_from_typed_jid(value, text)
+
+    for char in text:
+        if not (
+            char.isdecimal() or char.isspace() or char in _SEPARATORS or char == "+"
+        ):
+            raise _invalid_phone(
+                value,
+                f"it contains {char!r}; use only digits, spaces, dashes, dots, "
+                "parentheses and a leading +.",
+            )
+    if text.count("+") > 1 or ("+" in text and not text.startswith("+")):
+        raise _invalid_phone(value, "a + may only stand at the start.")
+
+    digits = _ascii_digits(text)
+    if not digits:
+        raise _invalid_phone(value, "it contains no digits.")
+    if len(digits) > E164_MAX_DIGITS + 4:
+        raise _invalid_phone(value, "it has too many digits.")
+
+    region = _region(default_region)
+    possible = None
+    candidates = _candidates(text, digits, region)
+    for index, (candidate, candidate_region) in enumerate(candidates):
+        try:
+            number = phonenumbers.parse(candidate, candidate_region)
+        except phonenumbers.NumberParseException:
+            continue
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        if _e164_from_digits(e164[1:]) is None:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return e164
+        # Only the first reading may be merely of a possible length; a
+        # second reading of the same digits must be a valid number, or
+        # "11 90000-0001" without a region would become +1 190 000 0001.
+        if index == 0 and phonenumbers.is_possible_number(number):
+            possible = e164
+    if possible is not None:
+        return possible
+
+    if region and not text.startswith("+"):
+        reason = (
+            f"it is neither a valid number in {region} nor a valid "
+            "international number; check the digits or add the country code, "
+            "for example +55 11 91234-5678."
+        )
+    elif not text.startswith("+"):
+        reason = (
+            "it has no country code and no default country is set to read it "
+            "in; add the country code, for example +55 11 91234-5678."
+        )
+    else:
+        reason = (
+            "the country code or the number of digits is wrong; check it "
+            "against the format +<country code> <number>."
+        )
+    raise _invalid_phone(value, reason)
+
+
+def _phone_from_typed_jid(value, text: str) -> str:
+    try:
+        jid = jid_parse(text)
+    except ValidationError:
+        raise _invalid_phone(
+            value, "it looks like a WhatsApp JID but is malformed."
+        ) from None
+    if jid.kind != JidKind.PHONE:
+        raise _invalid_phone(
+            value, f"it is a WhatsApp {jid.kind} address, not a phone number."
+        )
+    phone = _e164_from_digits(jid.user)
+    if phone is None:
+        raise _invalid_phone(value, "the digits before @ are not a phone number.")
+    return phone
+
+
+def match_key(value) -> str:
+    """Return the key under which one person's number is stored once.
+
+    Two spellings WhatsApp uses for the same account give one key:
+
+    - Brazil: a mobile number with the ninth digit (55 + area code + 9 +
+      8 digits) and the same number without it, as accounts registered
+      before 2016 still appear. The key is 55 + area code + the last 8
+      digits, for every area code. A landline and a pre-2016 mobile with
+      the same 8 digits share a key, as they share a JID on WhatsApp.
+    - Argentina: mobiles are 54 9 + 10 digits; without the 9 they are the
+      same account.
+    - Mexico: the mobile prefix 1 (52 1 + 10 digits), retired in 2019 but
+      still found in old JIDs.
+
+    Every other number is keyed by its E.164 digits. Accepts ``+...``,
+    digits, or a phone JID.
+    """
+    if isinstance(value, str) and "@" in value:
+        phone = jid_to_phone(value)
+        if phone is None:
+            raise _invalid_phone(value, "only a phone JID has a phone number.")
+        value = phone
+
+    digits = _e164_digits(value)
+    if len(digits) == 13:
+        if digits.startswith("55") and digits[4] == "9":
+            return digits[:4] + digits[5:]
+        if digits.startswith("549"):
+            return "54" + digits[3:]
+        if digits.startswith("521"):
+            return "52" + digits[3:]
+    return digits
+
+
+def phone_mask(value) -> str:
+    """Mask a number or JID for logs: the first 3 and last 4 digits stay."""
+    if not isinstance(value, str):
+        return "?"
+    user = value.split("@", 1)[0]
+    digits = "".join(char for char in user if char.isascii() and char.isdigit())
+    if len(digits) <= 7:
+        return "*" * len(digits) or "?"
+    masked = digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    if "@" in value:
+        return masked + "@" + value.split("@", 1)[1]
+    return "+" + masked

@@ -1,0 +1,252 @@
+"""Tenant-scoped reads of customers and messages.
+
+Every function takes the requesting user and returns only that user's rows;
+an id that belongs to someone else reads as not found.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.cache import cache
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .models import Customer, Message
+
+CONNECTED_STATE = "connected"
+# Sources that count toward the daily quota; messages typed on the phone
+# did not go through this service.
+QUOTA_SOURCES = (Message.Source.API, Message.Source.DASHBOARD)
+# Reasons `messaging.services.events` counts when it ignores an event.
+IGNORED_REASONS = (
+    "group",
+    "broadcast",
+    "newsletter",
+    "other",
+    "own_number",
+    "receipt_for_inbound",
+    "unknown_status",
+    "unknown_change",
+    "unknown_type",
+    "no_customer",
+)
+
+
+def whatsapp_session_get(user):
+    """Return the user's WhatsApp session, or None when there is none."""
+    try:
+        return user.whatsapp_session
+    except (ObjectDoesNotExist, AttributeError):
+        return None
+
+
+def whatsapp_state(user) -> str:
+    """Return the user's session state name; ``new`` without a session."""
+    session = whatsapp_session_get(user)
+    return getattr(session, "state", None) or "new"
+
+
+def send_block_reason(*, user) -> tuple[str, str] | None:
+    """Return (code, message) saying why `user` cannot send now, or None."""
+    from accounts.services import subscription_inactive_message
+
+    message = subscription_inactive_message(user)
+    if message is not None:
+        return "subscription_inactive", message
+    if whatsapp_state(user) != CONNECTED_STATE:
+        return "session_not_connected", session_not_connected_message()
+    return None
+
+
+def session_not_connected_message() -> str:
+    return _(
+        "Your WhatsApp is not connected, so messages cannot be sent. Open "
+        "Settings and connect WhatsApp by scanning the QR code, then send again."
+    )
+
+
+def customer_list(*, user, search: str | None = None) -> QuerySet:
+    """The user's customers with their last message and unread count.
+
+    Annotates `last_message_at`, `last_message_body`, `last_message_kind`,
+    `last_message_direction` and `unread_count` through subqueries, so the
+    list is one query. Ordered by the latest message first.
+    """
+    latest = Message.objects.filter(customer=OuterRef("pk")).order_by(
+        "-timestamp", "-id"
+    )
+    unread = (
+        Message.objects.filter(customer=OuterRef("pk"), unread=True)
+        .order_by()
+        .values("customer")
+        .annotate(total=Count("id"))
+        .values("total")
+    )
+    queryset = Customer.objects.filter(owner=user).annotate(
+        last_message_at=Subquery(latest.values("timestamp")[:1]),
+        last_message_body=Subquery(latest.values("body")[:1]),
+        last_message_kind=Subquery(latest.values("kind")[:1]),
+        last_message_direction=Subquery(latest.values("direction")[:1]),
+        unread_count=Coalesce(Subquery(unread, output_field=IntegerField()), 0),
+    )
+
+    if search:
+        term = search.strip()
+        condition = Q(name__icontains=term) | Q(push_name__icontains=term)
+        digits = "".join(char for char in term if char.isascii() and char.isdigit())
+        if digits:
+            condition |= Q(phone__contains=digits)
+        queryset = queryset.filter(condition)
+
+    return queryset.order_by(
+        F("last_message_at").desc(nulls_last=True), "-created_at", "-id"
+    )
+
+
+def customer_get(*, user, code) -> Customer:
+    """Return the user's customer with this code, annotated as in the list.
+
+    Raises Http404 for an unknown code, a malformed one, or another user's
+    customer alike.
+    """
+    try:
+        code = uuid.UUID(str(code))
+    except ValueError:
+        raise Http404("No such customer.") from None
+    customer = customer_list(user=user).filter(code=code).first()
+    if customer is None:
+        raise Http404("No such customer.")
+    return customer
+
+
+def conversation_messages(
+    *, user, customer: Customer, before=None, limit: int = 50
+) -> list[Message]:
+    """Return up to `limit` messages of a conversation, oldest first.
+
+    `before` is a message code: only messages older than that message are
+    returned, for paging back through history. An unknown code is ignored.
+    """
+    queryset = Message.objects.filter(owner=user, customer=customer)
+    anchor = None
+    if before is not None:
+        try:
+            anchor = queryset.filter(code=uuid.UUID(str(before))).first()
+        except ValueError:
+            anchor = None
+    if anchor is not None:
+        queryset = queryset.filter(
+            Q(timestamp__lt=anchor.timestamp)
+            | Q(timestamp=anchor.timestamp, pk__lt=anchor.pk)
+        )
+    newest_first = list(queryset.order_by("-timestamp", "-id")[:limit])
+    newest_first.reverse()
+    return newest_first
+
+
+def message_list(
+    *,
+    user,
+    customer_code=None,
+    direction: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet:
+    """The user's messages, newest first, filtered by the given values.
+
+    A `customer_code` of another user matches nothing. `since` is
+    inclusive and `until` exclusive, both on the message's own time.
+    """
+    queryset = Message.objects.filter(owner=user).select_related("customer")
+    if customer_code is not None:
+        queryset = queryset.filter(customer__code=customer_code)
+    if direction:
+        queryset = queryset.filter(direction=direction)
+    if status:
+        queryset = queryset.filter(status=status)
+    if since is not None:
+        queryset = queryset.filter(timestamp__gte=since)
+    if until is not None:
+        queryset = queryset.filter(timestamp__lt=until)
+    return queryset.order_by("-timestamp", "-id")
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    """Messages counted toward today's quota, the limit, and the next reset."""
+
+    used: int
+    limit: int
+    resets_at: datetime
+
+
+def daily_quota_usage(*, user) -> QuotaUsage:
+    """Count today's messages sent through the dashboard and the API.
+
+    The day runs midnight to midnight in the server's TIME_ZONE, and every
+    part of a split message counts as one message.
+    """
+    now = timezone.localtime()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    used = Message.objects.filter(
+        owner=user,
+        direction=Message.Direction.OUTBOUND,
+        source__in=QUOTA_SOURCES,
+        created_at__gte=day_start,
+    ).count()
+    subscription = getattr(user, "subscription", None)
+    limit = subscription.daily_message_quota if subscription is not None else 0
+    return QuotaUsage(used=used, limit=limit, resets_at=day_start + timedelta(days=1))
+
+
+def ignored_event_counts(*, user) -> dict[str, int]:
+    """Return today's counts of ignored WhatsApp events by reason."""
+    from .services.events import ignored_counter_key
+
+    day = timezone.now().date().isoformat()
+    keys = {
+        ignored_counter_key(user.pk, reason, day): reason for reason in IGNORED_REASONS
+    }
+    values = cache.get_many(list(keys))
+    return {keys[key]: int(count) for key, count in values.items() if count}
+
+
+def dashboard_summary(*, user) -> dict:
+    """Return what the dashboard shows: session, counts and conversations."""
+    session = whatsapp_session_get(user)
+    customers = customer_list(user=user)
+    unread_total = Message.objects.filter(owner=user, unread=True).count()
+    return {
+        "session": session,
+        "state": whatsapp_state(user),
+        "customer_count": customers.count(),
+        "unread_total": unread_total,
+        "recent": list(customers.filter(last_message_at__isnull=False)[:10]),
+        "quota": daily_quota_usage(user=user),
+        "ignored": ignored_event_counts(user=user),
+        "block_reason": send_block_reason(user=user),
+    }
+
+
+def message_list_stuck(*, updated_before: datetime, limit: int = 500) -> QuerySet:
+    """Unsent messages of every user untouched since `updated_before`.
+
+    Yields (id, status) pairs, oldest first; only the requeue task uses this
+    operator-wide read.
+    """
+    return (
+        Message.objects.filter(
+            status__in=[Message.Status.QUEUED, Message.Status.SENDING],
+            updated_at__lt=updated_before,
+        )
+        .order_by("pk")
+        .values_list("pk", "status")[:limit]
+    )

@@ -1,0 +1,163 @@
+"""API input and output shapes for customers and messages."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from .models import Customer, Message
+
+
+class MessagingErrorSerializer(serializers.Serializer):
+    """The API's error body: a sentence, a stable code and related values."""
+
+    message = serializers.CharField()
+    code = serializers.CharField()
+    extra = serializers.DictField()
+
+
+class CallerIdMixin(serializers.Serializer):
+    """Accepts a `user_id` only when it is the caller's own id.
+
+    The user always comes from authentication; a body naming another user
+    is a client error (400), never a way to act for someone else.
+    """
+
+    user_id = serializers.IntegerField(
+        required=False,
+        write_only=True,
+        help_text=_("Optional; must equal the authenticated user's id."),
+    )
+
+    def validate_user_id(self, value):
+        request = self.context.get("request")
+        if request is None or value != request.user.pk:
+            raise serializers.ValidationError(
+                _("user_id %(value)s is not the authenticated user; omit it.")
+                % {"value": value}
+            )
+        return value
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="code", read_only=True)
+    last_message_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    unread_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Customer
+        fields = [
+            "id",
+            "name",
+            "push_name",
+            "phone",
+            "wa_jid",
+            "lid",
+            "phone_unresolved",
+            "last_message_at",
+            "unread_count",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class CustomerCreateSerializer(CallerIdMixin):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    phone = serializers.CharField(
+        max_length=64,
+        help_text=_(
+            "With the country code (+5511912345678), or in the format of the "
+            "user's default country."
+        ),
+    )
+
+
+class CustomerUpdateSerializer(CallerIdMixin):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    phone = serializers.CharField(required=False, max_length=64)
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="code", read_only=True)
+    customer_id = serializers.UUIDField(source="customer.code", read_only=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "customer_id",
+            "direction",
+            "source",
+            "kind",
+            "body",
+            "metadata",
+            "status",
+            "error_code",
+            "error",
+            "gateway_message_id",
+            "quoted_id",
+            "timestamp",
+            "timestamp_estimated",
+            "sent_at",
+            "delivered_at",
+            "read_at",
+            "failed_at",
+            "edited",
+            "edited_content_unavailable",
+            "edit_history",
+            "revoked_at",
+            "reactions",
+            "unread",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class MessageSendSerializer(CallerIdMixin):
+    customer_id = serializers.UUIDField(
+        required=False, help_text=_("The customer's id; give this or `to`.")
+    )
+    to = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text=_(
+            "A phone number or a person's WhatsApp JID; the customer is "
+            "created when new. Give this or `customer_id`."
+        ),
+    )
+    content = serializers.CharField(
+        trim_whitespace=False,
+        help_text=_("The text; longer than 4096 characters it is sent in parts."),
+    )
+
+    def validate(self, attrs):
+        if ("customer_id" in attrs) == ("to" in attrs):
+            raise serializers.ValidationError(
+                _("Give either customer_id or to, not both and not neither.")
+            )
+        return attrs
+
+
+class MessageSendResultSerializer(serializers.Serializer):
+    messages = MessageSerializer(many=True)
+
+
+class MessageFilterSerializer(serializers.Serializer):
+    customer = serializers.UUIDField(required=False, help_text=_("A customer's id."))
+    direction = serializers.ChoiceField(
+        choices=Message.Direction.choices, required=False
+    )
+    status = serializers.ChoiceField(choices=Message.Status.choices, required=False)
+    since = serializers.DateTimeField(
+        required=False, help_text=_("Messages at or after this time (ISO 8601).")
+    )
+    until = serializers.DateTimeField(
+        required=False, help_text=_("Messages before this time (ISO 8601).")
+    )
+
+    def validate(self, attrs):
+        since, until = attrs.get("since"), attrs.get("until")
+        if since and until and since >= until:
+            raise serializers.ValidationError(_("since must be earlier than until."))
+        return attrs

@@ -1,0 +1,366 @@
+"""Outbound messages: accept a send, and record what the gateway did.
+
+`message_send` checks the request, stores the message (one row per part of
+a long text) as `queued`, and queues the send task when the transaction
+commits; it never calls the gateway itself. The task (`messaging.tasks`)
+claims a row, calls the gateway, and records the outcome through the
+functions below.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import partial
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
+
+from accounts.models import Subscription
+from accounts.services import subscription_require_active
+from messaging.models import Customer, Message
+from messaging.phones import JidKind, jid_parse, phone_mask
+from messaging.selectors import (
+    CONNECTED_STATE,
+    daily_quota_usage,
+    session_not_connected_message,
+    whatsapp_state,
+)
+from messaging.text import WHATSAPP_TEXT_LIMIT, text_split, utf16_length
+from whatsapp_saas.exceptions import ApplicationError
+
+from .customers import customer_for_phone, customer_identify, phone_clean
+from .updates import STATUS_RANK, gateway_id_assign
+
+logger = logging.getLogger(__name__)
+
+Status = Message.Status
+
+# The longest text accepted in one send, in UTF-16 units: 16 parts.
+CONTENT_MAX_LENGTH = 16 * WHATSAPP_TEXT_LIMIT
+
+
+def _content_clean(content) -> str:
+    if not isinstance(content, str) or not content.strip():
+        raise ApplicationError(
+            _("The message is empty; type the text to send."),
+            code="empty_message",
+            extra={"field": "content"},
+        )
+    length = utf16_length(content)
+    if length > CONTENT_MAX_LENGTH:
+        raise ApplicationError(
+            _(
+                "The message is %(length)s characters long; the maximum is "
+                "%(max)s. Send it in several messages."
+            )
+            % {"length": length, "max": CONTENT_MAX_LENGTH},
+            code="message_too_long",
+            extra={"field": "content", "max_length": CONTENT_MAX_LENGTH},
+        )
+    return content
+
+
+def _recipient_from_to(owner, to) -> dict:
+    """Read `to` as a typed number or a person's JID."""
+    if isinstance(to, str) and "@" in to:
+        try:
+            jid = jid_parse(to)
+        except ValidationError as error:
+            raise ApplicationError(
+                error.messages[0], code="invalid_recipient", extra={"field": "to"}
+            ) from None
+        if jid.kind == JidKind.LID:
+            return {"lid": str(jid)}
+        if jid.kind != JidKind.PHONE:
+            raise ApplicationError(
+                _(
+                    "%(to)s is a WhatsApp %(kind)s address; messages go to one "
+                    "person's number."
+                )
+                % {"to": to, "kind": jid.kind},
+                code="invalid_recipient",
+                extra={"field": "to"},
+            )
+    return {"phone": phone_clean(owner=owner, value=to, field="to")}
+
+
+def _customer_by_code(owner, code) -> Customer:
+    try:
+        code = uuid.UUID(str(code))
+    except ValueError:
+        code = None
+    customer = Customer.objects.filter(owner=owner, code=code).first() if code else None
+    if customer is None:
+        raise ApplicationError(
+            _("No customer has the id %(id)s.") % {"id": code or "given"},
+            code="not_found",
+            extra={"field": "customer_id"},
+            status_code=404,
+        )
+    return customer
+
+
+def session_require_connected(user) -> None:
+    """Raise ApplicationError ``session_not_connected`` unless connected."""
+    state = whatsapp_state(user)
+    if state != CONNECTED_STATE:
+        raise ApplicationError(
+            session_not_connected_message(),
+            code="session_not_connected",
+            extra={"state": state},
+            status_code=409,
+        )
+
+
+def quota_require(user, parts: int) -> None:
+    """Raise ApplicationError ``daily_quota_exceeded`` past today's quota.
+
+    Locks the subscription row so concurrent sends of one user are counted
+    one after the other.
+    """
+    Subscription.objects.select_for_update().filter(user=user).first()
+    usage = daily_quota_usage(user=user)
+    if usage.used + parts <= usage.limit:
+        return
+
+    resets_at = timezone.localtime(usage.resets_at)
+    raise ApplicationError(
+        _(
+            "Your plan allows %(limit)s messages a day and %(used)s were sent "
+            "today, so this message (%(parts)s part(s)) cannot be sent. The "
+            "quota resets at %(time)s."
+        )
+        % {
+            "limit": usage.limit,
+            "used": usage.used,
+            "parts": parts,
+            "time": date_format(resets_at, "DATETIME_FORMAT") + f" {resets_at:%Z}",
+        },
+        code="daily_quota_exceeded",
+        extra={
+            "limit": usage.limit,
+            "used": usage.used,
+            "requested": parts,
+            "resets_at": usage.resets_at.isoformat(),
+        },
+        status_code=429,
+    )
+
+
+def message_send(
+    *,
+    user,
+    content,
+    customer_code=None,
+    to=None,
+    source: str = Message.Source.API,
+) -> list[Message]:
+    """Queue a text to one customer; return the stored message parts.
+
+    The recipient is `customer_code` (the customer's UUID) or `to` (a number
+    typed in the user's default country, or a person's JID), which finds or
+    creates the customer. Raises ApplicationError when the input is invalid,
+    the customer is not the user's (404), the subscription is inactive, the
+    WhatsApp session is not connected (``session_not_connected``) or the
+    daily quota would be exceeded. The send task is queued on commit.
+    """
+    if (customer_code is None) == (to is None):
+        raise ApplicationError(
+            _("Give either customer_id or to, not both and not neither."),
+            code="invalid_recipient",
+            extra={"field": "customer_id"},
+        )
+    text = _content_clean(content)
+    customer = _customer_by_code(user, customer_code) if to is None else None
+    recipient = _recipient_from_to(user, to) if to is not None else None
+
+    subscription_require_active(user)
+    session_require_connected(user)
+    parts = text_split(text)
+
+    with transaction.atomic():
+        quota_require(user, len(parts))
+        if customer is None and "phone" in recipient:
+            customer = customer_for_phone(owner=user, phone=recipient["phone"])
+        elif customer is None:
+            customer = customer_identify(owner=user, lid=recipient["lid"])
+        messages = _parts_create(user, customer, parts, source)
+        transaction.on_commit(partial(message_send_enqueue, messages[0].pk))
+
+    logger.info(
+        "Queued message %s (%s parts) for user %s to customer %s",
+        messages[0].pk,
+        len(messages),
+        user.pk,
+        customer.pk,
+    )
+    return messages
+
+
+def _parts_create(user, customer, parts: list[str], source: str) -> list[Message]:
+    now = timezone.now()
+    messages: list[Message] = []
+    previous = None
+    for index, part in enumerate(parts, start=1):
+        metadata = {"part": index, "parts": len(parts)} if len(parts) > 1 else {}
+        previous = Message.objects.create(
+            owner=user,
+            customer=customer,
+            direction=Message.Direction.OUTBOUND,
+            source=source,
+            kind=Message.Kind.TEXT,
+            body=part,
+            metadata=metadata,
+            status=Status.QUEUED,
+            chat_jid=customer.wa_jid,
+            timestamp=now,
+            previous_part=previous,
+        )
+        messages.append(previous)
+    return messages
+
+
+def message_send_enqueue(message_id: int, *, countdown: float | None = None) -> None:
+    """Queue the send task for one message."""
+    from messaging.tasks import message_send as message_send_task
+
+    message_send_task.apply_async((message_id,), countdown=countdown)
+
+
+def message_recipient(message: Message) -> str | None:
+    """Return where to send: the JID WhatsApp last used, else the number."""
+    customer = message.customer
+    return customer.wa_jid or customer.phone or customer.lid or None
+
+
+def message_claim(message_id: int) -> bool:
+    """Move a queued message to `sending`; False when another run has it.
+
+    The conditional UPDATE is the lock: of two task runs for one message,
+    only one sees a row change, so a redelivered task never sends twice.
+    """
+    claimed = Message.objects.filter(pk=message_id, status=Status.QUEUED).update(
+        status=Status.SENDING, updated_at=timezone.now()
+    )
+    return claimed == 1
+
+
+def message_release(message_id: int) -> bool:
+    """Put a claimed message back to `queued` so a retry can claim it."""
+    released = Message.objects.filter(pk=message_id, status=Status.SENDING).update(
+        status=Status.QUEUED, updated_at=timezone.now()
+    )
+    return released == 1
+
+
+def message_record_sent(*, message_id: int, gateway_message_id, to_jid=None) -> Message:
+    """Record a send the gateway accepted.
+
+    The status becomes `sent` unless a receipt already moved it further,
+    and the customer's `wa_jid` becomes the JID the gateway sent to.
+    """
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message_id)
+        if isinstance(gateway_message_id, str) and gateway_message_id:
+            gateway_id_assign(message, gateway_message_id)
+
+        fields = []
+        if STATUS_RANK.get(message.status, -1) < STATUS_RANK[Status.SENT]:
+            message.status = Status.SENT
+            fields.append("status")
+        if message.sent_at is None:
+            message.sent_at = timezone.now()
+            fields.append("sent_at")
+        if fields:
+            message.save(update_fields=[*fields, "updated_at"])
+
+        _customer_jid_update(message, to_jid)
+    return message
+
+
+def _customer_jid_update(message: Message, to_jid) -> None:
+    if not isinstance(to_jid, str):
+        return
+    try:
+        jid = jid_parse(to_jid)
+    except ValidationError:
+        logger.warning(
+            "The gateway returned an invalid to_jid for message %s", message.pk
+        )
+        return
+    if not jid.is_customer:
+        return
+    Customer.objects.filter(pk=message.customer_id).update(wa_jid=str(jid))
+    if not message.chat_jid:
+        Message.objects.filter(pk=message.pk).update(chat_jid=str(jid))
+
+
+def message_fail(*, message_id: int, code: str, reason: str) -> bool:
+    """Mark an unsent message failed, and every later part of it."""
+    now = timezone.now()
+    failed = Message.objects.filter(
+        pk=message_id, status__in=[Status.QUEUED, Status.SENDING]
+    ).update(
+        status=Status.FAILED,
+        error_code=code,
+        error=reason,
+        failed_at=now,
+        updated_at=now,
+    )
+
+    following = Message.objects.filter(previous_part_id=message_id).first()
+    while following is not None:
+        Message.objects.filter(
+            pk=following.pk, status__in=[Status.QUEUED, Status.SENDING]
+        ).update(
+            status=Status.FAILED,
+            error_code="previous_part_failed",
+            error=_(
+                "An earlier part of this message failed, so this part was not sent."
+            ),
+            failed_at=now,
+            updated_at=now,
+        )
+        following = Message.objects.filter(previous_part_id=following.pk).first()
+    return failed == 1
+
+
+def message_next_part(message_id: int) -> int | None:
+    """Return the id of the part that follows a message, if any."""
+    return (
+        Message.objects.filter(previous_part_id=message_id)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def gateway_failure_reason(*, status, code, message: Message) -> tuple[str, str]:
+    """Return (error_code, sentence) for a send the gateway rejected for good."""
+    number = message.customer.phone or message.customer.wa_jid or ""
+    if status == 409 or code == "GW_ERR_CLIENT_NOT_READY":
+        return "session_not_connected", _(
+            "WhatsApp was not connected when this message was sent. Reconnect "
+            "WhatsApp on the Settings page, then send the message again."
+        )
+    if status == 422 or code == "GW_ERR_NOT_ON_WHATSAPP":
+        return "not_on_whatsapp", _(
+            "%(number)s has no WhatsApp account, so the message could not be "
+            "delivered. Check the number with the customer."
+        ) % {"number": number}
+    if status == 400 or (code or "").startswith("GW_ERR_INVALID"):
+        return "invalid_recipient", _(
+            "WhatsApp rejected %(number)s as an invalid number or message. "
+            "Check the customer's number."
+        ) % {"number": number}
+    return "send_failed", _(
+        "The message could not be sent (gateway answered %(status)s). Try again later."
+    ) % {"status": status or _("nothing")}
+
+
+def message_log_label(message: Message) -> str:
+    """Identify a message in logs without its text or full number."""
+    return f"message {message.pk} to {phone_mask(message_recipient(message) or '')}"

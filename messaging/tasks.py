@@ -1,0 +1,229 @@
+"""Celery tasks: send queued messages, and recover sends that got stuck.
+
+Task arguments are row ids only, so no message text or number reaches the
+broker or the task logs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import timedelta
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.log import get_task_logger
+from django.conf import settings
+from django.utils import timezone
+
+from sessions_wa.gateway import GatewayClient, GatewayError
+
+from .models import Message
+from .ratelimit import send_slot_take
+from .services.sending import (
+    gateway_failure_reason,
+    message_claim,
+    message_fail,
+    message_log_label,
+    message_next_part,
+    message_recipient,
+    message_record_sent,
+    message_release,
+    message_send_enqueue,
+)
+from .services.updates import pending_updates_purge
+
+logger = get_task_logger(__name__)
+
+Status = Message.Status
+SENT_STATUSES = frozenset({Status.SENT, Status.DELIVERED, Status.READ})
+
+# In eager mode (no Redis) a retry runs at once inside the request, so only
+# a couple are allowed there.
+EAGER_MAX_RETRIES = 2
+
+
+def _backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with jitter: about 2, 4, 8 ... s, at most 300 s."""
+    base = min(2.0 * (2**attempt), 300.0)
+    return base + random.uniform(0, base / 4)
+
+
+def _previous_part_state(message: Message) -> str | None:
+    """Return ``wait`` or ``failed`` while an earlier part blocks this one."""
+    previous = message.previous_part
+    if previous is None or previous.status in SENT_STATUSES:
+        return None
+    if previous.status == Status.FAILED:
+        return "failed"
+    return "wait"
+
+
+@shared_task(bind=True, name="messaging.message_send", acks_late=True, max_retries=None)
+def message_send(self, message_id: int) -> str:
+    """Send one queued message through the gateway, at most once.
+
+    Returns what happened: ``sent``, ``failed``, ``paced`` (re-scheduled by
+    the send pacing), ``waiting`` (an earlier part is unsent), ``skipped``
+    (another run has it or it is not queued) or ``missing``.
+    """
+    message = (
+        Message.objects.select_related("customer", "previous_part")
+        .filter(pk=message_id)
+        .first()
+    )
+    if message is None:
+        logger.info("Message %s no longer exists; nothing to send", message_id)
+        return "missing"
+    if message.status != Status.QUEUED:
+        logger.info(
+            "Message %s is %s; not sending it again", message_id, message.status
+        )
+        return "skipped"
+
+    blocked = _previous_part_state(message)
+    if blocked == "failed":
+        message_fail(
+            message_id=message_id,
+            code="previous_part_failed",
+            reason="An earlier part of this message failed, so this part was not sent.",
+        )
+        return "failed"
+    if blocked == "wait":
+        # The earlier part queues this one once it is sent.
+        return "waiting"
+
+    recipient = message_recipient(message)
+    if recipient is None:
+        message_fail(
+            message_id=message_id,
+            code="no_recipient",
+            reason="The customer has no phone number or WhatsApp id to send to.",
+        )
+        return "failed"
+
+    wait = send_slot_take(message.owner_id)
+    while wait > 0 and self.request.is_eager:
+        # Embedded mode has no broker to delay a task on.
+        time.sleep(wait)
+        wait = send_slot_take(message.owner_id)
+    if wait > 0:
+        logger.info("Pacing %s: next slot in %.1f s", message_log_label(message), wait)
+        message_send.apply_async((message_id,), countdown=wait)
+        return "paced"
+
+    if not message_claim(message_id):
+        logger.info("Message %s was claimed by another run", message_id)
+        return "skipped"
+
+    logger.info(
+        "Sending %s (attempt %s)", message_log_label(message), self.request.retries + 1
+    )
+    try:
+        answer = GatewayClient().send(
+            message.owner_id,
+            message_id=str(message.code),
+            to=recipient,
+            text=message.body,
+        )
+    except GatewayError as error:
+        return _send_failed(self, message, error)
+    except SoftTimeLimitExceeded:
+        return _send_failed(
+            self,
+            message,
+            GatewayError("The send took longer than the task time limit."),
+        )
+
+    message_record_sent(
+        message_id=message_id,
+        gateway_message_id=answer.get("gateway_message_id"),
+        to_jid=answer.get("to_jid"),
+    )
+    logger.info("Sent %s", message_log_label(message))
+
+    next_part = message_next_part(message_id)
+    if next_part is not None:
+        message_send_enqueue(next_part)
+    return "sent"
+
+
+def _send_failed(task, message: Message, error: GatewayError) -> str:
+    if error.permanent:
+        code, reason = gateway_failure_reason(
+            status=error.status, code=error.code, message=message
+        )
+        message_fail(message_id=message.pk, code=code, reason=reason)
+        logger.warning(
+            "Gateway rejected %s: %s (%s, %s)",
+            message_log_label(message),
+            code,
+            error.status,
+            error.code,
+        )
+        return "failed"
+
+    max_retries = settings.WA_SEND_MAX_RETRIES
+    if task.request.is_eager:
+        max_retries = min(max_retries, EAGER_MAX_RETRIES)
+    attempt = task.request.retries
+    if attempt >= max_retries:
+        message_fail(
+            message_id=message.pk,
+            code="gateway_unavailable",
+            reason=(
+                f"The WhatsApp gateway could not be reached after {attempt + 1} "
+                "attempts. Send the message again later."
+            ),
+        )
+        logger.error(
+            "Giving up on %s after %s attempts: %s",
+            message_log_label(message),
+            attempt + 1,
+            error.message,
+        )
+        return "failed"
+
+    # The gateway keys sends by message id, so calling /send again after a
+    # timeout returns the first answer instead of sending a second copy.
+    message_release(message.pk)
+    countdown = _backoff_seconds(attempt)
+    logger.warning(
+        "Retrying %s in %.0f s after: %s",
+        message_log_label(message),
+        countdown,
+        error.message,
+    )
+    raise task.retry(exc=error, countdown=countdown, max_retries=max_retries)
+
+
+@shared_task(name="messaging.message_requeue_stuck")
+def message_requeue_stuck() -> int:
+    """Queue again the sends whose task was lost; return how many.
+
+    A message `queued` for longer than WA_SEND_STUCK_MINUTES lost its task
+    (broker restart, purge), and one `sending` that long lost its worker
+    mid-send. Both go back to the queue; the claim in `message_send` keeps a
+    duplicate task from sending twice.
+    """
+    from .selectors import message_list_stuck
+
+    cutoff = timezone.now() - timedelta(minutes=settings.WA_SEND_STUCK_MINUTES)
+    ids = list(message_list_stuck(updated_before=cutoff))
+    for message_id, status in ids:
+        if status == Status.SENDING:
+            message_release(message_id)
+        message_send_enqueue(message_id)
+    if ids:
+        logger.warning("Requeued %s stuck messages", len(ids))
+    return len(ids)
+
+
+@shared_task(name="messaging.pending_updates_purge")
+def message_pending_updates_purge() -> int:
+    """Delete held updates whose message never arrived; return how many."""
+    cutoff = timezone.now() - timedelta(days=settings.WA_PENDING_UPDATE_MAX_AGE_DAYS)
+    deleted = pending_updates_purge(created_before=cutoff)
+    if deleted:
+        logger.info("Deleted %s held message updates older than %s", deleted, cutoff)
+    return deleted

@@ -1,0 +1,114 @@
+"""CSV import: all rows or none, with a report line per row."""
+
+from __future__ import annotations
+
+import pytest
+
+from messaging.models import Customer
+from messaging.services import customer_import_csv
+from whatsapp_saas.exceptions import ApplicationError
+
+from .helpers import customer_make
+
+
+def _import(user, text: str, encoding: str = "utf-8"):
+    return customer_import_csv(owner=user, file=text.encode(encoding))
+
+
+def test_import_creates_every_valid_row(alice):
+    report = _import(alice, "name,phone\nAna,+55 11 90000-0001\nBia,(21) 98765-4321\n")
+
+    assert report.committed is True
+    assert report.imported == 2
+    assert sorted(Customer.objects.values_list("phone", flat=True)) == [
+        "+5511900000001",
+        "+5521987654321",
+    ]
+
+
+def test_import_reads_semicolons_and_bom(alice):
+    report = _import(alice, "\ufeffNome;Telefone\nAna;11 90000-0001\n")
+
+    assert report.imported == 1
+
+
+def test_import_reads_windows_1252(alice):
+    report = _import(alice, "name,phone\nJoão,+5511900000001\n", encoding="cp1252")
+
+    assert Customer.objects.get(owner=alice).name == "João"
+    assert report.encoding == "windows-1252"
+
+
+def test_import_rejected_row_imports_nothing(alice):
+    report = _import(alice, "name,phone\nAna,+5511900000001\nBad,+55 11 9OOOO-0001\n")
+
+    assert report.committed is False
+    assert Customer.objects.filter(owner=alice).count() == 0
+
+
+def test_import_report_names_line_and_reason(alice):
+    report = _import(alice, "name,phone\nAna,+5511900000001\nBad,+55 11 9OOOO-0001\n")
+
+    bad = report.rows[1]
+    assert bad.line == 3
+    assert bad.status == "rejected"
+    assert "'O'" in bad.reason
+
+
+def test_import_reports_duplicates_within_file(alice):
+    report = _import(alice, "name,phone\nAna,+5511900000001\nAna again,551100000001\n")
+
+    assert report.rows[1].status == "rejected"
+    assert "line 2" in report.rows[1].reason
+
+
+def test_import_skips_existing_customers(alice):
+    customer_make(alice, name="Customer A")
+
+    report = _import(alice, "name,phone\nAna,11 90000-0001\nBia,+5521987654321\n")
+
+    assert report.committed is True
+    assert report.rows[0].status == "skipped"
+    assert "Customer A" in report.rows[0].reason
+    assert report.imported == 1
+
+
+def test_import_reports_empty_phone_cell(alice):
+    report = _import(alice, "name,phone\nAna,\n")
+
+    assert report.rows[0].reason == "The phone cell is empty."
+
+
+def test_import_skips_blank_lines(alice):
+    report = _import(alice, "name,phone\n\nAna,+5511900000001\n,\n")
+
+    assert [row.line for row in report.rows] == [3]
+
+
+def test_import_without_phone_column_is_rejected(alice):
+    with pytest.raises(ApplicationError) as raised:
+        _import(alice, "first,last\nAna,Souza\n")
+
+    assert raised.value.code == "invalid_csv"
+    assert "'first'" in raised.value.message
+
+
+def test_import_of_empty_file_is_rejected(alice):
+    with pytest.raises(ApplicationError):
+        _import(alice, "")
+
+
+def test_import_of_binary_file_is_rejected(alice):
+    with pytest.raises(ApplicationError) as raised:
+        customer_import_csv(owner=alice, file=b"\x81\x8d\x8f\x90\x9d" * 10)
+
+    assert raised.value.extra == {"field": "file"}
+
+
+def test_import_does_not_touch_other_owners(alice, charlie):
+    customer_make(charlie, phone="+5511900000001")
+
+    report = _import(alice, "name,phone\nAna,+5511900000001\n")
+
+    assert report.imported == 1
+    assert Customer.objects.filter(owner=alice).count() == 1

@@ -1,0 +1,93 @@
+"""Receipts in any order end in the same state."""
+
+from __future__ import annotations
+
+from itertools import permutations
+
+import pytest
+
+from messaging.models import Message
+
+from .helpers import apply, customer_make, outbound_make, receive
+
+TIMES = {
+    "sent": "2024-06-21T20:00:01Z",
+    "delivered": "2024-06-21T20:00:02Z",
+    "read": "2024-06-21T20:00:03Z",
+    "failed": "2024-06-21T20:00:04Z",
+}
+
+
+def _receipt(user, status):
+    return apply(user, "message.status", {
+        "gateway_message_id": "3EB0ORDER", "message_id": None,
+        "status": status, "error": None, "timestamp": TIMES[status],
+    })
+
+
+def _state(message):
+    message.refresh_from_db()
+    return (message.status, message.sent_at, message.delivered_at, message.read_at,
+            message.failed_at)
+
+
+@pytest.mark.parametrize("order", list(permutations(["sent", "delivered", "read"])))
+def test_receipts_in_any_order_end_read(alice, order):
+    customer = customer_make(alice)
+    message = outbound_make(alice, customer, status="sending",
+                            gateway_message_id="3EB0ORDER")
+
+    for status in order:
+        _receipt(alice, status)
+
+    status, sent_at, delivered_at, read_at, _failed = _state(message)
+    assert status == "read"
+    assert sent_at.isoformat() == "2024-06-21T20:00:01+00:00"
+    assert delivered_at.isoformat() == "2024-06-21T20:00:02+00:00"
+    assert read_at.isoformat() == "2024-06-21T20:00:03+00:00"
+
+
+@pytest.mark.parametrize(
+    "order", list(permutations(["sent", "delivered", "read", "failed"]))
+)
+def test_failed_is_final_in_any_order(alice, order):
+    customer = customer_make(alice)
+    message = outbound_make(alice, customer, status="sending",
+                            gateway_message_id="3EB0ORDER")
+
+    for status in order:
+        _receipt(alice, status)
+
+    assert _state(message)[0] == "failed"
+
+
+@pytest.mark.parametrize("split", range(4))
+def test_receipts_held_before_the_message_end_the_same(alice, split):
+    order = ["read", "sent", "delivered"]
+    for status in order[:split]:
+        _receipt(alice, status)
+
+    receive(alice, gateway_message_id="3EB0ORDER", from_me=True)
+    for status in order[split:]:
+        _receipt(alice, status)
+
+    message = Message.objects.get(owner=alice)
+    assert message.status == "read"
+    assert message.read_at.isoformat() == "2024-06-21T20:00:03+00:00"
+
+
+def test_repeated_receipt_is_a_duplicate(alice):
+    customer = customer_make(alice)
+    outbound_make(alice, customer, status="sent", gateway_message_id="3EB0ORDER")
+    _receipt(alice, "delivered")
+
+    assert _receipt(alice, "delivered") == "duplicate"
+
+
+def test_lower_receipt_never_moves_status_back(alice):
+    customer = customer_make(alice)
+    message = outbound_make(alice, customer, status="read", gateway_message_id="3EB0ORDER")
+
+    _receipt(alice, "delivered")
+
+    assert _state(message)[0] == "read"

@@ -1,0 +1,414 @@
+"""Run the development processes in the foreground and stop them together.
+
+Starts Django's runserver, the Node gateway with its `sim` engine and, when
+REDIS_URL is set, a Celery worker and beat. Each line a child prints is shown
+with the child's name in front. One Ctrl-C (SIGINT) or SIGTERM stops every
+child; when one child exits by itself, the others are stopped and the runner
+exits with a non-zero status that names it.
+
+Each child runs in its own process group, so stopping a child also stops the
+processes it started (runserver's reloader child, for example). Uses only the
+standard library, because it runs before anything else is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Seconds a child gets between SIGTERM and SIGKILL. Celery's warm shutdown
+# waits for the running task, whose hard limit (CELERY_TASK_TIME_LIMIT) is
+# longer, but in development a quick stop matters more than that task.
+DEFAULT_STOP_TIMEOUT = 10.0
+
+# Seconds to wait for the web server and the gateway to answer before the
+# banner is printed anyway with a warning.
+READY_TIMEOUT = 90.0
+
+# Files the processes write at run time (beat's schedule); ignored by git.
+RUN_DIR = BASE_DIR / ".run"
+
+COLOURS = ["36", "35", "33", "32", "34", "31"]
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class ProcessSpec:
+    """One child process: its name, command line, environment and health URL."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    ready_url: str | None = None
+
+
+@dataclass
+class RunningProcess:
+    spec: ProcessSpec
+    popen: subprocess.Popen
+    reader: threading.Thread | None = None
+
+
+def _ask_kernel_to_stop_child_with_parent() -> None:
+    # Runs in the child between fork and exec. If the runner itself is
+    # killed with SIGKILL it cannot forward anything, so ask Linux to send
+    # SIGTERM to the child when its parent dies.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def process_group_alive(pgid: int) -> bool:
+    """Return whether any process of the group is still running (not a zombie)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may contain spaces, so the
+        # fields are counted after the last closing parenthesis.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        state, process_group = fields[0], int(fields[2])
+        if process_group == pgid and state not in ("Z", "X"):
+            return True
+    return False
+
+
+class Supervisor:
+    """Start several children, print their output and stop them together."""
+
+    def __init__(
+        self,
+        specs: list[ProcessSpec],
+        *,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        banner: str | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+        cwd: Path = BASE_DIR,
+        base_env: dict[str, str] | None = None,
+        out=None,
+    ):
+        self.specs = specs
+        self.stop_timeout = stop_timeout
+        self.banner = banner
+        self.ready_timeout = ready_timeout
+        self.cwd = cwd
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.out = out or sys.stdout
+        self.running: list[RunningProcess] = []
+        self.stop_signal: int | None = None
+        self.stopping = False
+        self.output_lock = threading.Lock()
+        self.colour = hasattr(self.out, "isatty") and self.out.isatty()
+        names = [spec.name for spec in specs] + ["run_all"]
+        self.name_width = max(len(name) for name in names)
+
+    def say(self, message: str) -> None:
+        self._write("run_all", message)
+
+    def _write(self, name: str, line: str) -> None:
+        prefix = f"{name:<{self.name_width}} |"
+        if self.colour:
+            colour = self._colour_for(name)
+            prefix = f"\033[{colour}m{prefix}\033[0m"
+        with self.output_lock:
+            self.out.write(f"{prefix} {line}\n")
+            self.out.flush()
+
+    def _colour_for(self, name: str) -> str:
+        names = [spec.name for spec in self.specs]
+        if name not in names:
+            return "1"
+        return COLOURS[names.index(name) % len(COLOURS)]
+
+    def _pump(self, name: str, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self._write(name, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        stream.close()
+
+    def _handle_signal(self, signum, frame) -> None:
+        if self.stopping or self.stop_signal is not None:
+            # A second Ctrl-C while children are still stopping: do not wait
+            # for the grace period any longer.
+            self.say("Second stop request: killing the remaining processes.")
+            self._signal_all(signal.SIGKILL)
+            return
+        self.stop_signal = signum
+
+    def _signal_all(self, signum: int) -> None:
+        for process in self.running:
+            try:
+                os.killpg(process.popen.pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def start(self) -> None:
+        preexec = (
+            _ask_kernel_to_stop_child_with_parent if sys.platform == "linux" else None
+        )
+        for spec in self.specs:
+            env = {**self.base_env, **spec.env}
+            popen = subprocess.Popen(
+                spec.argv,
+                cwd=self.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=preexec,
+            )
+            self.running.append(RunningProcess(spec=spec, popen=popen))
+            self.say(f"Started {spec.name} (pid {popen.pid}): {' '.join(spec.argv)}")
+
+        for process in self.running:
+            process.reader = threading.Thread(
+                target=self._pump,
+                args=(process.spec.name, process.popen.stdout),
+                daemon=True,
+            )
+            process.reader.start()
+
+    def _wait_until_ready(self) -> None:
+        urls = [spec.ready_url for spec in self.specs if spec.ready_url]
+        deadline = time.monotonic() + self.ready_timeout
+        pending = list(urls)
+        while pending and time.monotonic() < deadline and not self.stopping:
+            pending = [url for url in pending if not _answers(url)]
+            if pending:
+                time.sleep(0.5)
+        if self.stopping:
+            return
+        if pending:
+            self.say(
+                f"Still no answer from {', '.join(pending)} after "
+                f"{self.ready_timeout:.0f} s; check the output above."
+            )
+        if self.banner:
+            for line in self.banner.splitlines():
+                self.say(line)
+
+    def run(self) -> int:
+        """Run until a stop signal or a child exits; return the exit status."""
+        previous = {
+            signum: signal.signal(signum, self._handle_signal)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self.start()
+            threading.Thread(target=self._wait_until_ready, daemon=True).start()
+            status = self._watch()
+        finally:
+            self.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return status
+
+    def _watch(self) -> int:
+        while True:
+            if self.stop_signal is not None:
+                name = signal.Signals(self.stop_signal).name
+                self.say(f"Received {name}; stopping all processes.")
+                return 0
+            for process in self.running:
+                code = process.popen.poll()
+                if code is not None:
+                    self.say(
+                        f"{process.spec.name} exited with status {code}; "
+                        "stopping the other processes."
+                    )
+                    return code if code > 0 else 1
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Send SIGTERM to every process group, then SIGKILL after the timeout."""
+        self.stopping = True
+        self._signal_all(signal.SIGTERM)
+
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline:
+            for process in self.running:
+                process.popen.poll()
+            if not any(process_group_alive(p.popen.pid) for p in self.running):
+                break
+            time.sleep(0.1)
+        else:
+            alive = [
+                p.spec.name for p in self.running if process_group_alive(p.popen.pid)
+            ]
+            self.say(
+                f"{', '.join(alive)} still running {self.stop_timeout:.0f} s after "
+                "SIGTERM; sending SIGKILL."
+            )
+            self._signal_all(signal.SIGKILL)
+
+        for process in self.running:
+            try:
+                process.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.say(f"{process.spec.name} (pid {process.popen.pid}) did not exit.")
+            if process.reader is not None:
+                process.reader.join(timeout=2)
+        self.say("All processes stopped.")
+
+
+def _answers(url: str) -> bool:
+    # Any HTTP answer, even an error status, means the server is listening.
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Read KEY=VALUE lines of a .env file, skipping blanks and comments."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def build_project_processes(env: dict[str, str]) -> list[ProcessSpec]:
+    """Return the processes of the embedded product for this environment.
+
+    `env` is the merged environment (the .env file overridden by the shell).
+    PORT is Django's port here; the gateway reads its own port from PORT too,
+    so the gateway gets GATEWAY_PORT under that name.
+    """
+    python = sys.executable
+    web_port = env.get("PORT", "8000")
+    gateway_host = env.get("GATEWAY_HOST", "127.0.0.1")
+    gateway_port = env.get("GATEWAY_PORT", "3000")
+    web_url = f"http://127.0.0.1:{web_port}"
+    gateway_url = env.get("WA_GATEWAY_URL", f"http://{gateway_host}:{gateway_port}")
+
+    django_env = {"PYTHONUNBUFFERED": "1", "WA_GATEWAY_URL": gateway_url}
+    gateway_env = {
+        "HOST": gateway_host,
+        "PORT": gateway_port,
+        "WA_ENGINE": env.get("WA_ENGINE", "sim"),
+        "WA_CALLBACK_URL": env.get(
+            "WA_CALLBACK_URL", f"{web_url}/api/settings/whatsapp/session/update"
+        ),
+    }
+
+    specs = [
+        ProcessSpec(
+            name="web",
+            argv=[python, "manage.py", "runserver", f"127.0.0.1:{web_port}"],
+            env=django_env,
+            ready_url=f"{web_url}/accounts/login/",
+        ),
+        ProcessSpec(
+            name="gateway",
+            argv=["node", "gateway_node/src/server.js"],
+            env=gateway_env,
+            ready_url=f"http://{gateway_host}:{gateway_port}/healthz",
+        ),
+    ]
+    if env.get("REDIS_URL"):
+        schedule = RUN_DIR / "celerybeat-schedule"
+        specs.append(
+            ProcessSpec(
+                name="worker",
+                argv=[python, "-m", "celery", "-A", "whatsapp_saas", "worker"]
+                + ["--loglevel=INFO", "--concurrency=2"],
+                env=django_env,
+            )
+        )
+        specs.append(
+            ProcessSpec(
+                name="beat",
+                argv=[python, "-m", "celery", "-A", "whatsapp_saas", "beat"]
+                + ["--loglevel=INFO", f"--schedule={schedule}"],
+                env=django_env,
+            )
+        )
+    return specs
+
+
+def project_banner(env: dict[str, str]) -> str:
+    web_port = env.get("PORT", "8000")
+    tasks = (
+        "Celery worker and beat use REDIS_URL."
+        if env.get("REDIS_URL")
+        else "REDIS_URL is not set, so tasks run eagerly inside the web process."
+    )
+    return "\n".join(
+        [
+            "",
+            f"Open http://127.0.0.1:{web_port}/settings/",
+            "The demo login was printed above by `manage.py ensure_demo_subscriber`",
+            "when it created the account (the first run only).",
+            tasks,
+            "Press Ctrl-C once to stop everything.",
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=DEFAULT_STOP_TIMEOUT,
+        help="seconds between SIGTERM and SIGKILL when stopping (default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+
+    # The shell's values win over the .env file, as in Django's settings, and
+    # the children get both, so the gateway sees the same secret as Django.
+    env = {**read_env_file(BASE_DIR / ".env"), **os.environ}
+    RUN_DIR.mkdir(exist_ok=True)
+    supervisor = Supervisor(
+        build_project_processes(env),
+        stop_timeout=args.stop_timeout,
+        banner=project_banner(env),
+        base_env=env,
+    )
+    return supervisor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

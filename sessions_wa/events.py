@@ -1,0 +1,211 @@
+"""Shape checks for gateway callback batches, done before anything is written.
+
+A batch is ``{"events": [event, ...]}`` with 1 to 100 events. Each event is
+``{event_id, seq, type, user_id, occurred_at, data}``. A malformed event
+rejects the whole batch with an error naming its index and field, so the
+gateway's dead-letter list shows exactly what to fix. Unknown event types and
+unknown reason words are not malformed: they are recorded and ignored, so a
+newer gateway does not block an older Django.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from whatsapp_saas.exceptions import ApplicationError
+
+MAX_EVENTS = 100
+MAX_BIGINT = 2**63 - 1
+
+SESSION_QR = "session.qr"
+SESSION_CONNECTED = "session.connected"
+SESSION_DISCONNECTED = "session.disconnected"
+SESSION_LOGGED_OUT = "session.logged_out"
+SESSION_EVENT_TYPES = frozenset(
+    {SESSION_QR, SESSION_CONNECTED, SESSION_DISCONNECTED, SESSION_LOGGED_OUT}
+)
+# Prefixes of the types handed to messaging.services.gateway_event_apply.
+MESSAGING_TYPE_PREFIXES = ("message.", "contact.")
+
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+_E164_RE = re.compile(r"^\+[1-9]\d{5,14}$")
+
+# Keys whose values are message bodies or pairing secrets; they are dropped
+# from the stored copy of the event at any depth.
+REDACTED_KEYS = frozenset({"text", "body", "caption", "qr"})
+
+
+class EventBatchError(ApplicationError):
+    """The callback body is malformed; nothing from it was applied."""
+
+    def __init__(self, message, *, index=None, field=None):
+        extra = {}
+        if index is not None:
+            extra["index"] = index
+        if field is not None:
+            extra["field"] = field
+        super().__init__(message, code="invalid_event", extra=extra, status_code=400)
+
+
+@dataclass(frozen=True)
+class GatewayEventIn:
+    """One validated event; `raw` is the event exactly as received."""
+
+    event_id: uuid.UUID
+    seq: int
+    type: str
+    user_id: int
+    occurred_at: datetime
+    data: dict
+    raw: dict
+
+    @property
+    def order_key(self) -> tuple[datetime, int]:
+        return (self.occurred_at, self.seq)
+
+
+def events_validate(payload) -> list[GatewayEventIn]:
+    """Return the batch's events, or raise EventBatchError on the first fault."""
+    if not isinstance(payload, dict):
+        raise EventBatchError(
+            'The body must be a JSON object such as {"events": [...]}.',
+            field="events",
+        )
+
+    events = payload.get("events")
+    if not isinstance(events, list):
+        raise EventBatchError(
+            'The body has no "events" list; send {"events": [event, ...]}.',
+            field="events",
+        )
+    if not 1 <= len(events) <= MAX_EVENTS:
+        raise EventBatchError(
+            f'"events" holds {len(events)} events; send 1 to {MAX_EVENTS} per '
+            "request.",
+            field="events",
+        )
+
+    return [_event_validate(index, event) for index, event in enumerate(events)]
+
+
+def _event_validate(index: int, event) -> GatewayEventIn:
+    where = f"events[{index}]"
+    if not isinstance(event, dict):
+        raise EventBatchError(f"{where} must be a JSON object.", index=index)
+
+    def fail(field, expected):
+        shown = "missing" if field not in event else f"invalid ({event[field]!r:.60})"
+        raise EventBatchError(
+            f"{where}.{field} is {shown}; expected {expected}.",
+            index=index,
+            field=field,
+        )
+
+    raw_id = event.get("event_id")
+    try:
+        if not isinstance(raw_id, str):
+            raise ValueError
+        event_id = uuid.UUID(raw_id)
+    except ValueError:
+        fail("event_id", "a UUID string")
+
+    seq = event.get("seq")
+    if not _is_int(seq) or not 0 <= seq <= MAX_BIGINT:
+        fail("seq", "a non-negative integer")
+
+    event_type = event.get("type")
+    if not isinstance(event_type, str) or not _TYPE_RE.match(event_type):
+        fail("type", 'an event type such as "session.qr"')
+
+    user_id = event.get("user_id")
+    if not _is_int(user_id) or not 1 <= user_id <= MAX_BIGINT:
+        fail("user_id", "a positive integer")
+
+    occurred_at = parse_time(event.get("occurred_at"))
+    if occurred_at is None:
+        fail("occurred_at", "an ISO 8601 time with a UTC offset, such as 2026-01-31T12:00:00.000Z")
+
+    data = event.get("data")
+    if not isinstance(data, dict):
+        fail("data", "a JSON object")
+
+    _session_data_validate(index, event_type, data)
+    return GatewayEventIn(
+        event_id=event_id,
+        seq=seq,
+        type=event_type,
+        user_id=user_id,
+        occurred_at=occurred_at,
+        data=data,
+        raw=event,
+    )
+
+
+def _session_data_validate(index: int, event_type: str, data: dict) -> None:
+    def fail(field, expected):
+        shown = "missing" if field not in data else f"invalid ({data[field]!r:.60})"
+        raise EventBatchError(
+            f"events[{index}].data.{field} is {shown}; expected {expected}.",
+            index=index,
+            field=f"data.{field}",
+        )
+
+    if event_type == SESSION_QR:
+        if not isinstance(data.get("qr"), str) or not data["qr"]:
+            fail("qr", "the raw QR string")
+        if parse_time(data.get("expires_at")) is None:
+            fail("expires_at", "an ISO 8601 time with a UTC offset")
+
+    elif event_type == SESSION_CONNECTED:
+        if not isinstance(data.get("jid"), str) or not data["jid"]:
+            fail("jid", "the account's JID such as 5511900000009@s.whatsapp.net")
+        phone = data.get("phone")
+        if phone is not None and not (isinstance(phone, str) and _E164_RE.match(phone)):
+            fail("phone", "an E.164 number such as +5511900000009, or null")
+        for field in ("push_name", "lid"):
+            if data.get(field) is not None and not isinstance(data[field], str):
+                fail(field, "a string or null")
+
+    elif event_type == SESSION_DISCONNECTED:
+        if not isinstance(data.get("reason"), str) or not data["reason"]:
+            fail("reason", "a reason such as network, qr_timeout or banned")
+        if not isinstance(data.get("will_reconnect"), bool):
+            fail("will_reconnect", "true or false")
+
+    elif event_type == SESSION_LOGGED_OUT:
+        if not isinstance(data.get("reason"), str):
+            fail("reason", "a reason such as device_removed or requested")
+
+
+def _is_int(value) -> bool:
+    # JSON true/false arrive as bool, which is a subclass of int in Python.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_time(value) -> datetime | None:
+    """Parse an ISO 8601 time that carries a UTC offset; None otherwise."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        return None
+    return parsed
+
+
+def data_redact(value):
+    """Return a copy of event data without message bodies or QR strings."""
+    if isinstance(value, dict):
+        return {
+            key: data_redact(item)
+            for key, item in value.items()
+            if key not in REDACTED_KEYS
+        }
+    if isinstance(value, list):
+        return [data_redact(item) for item in value]
+    return value

@@ -1,0 +1,360 @@
+import json
+import logging
+import time
+import uuid
+from unittest import mock
+
+import pytest
+
+from sessions_wa.models import GatewayEvent, WhatsAppSession
+from sessions_wa.tests.helpers import (
+    callback_path,
+    connected_event,
+    gateway_event,
+    message_event,
+    post_callback,
+    qr_event,
+    signed_header,
+)
+from whatsapp_saas.exceptions import ApplicationError
+
+State = WhatsAppSession.State
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def pending(owner, make_session):
+    return make_session(owner, State.STARTING)
+
+
+def assert_nothing_changed(session):
+    session.refresh_from_db()
+    assert session.state == State.STARTING
+    assert GatewayEvent.objects.count() == 0
+
+
+def test_signed_batch_is_applied(client, owner, pending):
+    response = post_callback(client, [qr_event(owner.pk, 1)])
+
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    pending.refresh_from_db()
+    assert pending.state == State.QR_PENDING
+
+
+def test_batch_signed_with_second_secret_is_accepted(client, owner, pending, settings):
+    settings.WA_GATEWAY_SECRETS = ["new-secret", "old-secret"]
+
+    response = post_callback(client, [qr_event(owner.pk, 1)], secret="old-secret")
+
+    assert response.status_code == 200
+
+
+def test_forged_signature_is_rejected(client, owner, pending):
+    response = post_callback(client, [qr_event(owner.pk, 1)], secret="guessed-secret")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_signature"
+    assert_nothing_changed(pending)
+
+
+def test_expired_signature_is_rejected(client, owner, pending):
+    response = post_callback(
+        client, [qr_event(owner.pk, 1)], timestamp=int(time.time()) - 301
+    )
+
+    assert response.status_code == 401
+    assert "server clock" in response.json()["message"]
+    assert_nothing_changed(pending)
+
+
+def test_missing_signature_is_rejected(client, owner, pending):
+    body = json.dumps({"events": [qr_event(owner.pk, 1)]}).encode()
+
+    response = client.post(callback_path(), body, content_type="application/json")
+
+    assert response.status_code == 401
+    assert "missing" in response.json()["message"]
+    assert_nothing_changed(pending)
+
+
+def test_malformed_signature_header_is_rejected(client, owner, pending):
+    response = post_callback(client, [qr_event(owner.pk, 1)], header="sha256=abc")
+
+    assert response.status_code == 401
+    assert "malformed" in response.json()["message"]
+    assert_nothing_changed(pending)
+
+
+def test_body_changed_after_signing_is_rejected(client, owner, pending):
+    signed_body = json.dumps({"events": [qr_event(owner.pk, 1)]}).encode()
+    header = signed_header(signed_body)
+    other_body = json.dumps({"events": [connected_event(owner.pk, 1)]}).encode()
+
+    response = post_callback(client, other_body, header=header)
+
+    assert response.status_code == 401
+    assert_nothing_changed(pending)
+
+
+def test_rejected_signature_is_logged_without_secret(client, owner, pending, caplog, settings):
+    with caplog.at_level(logging.WARNING, logger="whatsapp_saas.security"):
+        post_callback(client, [qr_event(owner.pk, 1)], secret="guessed-secret")
+
+    records = [r for r in caplog.records if r.name == "whatsapp_saas.security"]
+    assert len(records) == 1
+    assert settings.WA_GATEWAY_SECRETS[0] not in records[0].getMessage()
+    assert "guessed-secret" not in records[0].getMessage()
+
+
+def test_replayed_batch_changes_nothing(client, owner, pending):
+    batch = [qr_event(owner.pk, 1)]
+    post_callback(client, batch)
+    post_callback(client, [connected_event(owner.pk, 2)])
+
+    response = post_callback(client, batch)
+
+    assert response.json() == {"accepted": 0, "duplicates": 1}
+    pending.refresh_from_db()
+    assert pending.state == State.CONNECTED
+    assert GatewayEvent.objects.count() == 2
+
+
+def test_invalid_json_is_rejected(client, owner, pending):
+    response = post_callback(client, b'{"events": [')
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+    assert_nothing_changed(pending)
+
+
+def test_body_without_events_list_is_rejected(client, owner, pending):
+    response = post_callback(client, {"event": qr_event(owner.pk, 1)})
+
+    assert response.status_code == 400
+    assert "events" in response.json()["message"]
+    assert_nothing_changed(pending)
+
+
+def test_empty_batch_is_rejected(client, owner, pending):
+    response = post_callback(client, [])
+
+    assert response.status_code == 400
+    assert "1 to 100" in response.json()["message"]
+
+
+def test_batch_over_one_hundred_events_is_rejected(client, owner, pending):
+    response = post_callback(client, [qr_event(owner.pk, seq) for seq in range(101)])
+
+    assert response.status_code == 400
+    assert_nothing_changed(pending)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("event_id", "not-a-uuid"),
+        ("seq", True),
+        ("seq", -1),
+        ("seq", "7"),
+        ("user_id", 0),
+        ("type", "Session QR"),
+        ("occurred_at", "2024-06-21T20:00:00"),
+        ("occurred_at", "yesterday"),
+        ("data", []),
+    ],
+)
+def test_malformed_event_names_index_and_field(client, owner, pending, field, value):
+    bad = qr_event(owner.pk, 2)
+    bad[field] = value
+
+    response = post_callback(client, [qr_event(owner.pk, 1), bad])
+
+    body = response.json()
+    assert response.status_code == 400
+    assert body["extra"] == {"index": 1, "field": field}
+    assert f"events[1].{field}" in body["message"]
+    assert_nothing_changed(pending)
+
+
+def test_missing_field_is_reported_as_missing(client, owner, pending):
+    bad = qr_event(owner.pk, 1)
+    del bad["occurred_at"]
+
+    response = post_callback(client, [bad])
+
+    assert "events[0].occurred_at is missing" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (gateway_event(1, "session.qr", {"expires_at": "2024-06-21T20:00:20Z"}, seq=1), "data.qr"),
+        (gateway_event(1, "session.qr", {"qr": "2@x"}, seq=1), "data.expires_at"),
+        (gateway_event(1, "session.connected", {"phone": "+5511900000009"}, seq=1), "data.jid"),
+        (gateway_event(1, "session.connected", {"jid": "x@s.whatsapp.net", "phone": "5511"}, seq=1), "data.phone"),
+        (gateway_event(1, "session.disconnected", {"reason": "network"}, seq=1), "data.will_reconnect"),
+        (gateway_event(1, "session.logged_out", {}, seq=1), "data.reason"),
+    ],
+)
+def test_malformed_session_data_names_the_field(client, owner, pending, event, field):
+    event["user_id"] = owner.pk
+
+    response = post_callback(client, [event])
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["field"] == field
+    assert_nothing_changed(pending)
+
+
+def test_oversized_content_length_is_rejected_before_signature(client, settings):
+    settings.WA_CALLBACK_MAX_BYTES = 100
+    body = b"x" * 101
+
+    response = client.generic(
+        "POST", callback_path(), body, content_type="application/json"
+    )
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+
+
+def test_oversized_signed_batch_changes_nothing(client, owner, pending, settings):
+    settings.WA_CALLBACK_MAX_BYTES = 200
+
+    response = post_callback(client, [qr_event(owner.pk, seq) for seq in range(1, 4)])
+
+    assert response.status_code == 413
+    assert_nothing_changed(pending)
+
+
+def test_body_over_django_upload_limit_is_413(client, owner, pending, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+
+    response = post_callback(client, [qr_event(owner.pk, seq) for seq in range(1, 4)])
+
+    assert response.status_code == 413
+    assert_nothing_changed(pending)
+
+
+def test_get_is_not_allowed(client):
+    assert client.get(callback_path()).status_code == 405
+
+
+def test_event_for_unknown_user_is_recorded_as_ignored(client, owner, pending):
+    response = post_callback(client, [qr_event(999_999, 1)])
+
+    record = GatewayEvent.objects.get()
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    assert record.outcome == GatewayEvent.Outcome.IGNORED
+    assert record.user is None
+    assert record.gateway_user_id == 999_999
+
+
+def test_session_event_for_user_without_session_is_ignored(client, outsider):
+    post_callback(client, [qr_event(outsider.pk, 1)])
+
+    assert GatewayEvent.objects.get().outcome == GatewayEvent.Outcome.IGNORED
+    assert not WhatsAppSession.objects.exists()
+
+
+def test_unknown_event_type_is_recorded_as_ignored(client, owner, pending):
+    response = post_callback(client, [gateway_event(owner.pk, "call.offer", {}, seq=1)])
+
+    assert response.status_code == 200
+    assert GatewayEvent.objects.get().outcome == GatewayEvent.Outcome.IGNORED
+
+
+def test_event_for_one_user_leaves_another_users_session(
+    client, owner, outsider, pending, make_session
+):
+    other = make_session(outsider, State.STARTING)
+
+    post_callback(client, [qr_event(owner.pk, 1)])
+
+    other.refresh_from_db()
+    assert other.state == State.STARTING
+
+
+def test_message_event_goes_to_messaging_with_the_user(client, owner, pending):
+    event = message_event(owner.pk, 1)
+    with mock.patch(
+        "messaging.services.gateway_event_apply", return_value="applied"
+    ) as apply:
+        post_callback(client, [event])
+
+    apply.assert_called_once_with(user=owner, event=event)
+
+
+def test_message_text_is_not_stored_in_event_log(client, owner, pending):
+    with mock.patch("messaging.services.gateway_event_apply", return_value="applied"):
+        post_callback(client, [message_event(owner.pk, 1, text="secret order details")])
+
+    stored = json.dumps(GatewayEvent.objects.get().data)
+    assert "secret order details" not in stored
+    assert "gateway_message_id" in stored
+
+
+def test_qr_string_is_not_stored_in_event_log(client, owner, pending):
+    event = qr_event(owner.pk, 1)
+
+    post_callback(client, [event])
+
+    assert "qr" not in GatewayEvent.objects.get().data
+
+
+def test_messaging_rejection_is_recorded_and_batch_continues(client, owner, pending):
+    error = ApplicationError("The chat JID is a group.", code="invalid_chat")
+    with mock.patch("messaging.services.gateway_event_apply", side_effect=error):
+        response = post_callback(client, [message_event(owner.pk, 1), qr_event(owner.pk, 2)])
+
+    assert response.status_code == 200
+    outcomes = dict(GatewayEvent.objects.values_list("type", "outcome"))
+    assert outcomes["message.received"] == GatewayEvent.Outcome.REJECTED
+    assert outcomes["session.qr"] == GatewayEvent.Outcome.APPLIED
+
+
+def test_failure_inside_batch_records_no_event_id(client, owner, pending):
+    client.raise_request_exception = True
+    batch = [qr_event(owner.pk, 1), message_event(owner.pk, 2)]
+
+    with mock.patch(
+        "messaging.services.gateway_event_apply", side_effect=RuntimeError("db down")
+    ):
+        with pytest.raises(RuntimeError):
+            post_callback(client, batch)
+
+    assert_nothing_changed(pending)
+
+
+def test_event_retried_after_failure_is_applied(client, owner, pending):
+    batch = [message_event(owner.pk, 1)]
+    with mock.patch(
+        "messaging.services.gateway_event_apply", side_effect=RuntimeError("db down")
+    ):
+        with pytest.raises(RuntimeError):
+            post_callback(client, batch)
+
+    with mock.patch("messaging.services.gateway_event_apply", return_value="applied"):
+        response = post_callback(client, batch)
+
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+
+
+def test_same_event_id_twice_in_one_batch_counts_once(client, owner, pending):
+    event_id = str(uuid.uuid4())
+    batch = [qr_event(owner.pk, 1, event_id=event_id), qr_event(owner.pk, 1, event_id=event_id)]
+
+    response = post_callback(client, batch)
+
+    assert response.json() == {"accepted": 1, "duplicates": 1}
+
+
+def test_applied_event_marks_session_active(client, owner, make_session):
+    session = make_session(owner, State.STARTING)
+    before = session.last_activity_at
+
+    post_callback(client, [qr_event(owner.pk, 1)])
+
+    session.refresh_from_db()
+    assert session.last_activity_at > before

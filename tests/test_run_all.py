@@ -1,0 +1,257 @@
+"""scripts/run_all.py: children start together and stop together."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from .harness import BASE_DIR, poll_until
+
+sys.path.insert(0, str(BASE_DIR / "scripts"))
+
+import run_all  # noqa: E402
+
+# A child that prints its pid and the pid of a grandchild it starts, then
+# waits. The grandchild shares its process group, as runserver's reloader
+# child does.
+PARENT_WITH_GRANDCHILD = """
+import subprocess, sys, time
+grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+print("pid", __import__("os").getpid(), flush=True)
+print("pid", grandchild.pid, flush=True)
+time.sleep(300)
+"""
+
+IGNORES_SIGTERM = """
+import os, signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("pid", os.getpid(), flush=True)
+time.sleep(300)
+"""
+
+EXITS_WITH_3 = """
+import os, time
+print("pid", os.getpid(), flush=True)
+time.sleep(0.5)
+print("giving up", flush=True)
+raise SystemExit(3)
+"""
+
+DRIVER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from run_all import ProcessSpec, Supervisor
+specs = [ProcessSpec(name=name, argv=argv) for name, argv in json.loads(sys.argv[2])]
+supervisor = Supervisor(specs, stop_timeout=float(sys.argv[3]), banner="all up")
+sys.exit(supervisor.run())
+"""
+
+
+def process_running(pid: int) -> bool:
+    """Return whether `pid` exists and is not a zombie."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        text = stat.read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return text[text.rfind(")") + 2] not in ("Z", "X")
+
+
+class RunnerUnderTest:
+    """The runner in a subprocess, with its output collected line by line."""
+
+    def __init__(self, children: dict[str, str], stop_timeout: float = 5.0):
+        specs = [
+            [name, [sys.executable, "-c", code]] for name, code in children.items()
+        ]
+        self.popen = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                DRIVER,
+                str(BASE_DIR / "scripts"),
+                json.dumps(specs),
+                str(stop_timeout),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.popen.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def child_pids(self, expected: int) -> list[int]:
+        def pids():
+            found = [
+                int(line.rsplit(" ", 1)[1]) for line in self.lines if "| pid " in line
+            ]
+            return found if len(found) >= expected else None
+
+        return poll_until(pids, timeout=10, message=f"{expected} child pids")
+
+    def wait(self, timeout: float = 15.0) -> int:
+        status = self.popen.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return status
+
+    def kill(self):
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@pytest.fixture
+def start_runner():
+    runners = []
+
+    def start(children, stop_timeout=5.0):
+        runner = RunnerUnderTest(children, stop_timeout=stop_timeout)
+        runners.append(runner)
+        return runner
+
+    yield start
+    for runner in runners:
+        runner.kill()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_stops_children_and_grandchildren(start_runner, signum):
+    runner = start_runner(
+        {"first": PARENT_WITH_GRANDCHILD, "second": PARENT_WITH_GRANDCHILD}
+    )
+    pids = runner.child_pids(4)
+
+    runner.popen.send_signal(signum)
+    status = runner.wait()
+
+    assert status == 0, runner.output()
+    for pid in pids:
+        assert not process_running(pid), f"pid {pid} survived:\n{runner.output()}"
+
+
+def test_child_exit_stops_the_others_and_names_the_child(start_runner):
+    runner = start_runner({"steady": PARENT_WITH_GRANDCHILD, "flaky": EXITS_WITH_3})
+    pids = runner.child_pids(3)
+
+    status = runner.wait()
+
+    assert status == 3
+    assert "flaky exited with status 3" in runner.output()
+    for pid in pids:
+        assert not process_running(pid), f"pid {pid} survived:\n{runner.output()}"
+
+
+def test_child_ignoring_sigterm_is_killed_after_timeout(start_runner):
+    runner = start_runner({"stubborn": IGNORES_SIGTERM}, stop_timeout=1.0)
+    [pid] = runner.child_pids(1)
+
+    runner.popen.send_signal(signal.SIGTERM)
+    status = runner.wait(timeout=10)
+
+    assert status == 0
+    assert "sending SIGKILL" in runner.output()
+    assert not process_running(pid)
+
+
+def test_output_lines_carry_the_child_name(start_runner):
+    runner = start_runner({"flaky": EXITS_WITH_3})
+
+    runner.wait()
+
+    assert any(line.startswith("flaky   | giving up") for line in runner.lines), (
+        runner.output()
+    )
+
+
+def test_banner_printed_once_children_run(start_runner):
+    runner = start_runner({"steady": PARENT_WITH_GRANDCHILD})
+    runner.child_pids(2)
+
+    poll_until(
+        lambda: any(line.endswith("| all up") for line in runner.lines),
+        timeout=5,
+        message="the banner",
+    )
+    runner.popen.send_signal(signal.SIGTERM)
+    assert runner.wait() == 0
+
+
+def test_env_file_values_are_read_without_quotes(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# comment\n"
+        "\n"
+        "REDIS_URL=redis://127.0.0.1:6379/0\n"
+        "export SECRET_KEY='a b c'\n"
+        'WA_ENGINE="sim"\n'
+        "not a setting\n"
+    )
+
+    values = run_all.read_env_file(env_file)
+
+    assert values == {
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "SECRET_KEY": "a b c",
+        "WA_ENGINE": "sim",
+    }
+
+
+def test_project_without_redis_runs_web_and_gateway():
+    specs = run_all.build_project_processes({})
+
+    assert [spec.name for spec in specs] == ["web", "gateway"]
+
+
+def test_project_with_redis_adds_worker_and_beat():
+    specs = run_all.build_project_processes({"REDIS_URL": "redis://127.0.0.1:6379/0"})
+
+    assert [spec.name for spec in specs] == ["web", "gateway", "worker", "beat"]
+
+
+def test_port_moves_django_and_the_callback_url():
+    specs = {
+        spec.name: spec for spec in run_all.build_project_processes({"PORT": "8123"})
+    }
+
+    assert specs["web"].argv[-1] == "127.0.0.1:8123"
+    assert specs["gateway"].env["PORT"] == "3000"
+    assert specs["gateway"].env["WA_CALLBACK_URL"] == (
+        "http://127.0.0.1:8123/api/settings/whatsapp/session/update"
+    )
+
+
+def test_gateway_port_moves_gateway_and_django_gateway_url():
+    specs = {
+        spec.name: spec
+        for spec in run_all.build_project_processes({"GATEWAY_PORT": "3999"})
+    }
+
+    assert specs["gateway"].env["PORT"] == "3999"
+    assert specs["web"].env["WA_GATEWAY_URL"] == "http://127.0.0.1:3999"
+
+
+def test_gateway_defaults_to_sim_engine():
+    specs = {spec.name: spec for spec in run_all.build_project_processes({})}
+
+    assert specs["gateway"].env["WA_ENGINE"] == "sim"
