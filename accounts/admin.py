@@ -40,7 +40,10 @@ class UserAdmin(BaseUserAdmin):
 
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        (_("Personal info"), {"fields": ("first_name", "last_name", "default_country")}),
+        (
+            _("Personal info"),
+            {"fields": ("first_name", "last_name", "default_country")},
+        ),
         (
             _("Permissions"),
             {
@@ -78,7 +81,13 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ("user", "plan", "status", "current_period_end", "daily_message_quota")
+    list_display = (
+        "user",
+        "plan",
+        "status",
+        "current_period_end",
+        "daily_message_quota",
+    )
     list_filter = ("status", "plan")
     search_fields = ("user__email",)
     list_select_related = ("user",)

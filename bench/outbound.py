@@ -83,13 +83,13 @@ def _wait_final(user_ids, after_id, expected: int, timeout: float) -> dict:
     return counts
 
 
-def _delivery_times(message_ids: list[int]) -> dict[int, datetime]:
+def _delivery_times(message_ids: list[int], since: datetime) -> dict[int, datetime]:
     """Return when Django received the `delivered` status of each message."""
     from sessions_wa.models import GatewayEvent
 
     times: dict[int, datetime] = {}
     events = GatewayEvent.objects.filter(
-        type="message.status", data__status="delivered"
+        type="message.status", data__status="delivered", received_at__gte=since
     ).values_list("data", "received_at")
     wanted = set(message_ids)
     for data, received_at in events.iterator():
@@ -110,7 +110,10 @@ def _latencies(user_ids, after_id) -> dict:
             "pk", "created_at", "sent_at", "delivered_at"
         )
     )
-    delivered = _delivery_times([row[0] for row in rows])
+    if not rows:
+        raise RuntimeError("No outbound message was stored; every send failed.")
+    since = min(row[1] for row in rows)
+    delivered = _delivery_times([row[0] for row in rows], since)
     to_sent = []
     to_delivered = []
     first_accept = None

@@ -79,7 +79,8 @@ def _outbound_rows(scales: dict, ceiling: float) -> list[list[str]]:
         row(
             "half load: messages/s offered (achieved)",
             lambda s: (
-                f"{_num(half(s)['offered_rate'], 1)} ({_num(half(s)['achieved_rate'], 1)})"
+                f"{_num(half(s)['offered_rate'], 1)} "
+                f"({_num(half(s)['achieved_rate'], 1)})"
             ),
         ),
         row("half load: messages", lambda s: _num(half(s)["accepted"])),
@@ -91,6 +92,12 @@ def _outbound_rows(scales: dict, ceiling: float) -> list[list[str]]:
         row(
             "accept→delivered p50 / p95 / p99 ms, half load",
             lambda s: _ms3(half(s)["delivered_ms"]),
+        ),
+        row(
+            "gateway callback requests per message, full load",
+            lambda s: _num(
+                full(s)["callback_requests"] / max(full(s)["accepted"], 1), 2
+            ),
         ),
         row(
             "send errors (full + half)",
@@ -230,9 +237,11 @@ def standing(results: dict) -> list[str]:
     if inbound and all(value is not None for value in inbound.values()):
         low = min(inbound.values())
         lines.append(
-            f"- Inbound batches of 100 at least {GOAL_INBOUND_EVENTS_PER_S:,} events/s: "
+            f"- Inbound batches of 100 at least {GOAL_INBOUND_EVENTS_PER_S:,} "
+            "events/s: "
             f"{'met' if low >= GOAL_INBOUND_EVENTS_PER_S else 'NOT met'} "
-            f"({', '.join(f'{_num(v)} at {k}' for k, v in inbound.items())} subscribers)."
+            f"({', '.join(f'{_num(v)} at {k}' for k, v in inbound.items())} "
+            "subscribers)."
         )
 
     p99s = {
@@ -268,7 +277,8 @@ def render(results: dict) -> str:
         + (" (quick mode)" if results["quick"] else ""),
         "",
         f"Machine: {machine['cpus']} CPUs ({machine['cpu_model']}), "
-        f"{machine['memory']} RAM, Linux {machine['kernel']}. Run on {machine['date']}.",
+        f"{machine['memory']} RAM, Linux {machine['kernel']}. "
+        f"Run on {machine['date']}.",
         "",
         "Versions: "
         + ", ".join(
@@ -303,7 +313,8 @@ def render(results: dict) -> str:
         ["probe", "rate", "p50 / p99 ms", "size"],
         [
             [
-                f"DRF no-op view `GET /bench/noop` (token auth), {http['concurrency']} clients",
+                "DRF no-op view `GET /bench/noop` (token auth), "
+                f"{http['concurrency']} clients",
                 f"{_num(http['rate'], 1)} requests/s",
                 f"{_num(http['p50_ms'], 1)} / {_num(http['p99_ms'], 1)}",
                 f"{_num(http['requests'])} requests, {http['errors']} errors",

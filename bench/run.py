@@ -194,11 +194,14 @@ def django_setup(env: dict[str, str]) -> None:
 
 
 def with_cpu(stack, function, *args, **kwargs) -> dict:
-    """Call `function` and add the CPU seconds each process used to its result."""
+    """Call `function`; add the CPU seconds each process used, and the count
+    of callback requests gunicorn served, to its result."""
     before = stack.cpu_usage()
+    callbacks_before = stack.callback_requests()
     result = function(*args, **kwargs)
     after = stack.cpu_usage()
     result["cpu"] = {name: after[name] - before[name] for name in before}
+    result["callback_requests"] = stack.callback_requests() - callbacks_before
     return result
 
 
@@ -213,7 +216,8 @@ def run_scale(stack, sizes: Sizes, count: int, first_index: int, skip: set) -> d
     if "outbound" not in skip:
         per_subscriber = -(-sizes.messages // count)
         progress(
-            f"{count} subscribers: outbound at full load, {per_subscriber * count} messages"
+            f"{count} subscribers: outbound at full load, "
+            f"{per_subscriber * count} messages"
         )
         full = with_cpu(
             stack,
@@ -315,7 +319,8 @@ def main(argv=None) -> int:
             "notes": [
                 "Send pacing set high for the bench: "
                 + ", ".join(f"{k}={v}" for k, v in PACING_ENV.items())
-                + "; subscribers are on an active plan with a daily quota of 10,000,000.",
+                + "; subscribers are on an active plan with a daily quota "
+                "of 10,000,000.",
                 "Django runs with DEBUG=False, LOG_LEVEL=INFO, "
                 "DATABASE_CONN_MAX_AGE=60 (the defaults), through "
                 "`bench.bench_settings`, which only adds the two no-op probes.",

@@ -285,6 +285,14 @@ class Stack:
             "bench client": times.user + times.system,
         }
 
+    def callback_requests(self) -> int:
+        """Return how many callback requests gunicorn has logged so far."""
+        access_log = self.log_dir / "gunicorn-access.log"
+        if not access_log.exists():
+            return 0
+        with access_log.open("rb") as log:
+            return sum(1 for line in log if CALLBACK_PATH.encode() in line)
+
     def stop(self) -> None:
         self.group.stop_all()
         shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -1,11 +1,12 @@
 """The customers and messages API.
 
 The caller is always the authenticated user. Customers and messages are
-addressed by their UUID; another user's id answers 404 like an unknown one.
+addressed by their UUID, and another user's id gets 404 like an unknown one.
 """
 
 from __future__ import annotations
 
+from django.http import Http404
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -13,6 +14,7 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import status, viewsets
+from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -35,9 +37,17 @@ from .serializers import (
 ERROR_400 = OpenApiResponse(
     MessagingErrorSerializer, description="Invalid input; `extra` names the field."
 )
-ERROR_401 = OpenApiResponse(MessagingErrorSerializer, description="Not authenticated.")
+# Session authentication comes first in REST_FRAMEWORK, and it sends no
+# WWW-Authenticate header, so DRF rejects an anonymous request with 403.
+ERROR_403 = OpenApiResponse(
+    MessagingErrorSerializer, description="Not authenticated (`not_authenticated`)."
+)
 ERROR_404 = OpenApiResponse(
     MessagingErrorSerializer, description="No such customer for this user."
+)
+ERROR_404_PAGE = OpenApiResponse(
+    MessagingErrorSerializer,
+    description="The page number is not a page of the results (`not_found`).",
 )
 ERROR_409_DUPLICATE = OpenApiResponse(
     MessagingErrorSerializer,
@@ -63,11 +73,16 @@ def _query_user_id_check(request) -> None:
                 "search", str, description="Part of a name or a number's digits."
             )
         ],
-        responses={200: CustomerSerializer(many=True), 400: ERROR_400, 401: ERROR_401},
+        responses={
+            200: CustomerSerializer(many=True),
+            400: ERROR_400,
+            403: ERROR_403,
+            404: ERROR_404_PAGE,
+        },
     ),
     retrieve=extend_schema(
         summary="Get a customer",
-        responses={200: CustomerSerializer, 401: ERROR_401, 404: ERROR_404},
+        responses={200: CustomerSerializer, 403: ERROR_403, 404: ERROR_404},
     ),
     create=extend_schema(
         summary="Add a customer",
@@ -75,7 +90,7 @@ def _query_user_id_check(request) -> None:
         responses={
             201: CustomerSerializer,
             400: ERROR_400,
-            401: ERROR_401,
+            403: ERROR_403,
             409: ERROR_409_DUPLICATE,
         },
     ),
@@ -85,7 +100,7 @@ def _query_user_id_check(request) -> None:
         responses={
             200: CustomerSerializer,
             400: ERROR_400,
-            401: ERROR_401,
+            403: ERROR_403,
             404: ERROR_404,
             409: ERROR_409_DUPLICATE,
         },
@@ -96,14 +111,14 @@ def _query_user_id_check(request) -> None:
         responses={
             200: CustomerSerializer,
             400: ERROR_400,
-            401: ERROR_401,
+            403: ERROR_403,
             404: ERROR_404,
             409: ERROR_409_DUPLICATE,
         },
     ),
     destroy=extend_schema(
         summary="Delete a customer and their messages",
-        responses={204: None, 401: ERROR_401, 404: ERROR_404},
+        responses={204: None, 403: ERROR_403, 404: ERROR_404},
     ),
 )
 class CustomerViewSet(viewsets.GenericViewSet):
@@ -117,7 +132,13 @@ class CustomerViewSet(viewsets.GenericViewSet):
         return selectors.customer_list(user=self.request.user, search=search)
 
     def _customer(self) -> Customer:
-        return selectors.customer_get(user=self.request.user, code=self.kwargs["code"])
+        # NotFound carries the `not_found` code that a bare Http404 lacks.
+        try:
+            return selectors.customer_get(
+                user=self.request.user, code=self.kwargs["code"]
+            )
+        except Http404:
+            raise NotFound("No such customer.") from None
 
     def _output(self, customer: Customer, status_code=status.HTTP_200_OK):
         fresh = selectors.customer_get(user=self.request.user, code=customer.code)
@@ -173,20 +194,22 @@ class MessageSendApi(APIView):
     @extend_schema(
         summary="Send a text message",
         description=(
-            "Queues the text and returns at once with status 202; the send "
-            "happens in the background and the status of each message moves "
-            "queued → sent → delivered → read, or to failed with a reason. A "
-            "text longer than 4096 characters becomes several messages, sent "
-            "in order."
+            "Queues the text and returns at once with status 202. The send "
+            "happens in the background, and the status of each message moves "
+            "queued → sending → sent → delivered → read, or to failed with a "
+            "reason. A text longer than 4096 characters becomes several "
+            "messages, sent in order."
         ),
         request=MessageSendSerializer,
         responses={
             202: MessageSendResultSerializer,
             400: ERROR_400,
-            401: ERROR_401,
             403: OpenApiResponse(
                 MessagingErrorSerializer,
-                description="The subscription is inactive (`subscription_inactive`).",
+                description=(
+                    "Not authenticated (`not_authenticated`), or the "
+                    "subscription is inactive (`subscription_inactive`)."
+                ),
             ),
             404: ERROR_404,
             409: OpenApiResponse(
@@ -196,8 +219,8 @@ class MessageSendApi(APIView):
             429: OpenApiResponse(
                 MessagingErrorSerializer,
                 description=(
-                    "The daily quota is used up (`daily_quota_exceeded`); `extra` "
-                    "holds limit, used and resets_at."
+                    "The daily quota is used up (`daily_quota_exceeded`), and "
+                    "`extra` contains limit, used and resets_at."
                 ),
             ),
         },
@@ -226,7 +249,12 @@ class MessageListApi(GenericAPIView):
     @extend_schema(
         summary="List messages, newest first",
         parameters=[MessageFilterSerializer],
-        responses={200: MessageSerializer(many=True), 400: ERROR_400, 401: ERROR_401},
+        responses={
+            200: MessageSerializer(many=True),
+            400: ERROR_400,
+            403: ERROR_403,
+            404: ERROR_404_PAGE,
+        },
     )
     def get(self, request):
         _query_user_id_check(request)

@@ -11,11 +11,11 @@ from django.utils.translation import gettext_lazy as _
 
 
 class Customer(models.Model):
-    """A person a subscriber talks to on WhatsApp; owned by one subscriber.
+    """A person a subscriber talks to on WhatsApp, owned by that subscriber.
 
-    One person is one row per owner: `match_key` folds the spellings of one
-    number (see `messaging.phones.match_key`), and `lid` holds WhatsApp's
-    privacy id when one is known. A customer first seen only through a LID
+    One person is one row per owner. `match_key` folds the spellings of one
+    number into one value (see `messaging.phones.match_key`), and `lid` is
+    WhatsApp's privacy id when one is known. A customer first seen only through a LID
     has no phone (`phone_unresolved`) until WhatsApp reveals the number.
     """
 
@@ -76,7 +76,7 @@ class Customer(models.Model):
 class Message(models.Model):
     """One WhatsApp message in a customer's conversation, in either direction.
 
-    `timestamp` is the message's own time (when WhatsApp says it was sent),
+    `timestamp` is the message's own time (when WhatsApp reports it was sent),
     not when this row was written; conversations are ordered by
     (`timestamp`, `id`). An outbound text longer than WhatsApp's limit is
     stored as one row per part, linked through `previous_part`, and the
@@ -215,7 +215,7 @@ class PendingMessageUpdate(models.Model):
     WhatsApp can deliver a receipt, an edit, a revoke or a reaction before
     the message itself (offline replays, history sync). The update is kept
     here, keyed by the message's WhatsApp id, and applied when that message
-    is stored; `payload` holds the event data.
+    is stored. `payload` contains the event data.
     """
 
     class Kind(models.TextChoices):

@@ -51,7 +51,7 @@ _OTHER_USER_RE = re.compile(r"^[^\s@]{1,128}$")
 
 
 class JidKind:
-    """What a JID addresses."""
+    """Kinds of address a JID can be."""
 
     PHONE = "phone"
     LID = "lid"
@@ -156,7 +156,7 @@ def jid_kind(value) -> str:
 
 
 def is_customer_jid(value) -> bool:
-    """Whether `value` is a well-formed JID of a person (phone or LID)."""
+    """Return True for a well-formed JID of a person (phone or LID)."""
     try:
         return jid_parse(value).is_customer
     except ValidationError:
@@ -164,7 +164,7 @@ def is_customer_jid(value) -> bool:
 
 
 def is_group_jid(value) -> bool:
-    """Whether `value` is a well-formed group JID (``...@g.us``)."""
+    """Return True for a well-formed group JID (``...@g.us``)."""
     try:
         return jid_parse(value).kind == JidKind.GROUP
     except ValidationError:
@@ -265,10 +265,10 @@ def phone_parse(value, *, default_region=None) -> str:
     Accepts spaces, dashes, dots, parentheses, a leading ``+`` or ``00``, a
     ``tel:`` prefix, a trunk ``0`` (``+44 (0)7700 ...``), national formats
     read in `default_region` (an ISO 3166 code such as ``"AR"``), and a phone
-    JID. A number is accepted when phonenumbers finds it valid, or when the
-    input read as typed has a possible length for its country, because new
-    ranges and the ranges kept for fiction (UK 07700 900xxx) are not in its
-    validity tables.
+    JID. A number is accepted when phonenumbers finds it valid. It is also
+    accepted when the input, read as typed, has a possible length for its
+    country, because new ranges and the ranges kept for fiction (UK 07700
+    900xxx) are not in the validity tables of phonenumbers.
     """
     if not isinstance(value, str):
         raise _invalid_phone(value, "expected text such as +55 11 91234-5678.")
@@ -315,8 +315,8 @@ def phone_parse(value, *, default_region=None) -> str:
             continue
         if phonenumbers.is_valid_number(number):
             return e164
-        # Only the first reading may be merely of a possible length; a
-        # second reading of the same digits must be a valid number, or
+        # Only the first reading may be merely of a possible length. A second
+        # reading of the same digits must be valid, because otherwise
         # "11 90000-0001" without a region would become +1 190 000 0001.
         if index == 0 and phonenumbers.is_possible_number(number):
             possible = e164

@@ -73,7 +73,7 @@ def session_not_connected_message() -> str:
 
 
 def customer_list(*, user, search: str | None = None) -> QuerySet:
-    """The user's customers with their last message and unread count.
+    """Return the user's customers with their last message and unread count.
 
     Annotates `last_message_at`, `last_message_body`, `last_message_kind`,
     `last_message_direction` and `unread_count` through subqueries, so the
@@ -160,7 +160,7 @@ def message_list(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet:
-    """The user's messages, newest first, filtered by the given values.
+    """Return the user's messages, newest first, filtered by the given values.
 
     A `customer_code` of another user matches nothing. `since` is
     inclusive and `until` exclusive, both on the message's own time.
@@ -237,10 +237,10 @@ def dashboard_summary(*, user) -> dict:
 
 
 def message_list_stuck(*, updated_before: datetime, limit: int = 500) -> QuerySet:
-    """Unsent messages of every user untouched since `updated_before`.
+    """Return unsent messages of every user untouched since `updated_before`.
 
-    Yields (id, status) pairs, oldest first; only the requeue task uses this
-    operator-wide read.
+    Yields (id, status) pairs, oldest first. Only the requeue task uses this
+    read across all users.
     """
     return (
         Message.objects.filter(

@@ -21,12 +21,14 @@ from sessions_wa.gateway import GatewayClient, GatewayError
 from .models import Message
 from .ratelimit import send_slot_take
 from .services.sending import (
+    RETRYABLE_GATEWAY_CODES,
     gateway_failure_reason,
     message_claim,
     message_fail,
     message_log_label,
     message_next_part,
     message_recipient,
+    message_recipient_keep,
     message_record_sent,
     message_release,
     message_send_enqueue,
@@ -61,8 +63,10 @@ def _previous_part_state(message: Message) -> str | None:
 
 @shared_task(bind=True, name="messaging.message_send", acks_late=True, max_retries=None)
 def message_send(self, message_id: int) -> str:
-    """Send one queued message through the gateway, at most once.
+    """Send one queued message through the gateway.
 
+    The conditional claim lets only one run send a message, and the gateway
+    keys sends by message id, so a repeated call never sends a second copy.
     Returns what happened: ``sent``, ``failed``, ``paced`` (re-scheduled by
     the send pacing), ``waiting`` (an earlier part is unsent), ``skipped``
     (another run has it or it is not queued) or ``missing``.
@@ -115,6 +119,7 @@ def message_send(self, message_id: int) -> str:
     if not message_claim(message_id):
         logger.info("Message %s was claimed by another run", message_id)
         return "skipped"
+    message_recipient_keep(message, recipient)
 
     logger.info(
         "Sending %s (attempt %s)", message_log_label(message), self.request.retries + 1
@@ -149,7 +154,7 @@ def message_send(self, message_id: int) -> str:
 
 
 def _send_failed(task, message: Message, error: GatewayError) -> str:
-    if error.permanent:
+    if error.permanent and error.code not in RETRYABLE_GATEWAY_CODES:
         code, reason = gateway_failure_reason(
             status=error.status, code=error.code, message=message
         )
@@ -167,6 +172,18 @@ def _send_failed(task, message: Message, error: GatewayError) -> str:
     if task.request.is_eager:
         max_retries = min(max_retries, EAGER_MAX_RETRIES)
     attempt = task.request.retries
+    if attempt >= max_retries and error.code in RETRYABLE_GATEWAY_CODES:
+        code, reason = gateway_failure_reason(
+            status=error.status, code=error.code, message=message
+        )
+        message_fail(message_id=message.pk, code=code, reason=reason)
+        logger.error(
+            "Giving up on %s after %s attempts: %s",
+            message_log_label(message),
+            attempt + 1,
+            error.code,
+        )
+        return "failed"
     if attempt >= max_retries:
         message_fail(
             message_id=message.pk,
@@ -185,7 +202,7 @@ def _send_failed(task, message: Message, error: GatewayError) -> str:
         return "failed"
 
     # The gateway keys sends by message id, so calling /send again after a
-    # timeout returns the first answer instead of sending a second copy.
+    # timeout returns the first response instead of sending a second copy.
     message_release(message.pk)
     countdown = _backoff_seconds(attempt)
     logger.warning(

@@ -68,7 +68,7 @@ def _is_control(char: str) -> bool:
 
 
 def _joins(previous: str, char: str, ri_run: int) -> bool:
-    """Whether `char` continues the cluster that ends with `previous`.
+    """Return True when `char` continues the cluster ending with `previous`.
 
     `ri_run` is the number of regional indicators that end the cluster.
     """

@@ -2,7 +2,8 @@
 
 Every view reads through `messaging.selectors` with the logged-in user, so
 another subscriber's customer code is a 404. Writes go through
-`messaging.services`; their ApplicationError messages are shown on the page.
+`messaging.services`, and their ApplicationError messages are shown on the
+page.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def conversation(request, code):
 
 @login_required
 def conversation_messages(request, code):
-    """The polled fragment: the latest messages with their ticks."""
+    """Render the polled fragment: the latest messages with their ticks."""
     customer = selectors.customer_get(user=request.user, code=code)
     services.conversation_mark_read(user=request.user, customer=customer)
     history = selectors.conversation_messages(
@@ -193,7 +194,7 @@ def conversation_send(request, code):
         error = ApplicationError(_("The message is empty; type the text to send."))
 
     if _is_htmx(request):
-        # htmx swaps only 2xx answers, so an error is a 200 with the message.
+        # htmx swaps only 2xx responses, so an error is a 200 with the message.
         context = _conversation_context(
             request,
             customer,

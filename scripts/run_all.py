@@ -3,12 +3,12 @@
 Starts Django's runserver, the Node gateway with its `sim` engine and, when
 REDIS_URL is set, a Celery worker and beat. Each line a child prints is shown
 with the child's name in front. One Ctrl-C (SIGINT) or SIGTERM stops every
-child; when one child exits by itself, the others are stopped and the runner
-exits with a non-zero status that names it.
+child. When one child exits by itself, the runner prints which one, stops
+the others and exits with a non-zero status.
 
 Each child runs in its own process group, so stopping a child also stops the
-processes it started (runserver's reloader child, for example). Uses only the
-standard library, because it runs before anything else is installed.
+processes it started (runserver's reloader child, for example). The script
+uses only the standard library, so it needs nothing but Python.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -33,7 +35,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # longer, but in development a quick stop matters more than that task.
 DEFAULT_STOP_TIMEOUT = 10.0
 
-# Seconds to wait for the web server and the gateway to answer before the
+# Seconds to wait for the web server and the gateway to respond before the
 # banner is printed anyway with a warning.
 READY_TIMEOUT = 90.0
 
@@ -66,6 +68,8 @@ def _ask_kernel_to_stop_child_with_parent() -> None:
     # Runs in the child between fork and exec. If the runner itself is
     # killed with SIGKILL it cannot forward anything, so ask Linux to send
     # SIGTERM to the child when its parent dies.
+    # NOTE: only the direct child gets that signal; runserver's reloader
+    # child is left running when the runner is killed with SIGKILL.
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -130,7 +134,8 @@ class Supervisor:
         names = [spec.name for spec in specs] + ["run_all"]
         self.name_width = max(len(name) for name in names)
 
-    def say(self, message: str) -> None:
+    def report(self, message: str) -> None:
+        """Print a line of the runner's own, prefixed like the children's."""
         self._write("run_all", message)
 
     def _write(self, name: str, line: str) -> None:
@@ -157,17 +162,21 @@ class Supervisor:
         if self.stopping or self.stop_signal is not None:
             # A second Ctrl-C while children are still stopping: do not wait
             # for the grace period any longer.
-            self.say("Second stop request: killing the remaining processes.")
+            self.report("Second stop request: killing the remaining processes.")
             self._signal_all(signal.SIGKILL)
             return
         self.stop_signal = signum
 
     def _signal_all(self, signum: int) -> None:
         for process in self.running:
-            try:
-                os.killpg(process.popen.pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
+            self._signal_group(process.popen.pid, signum)
+
+    @staticmethod
+    def _signal_group(pgid: int, signum: int) -> None:
+        try:
+            os.killpg(pgid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def start(self) -> None:
         preexec = (
@@ -186,7 +195,7 @@ class Supervisor:
                 preexec_fn=preexec,
             )
             self.running.append(RunningProcess(spec=spec, popen=popen))
-            self.say(f"Started {spec.name} (pid {popen.pid}): {' '.join(spec.argv)}")
+            self.report(f"Started {spec.name} (pid {popen.pid}): {' '.join(spec.argv)}")
 
         for process in self.running:
             process.reader = threading.Thread(
@@ -201,19 +210,19 @@ class Supervisor:
         deadline = time.monotonic() + self.ready_timeout
         pending = list(urls)
         while pending and time.monotonic() < deadline and not self.stopping:
-            pending = [url for url in pending if not _answers(url)]
+            pending = [url for url in pending if not _responds(url)]
             if pending:
                 time.sleep(0.5)
         if self.stopping:
             return
         if pending:
-            self.say(
-                f"Still no answer from {', '.join(pending)} after "
+            self.report(
+                f"No response from {', '.join(pending)} after "
                 f"{self.ready_timeout:.0f} s; check the output above."
             )
         if self.banner:
             for line in self.banner.splitlines():
-                self.say(line)
+                self.report(line)
 
     def run(self) -> int:
         """Run until a stop signal or a child exits; return the exit status."""
@@ -235,12 +244,12 @@ class Supervisor:
         while True:
             if self.stop_signal is not None:
                 name = signal.Signals(self.stop_signal).name
-                self.say(f"Received {name}; stopping all processes.")
+                self.report(f"Received {name}; stopping all processes.")
                 return 0
             for process in self.running:
                 code = process.popen.poll()
                 if code is not None:
-                    self.say(
+                    self.report(
                         f"{process.spec.name} exited with status {code}; "
                         "stopping the other processes."
                     )
@@ -248,39 +257,47 @@ class Supervisor:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """Send SIGTERM to every process group, then SIGKILL after the timeout."""
-        self.stopping = True
-        self._signal_all(signal.SIGTERM)
+        """Stop the children one at a time, in the reverse order of their start.
 
-        deadline = time.monotonic() + self.stop_timeout
-        while time.monotonic() < deadline:
-            for process in self.running:
-                process.popen.poll()
-            if not any(process_group_alive(p.popen.pid) for p in self.running):
-                break
-            time.sleep(0.1)
-        else:
-            alive = [
-                p.spec.name for p in self.running if process_group_alive(p.popen.pid)
-            ]
-            self.say(
-                f"{', '.join(alive)} still running {self.stop_timeout:.0f} s after "
-                "SIGTERM; sending SIGKILL."
-            )
-            self._signal_all(signal.SIGKILL)
+        Each process group gets SIGTERM, then SIGKILL if it is still running
+        `stop_timeout` seconds later. The reverse order stops beat and the
+        worker before the gateway, so a task in progress can finish its
+        gateway call, and the gateway before Django, so its last callbacks
+        are delivered.
+        """
+        self.stopping = True
+        for process in reversed(self.running):
+            self._stop_one(process)
 
         for process in self.running:
             try:
                 process.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self.say(f"{process.spec.name} (pid {process.popen.pid}) did not exit.")
+                self.report(
+                    f"{process.spec.name} (pid {process.popen.pid}) did not exit."
+                )
             if process.reader is not None:
                 process.reader.join(timeout=2)
-        self.say("All processes stopped.")
+        self.report("All processes stopped.")
+
+    def _stop_one(self, process: RunningProcess) -> None:
+        pgid = process.popen.pid
+        self._signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline:
+            process.popen.poll()
+            if not process_group_alive(pgid):
+                return
+            time.sleep(0.05)
+        self.report(
+            f"{process.spec.name} still running {self.stop_timeout:.0f} s after "
+            "SIGTERM; sending SIGKILL."
+        )
+        self._signal_group(pgid, signal.SIGKILL)
 
 
-def _answers(url: str) -> bool:
-    # Any HTTP answer, even an error status, means the server is listening.
+def _responds(url: str) -> bool:
+    # Any HTTP response, even an error status, means the server is listening.
     try:
         with urllib.request.urlopen(url, timeout=2):
             return True
@@ -308,6 +325,24 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def gateway_data_dir(env: dict[str, str]) -> str:
+    """Return the gateway's WA_DATA_DIR: WA_DATA_DIR if set, else one per database.
+
+    The gateway keeps each WhatsApp login under the Django user id. Another
+    database numbers its users from 1 again, so a shared folder would hand
+    the logins of one database's users to the other database's users with
+    the same ids. A folder per DATABASE_URL keeps them apart.
+    """
+    if env.get("WA_DATA_DIR"):
+        return env["WA_DATA_DIR"]
+
+    url = urlsplit(env.get("DATABASE_URL") or "sqlite:///db.sqlite3")
+    parts = [url.scheme, url.hostname or "", str(url.port or ""), url.path]
+    name = "-".join(part.strip("/") for part in parts if part.strip("/"))
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    return str(BASE_DIR / "gateway_node" / "data" / name)
+
+
 def build_project_processes(env: dict[str, str]) -> list[ProcessSpec]:
     """Return the processes of the embedded product for this environment.
 
@@ -327,6 +362,7 @@ def build_project_processes(env: dict[str, str]) -> list[ProcessSpec]:
         "HOST": gateway_host,
         "PORT": gateway_port,
         "WA_ENGINE": env.get("WA_ENGINE", "sim"),
+        "WA_DATA_DIR": gateway_data_dir(env),
         "WA_CALLBACK_URL": env.get(
             "WA_CALLBACK_URL", f"{web_url}/api/settings/whatsapp/session/update"
         ),
@@ -397,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    # The shell's values win over the .env file, as in Django's settings, and
-    # the children get both, so the gateway sees the same secret as Django.
+    # The shell's values win over the .env file, as in Django's settings. The
+    # children get both, so the gateway uses the same secret as Django.
     env = {**read_env_file(BASE_DIR / ".env"), **os.environ}
     RUN_DIR.mkdir(exist_ok=True)
     supervisor = Supervisor(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from whatsapp_saas.exceptions import ApplicationError
 
 from . import selectors, services
 from .serializers import SessionRequestSerializer, SessionSerializer
@@ -23,7 +25,16 @@ def _validate_body(request) -> None:
     serializer = SessionRequestSerializer(
         data=request.data, context={"request": request}
     )
-    serializer.is_valid(raise_exception=True)
+    if serializer.is_valid():
+        return
+    errors = serializer.errors
+    if "user_id" in errors:
+        raise ApplicationError(
+            str(errors["user_id"][0]),
+            code="invalid_user_id",
+            extra={"fields": errors},
+        )
+    raise ValidationError(errors)
 
 
 class SessionApi(APIView):

@@ -83,8 +83,8 @@ def events_validate(payload) -> list[GatewayEventIn]:
         )
     if not 1 <= len(events) <= MAX_EVENTS:
         raise EventBatchError(
-            f'"events" holds {len(events)} events; send 1 to {MAX_EVENTS} per '
-            "request.",
+            f'"events" contains {len(events)} events; send 1 to {MAX_EVENTS} '
+            "per request.",
             field="events",
         )
 
@@ -97,9 +97,9 @@ def _event_validate(index: int, event) -> GatewayEventIn:
         raise EventBatchError(f"{where} must be a JSON object.", index=index)
 
     def fail(field, expected):
-        shown = "missing" if field not in event else f"invalid ({event[field]!r:.60})"
+        problem = "missing" if field not in event else f"invalid ({event[field]!r:.60})"
         raise EventBatchError(
-            f"{where}.{field} is {shown}; expected {expected}.",
+            f"{where}.{field} is {problem}; expected {expected}.",
             index=index,
             field=field,
         )
@@ -126,7 +126,10 @@ def _event_validate(index: int, event) -> GatewayEventIn:
 
     occurred_at = parse_time(event.get("occurred_at"))
     if occurred_at is None:
-        fail("occurred_at", "an ISO 8601 time with a UTC offset, such as 2026-01-31T12:00:00.000Z")
+        fail(
+            "occurred_at",
+            "an ISO 8601 time with a UTC offset, such as 2026-01-31T12:00:00.000Z",
+        )
 
     data = event.get("data")
     if not isinstance(data, dict):
@@ -146,9 +149,9 @@ def _event_validate(index: int, event) -> GatewayEventIn:
 
 def _session_data_validate(index: int, event_type: str, data: dict) -> None:
     def fail(field, expected):
-        shown = "missing" if field not in data else f"invalid ({data[field]!r:.60})"
+        problem = "missing" if field not in data else f"invalid ({data[field]!r:.60})"
         raise EventBatchError(
-            f"events[{index}].data.{field} is {shown}; expected {expected}.",
+            f"events[{index}].data.{field} is {problem}; expected {expected}.",
             index=index,
             field=f"data.{field}",
         )

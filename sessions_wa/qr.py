@@ -11,7 +11,7 @@ def qr_svg(data: str, *, title: str = "") -> SafeString:
 
     WhatsApp's QR strings are a few hundred ASCII characters; error level L
     keeps the symbol small enough to scan from a laptop screen. The quiet
-    zone of 4 modules is the size the QR standard asks for.
+    zone of 4 modules is the minimum the QR standard (ISO/IEC 18004) requires.
     """
     code = segno.make_qr(data, error="l")
     # segno escapes the title and writes only path data, so the markup is safe.

@@ -2,8 +2,8 @@
 
 `WhatsAppSession.last_error_code` stores the code and `last_error` the English
 sentence (for the admin, logs and API clients). Pages translate by code, so a
-subscriber reading Chinese sees the Chinese sentence whatever language the
-event arrived in.
+subscriber reading Chinese sees the Chinese sentence whatever language was
+active when the error was stored.
 """
 
 from __future__ import annotations

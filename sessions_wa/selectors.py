@@ -13,16 +13,17 @@ from django.utils import timezone
 
 from accounts.models import Subscription, User
 
-from .gateway import GatewayClient, gateway_url_for_user
 from . import reasons
+from .gateway import GatewayClient, gateway_url_for_user
 from .models import WhatsAppSession
 
 logger = logging.getLogger(__name__)
 
 State = WhatsAppSession.State
 
-# The settings page asks the gateway which engine it runs; one short request
-# per node every ENGINE_CACHE_SECONDS at most, and never a slow page.
+# The settings page reads the engine name from the gateway's /healthz: at most
+# one request per node every ENGINE_CACHE_SECONDS, with a 1 s timeout so a
+# dead gateway cannot make the page slow.
 ENGINE_CACHE_SECONDS = 30
 ENGINE_UNREACHABLE_CACHE_SECONDS = 10
 ENGINE_TIMEOUT_SECONDS = 1.0
@@ -60,7 +61,12 @@ def session_list_to_stop(*, now: datetime | None = None) -> QuerySet:
     return (
         WhatsAppSession.objects.filter(
             inactive,
-            state__in=[State.STARTING, State.QR_PENDING, State.CONNECTED, State.DISCONNECTED],
+            state__in=[
+                State.STARTING,
+                State.QR_PENDING,
+                State.CONNECTED,
+                State.DISCONNECTED,
+            ],
         )
         .exclude(already_stopped)
         .order_by("pk")
@@ -90,7 +96,9 @@ def gateway_engine_get(*, user: User) -> str | None:
         health = GatewayClient(base_url, timeout=ENGINE_TIMEOUT_SECONDS).health()
         engine = str(health.get("engine") or "")
     except (requests.RequestException, ValueError, AttributeError) as error:
-        logger.info("Gateway %s health check failed: %s", base_url, error.__class__.__name__)
+        logger.info(
+            "Gateway %s health check failed: %s", base_url, error.__class__.__name__
+        )
         cache.set(cache_key, "", ENGINE_UNREACHABLE_CACHE_SECONDS)
         return None
 

@@ -48,6 +48,10 @@ class SessionRequestSerializer(serializers.Serializer):
     user_id = serializers.IntegerField(
         required=False,
         help_text="Optional; when present it must be the authenticated user's id.",
+        error_messages={
+            "invalid": "user_id must be an integer; leave it out, the session "
+            "always belongs to the user who is logged in."
+        },
     )
 
     def validate_user_id(self, value):

@@ -46,16 +46,34 @@ Outcome = GatewayEvent.Outcome
 TRANSITIONS: dict[str, frozenset[str]] = {
     State.NEW: frozenset({State.STARTING}),
     State.STARTING: frozenset(
-        {State.QR_PENDING, State.CONNECTED, State.DISCONNECTED, State.LOGGED_OUT, State.FAILED}
+        {
+            State.QR_PENDING,
+            State.CONNECTED,
+            State.DISCONNECTED,
+            State.LOGGED_OUT,
+            State.FAILED,
+        }
     ),
     State.QR_PENDING: frozenset(
-        {State.QR_EXPIRED, State.CONNECTED, State.DISCONNECTED, State.LOGGED_OUT, State.FAILED}
+        {
+            State.QR_EXPIRED,
+            State.CONNECTED,
+            State.DISCONNECTED,
+            State.LOGGED_OUT,
+            State.FAILED,
+        }
     ),
     State.QR_EXPIRED: frozenset({State.STARTING, State.LOGGED_OUT}),
     State.CONNECTED: frozenset({State.DISCONNECTED, State.LOGGED_OUT, State.FAILED}),
     # A reconnect of a session that was still pairing shows a new QR code.
     State.DISCONNECTED: frozenset(
-        {State.STARTING, State.QR_PENDING, State.CONNECTED, State.LOGGED_OUT, State.FAILED}
+        {
+            State.STARTING,
+            State.QR_PENDING,
+            State.CONNECTED,
+            State.LOGGED_OUT,
+            State.FAILED,
+        }
     ),
     State.LOGGED_OUT: frozenset({State.STARTING}),
     State.FAILED: frozenset({State.STARTING, State.LOGGED_OUT}),
@@ -215,17 +233,16 @@ def session_start_request(*, user: User) -> tuple[WhatsAppSession, bool]:
         session = WhatsAppSession.objects.select_for_update().get(pk=session.pk)
         if session.state in START_NOOP_STATES:
             logger.info(
-                "Start of session %s ignored: it is already %s", session.pk, session.state
+                "Start of session %s ignored: it is already %s",
+                session.pk,
+                session.state,
             )
             return session, created
 
+        # gateway_url keeps naming the node that held the session until the
+        # start task has moved it, so the task can stop it there first.
         session_transition(
-            session,
-            State.STARTING,
-            fields={
-                "gateway_url": gateway_url_for_user(user.pk),
-                "last_activity_at": timezone.now(),
-            },
+            session, State.STARTING, fields={"last_activity_at": timezone.now()}
         )
         session_start_task.delay_on_commit(session.pk)
 
@@ -265,7 +282,7 @@ def session_logout_request(*, user: User) -> WhatsAppSession | None:
 def session_start_succeeded(
     *, session_id: int, gateway_url: str, expected_updated_at: datetime, status: dict
 ) -> None:
-    """Record which node holds the session and apply the state /start returned."""
+    """Record the node that runs the session and apply the state /start returned."""
     WhatsAppSession.objects.filter(pk=session_id).update(gateway_url=gateway_url)
     session_gateway_status_apply(
         session_id=session_id, expected_updated_at=expected_updated_at, status=status
@@ -275,7 +292,9 @@ def session_start_succeeded(
 def session_start_failed(*, session_id: int, error_code: str, detail: str) -> None:
     """Move a session whose start cannot succeed to `failed`, with the reason."""
     with transaction.atomic():
-        session = WhatsAppSession.objects.select_for_update().filter(pk=session_id).first()
+        session = (
+            WhatsAppSession.objects.select_for_update().filter(pk=session_id).first()
+        )
         if session is None or session.state != State.STARTING:
             return
         session_transition(
@@ -286,7 +305,9 @@ def session_start_failed(*, session_id: int, error_code: str, detail: str) -> No
 def session_logout_failed(*, session_id: int, detail: str) -> None:
     """Tell the subscriber to unlink the device on the phone instead."""
     with transaction.atomic():
-        session = WhatsAppSession.objects.select_for_update().filter(pk=session_id).first()
+        session = (
+            WhatsAppSession.objects.select_for_update().filter(pk=session_id).first()
+        )
         if session is None or session.state != State.LOGGED_OUT:
             return
         session_transition(
@@ -300,7 +321,9 @@ def session_logout_failed(*, session_id: int, detail: str) -> None:
 def session_stopped(*, session_id: int, error_code: str) -> None:
     """Show a session whose client the gateway closed as `disconnected`."""
     with transaction.atomic():
-        session = WhatsAppSession.objects.select_for_update().filter(pk=session_id).first()
+        session = (
+            WhatsAppSession.objects.select_for_update().filter(pk=session_id).first()
+        )
         if session is None or session.state not in LIVE_STATES:
             return
         session_transition(session, State.DISCONNECTED, error_code=error_code)
@@ -309,7 +332,9 @@ def session_stopped(*, session_id: int, error_code: str) -> None:
 def session_idle_delete(*, session_id: int, cutoff: datetime) -> bool:
     """Delete the session if it is still unused since `cutoff`; True if deleted."""
     with transaction.atomic():
-        session = WhatsAppSession.objects.select_for_update().filter(pk=session_id).first()
+        session = (
+            WhatsAppSession.objects.select_for_update().filter(pk=session_id).first()
+        )
         if session is None:
             return False
         if session.state == State.CONNECTED or session.last_activity_at >= cutoff:
@@ -325,17 +350,19 @@ def session_gateway_status_apply(
 ) -> str:
     """Repair the session from the gateway's own view of it.
 
-    `status` is the gateway's /status (or /start) answer, or None when the
+    `status` is the gateway's /status (or /start) response, or None when the
     gateway does not know the session (404). Nothing changes when the
     session was updated after `expected_updated_at`, because a callback
-    newer than the gateway answer may have been applied since. Returns a
+    newer than the gateway response may have been applied since. Returns a
     word for the log: missing, changed, in_sync, repaired, restarted or
     unreachable_state.
     """
     from .tasks import session_start as session_start_task
 
     with transaction.atomic():
-        session = WhatsAppSession.objects.select_for_update().filter(pk=session_id).first()
+        session = (
+            WhatsAppSession.objects.select_for_update().filter(pk=session_id).first()
+        )
         if session is None:
             return "missing"
         if session.updated_at != expected_updated_at:
@@ -397,11 +424,7 @@ def _session_unknown_to_gateway(session: WhatsAppSession, start_task) -> str:
             return "repaired"
 
         session_transition(session, State.DISCONNECTED, error_code=reasons.RESTART)
-        session_transition(
-            session,
-            State.STARTING,
-            fields={"gateway_url": gateway_url_for_user(session.user_id)},
-        )
+        session_transition(session, State.STARTING)
         start_task.delay_on_commit(session.pk)
         logger.info("Session %s unknown to the gateway; starting it again", session.pk)
         return "restarted"
@@ -525,9 +548,11 @@ def _event_dispatch(
     event: GatewayEventIn, user: User | None, session: WhatsAppSession | None
 ) -> tuple[str, str]:
     if user is None:
-        # Answered as accepted so the gateway does not retry it forever.
+        # Counted as accepted, so the gateway stops retrying it.
         logger.warning(
-            "Gateway event %s names unknown user %s; ignored", event.event_id, event.user_id
+            "Gateway event %s names unknown user %s; ignored",
+            event.event_id,
+            event.user_id,
         )
         return Outcome.IGNORED, f"no user with id {event.user_id}"
 
@@ -539,7 +564,9 @@ def _event_dispatch(
     if event.type.startswith(MESSAGING_TYPE_PREFIXES):
         return _messaging_event_apply(event, user)
 
-    logger.info("Gateway event %s has unknown type %s; ignored", event.event_id, event.type)
+    logger.info(
+        "Gateway event %s has unknown type %s; ignored", event.event_id, event.type
+    )
     return Outcome.IGNORED, f"unknown event type {event.type}"
 
 
@@ -601,9 +628,7 @@ def _session_event_apply(
         return Outcome.REJECTED, error.message
 
     if event.type == SESSION_CONNECTED:
-        logger.info(
-            "Session %s connected as %s", session.pk, mask_phone(session.phone)
-        )
+        logger.info("Session %s connected as %s", session.pk, mask_phone(session.phone))
     return Outcome.APPLIED, ""
 
 
@@ -638,7 +663,12 @@ def _session_event_plan(session: WhatsAppSession, event: GatewayEventIn):
             return State.LOGGED_OUT, {}, "", ""
         if reason in (reasons.DEVICE_REMOVED, reasons.RESTORE_FAILED):
             return State.LOGGED_OUT, {}, reason, ""
-        return State.LOGGED_OUT, {}, reasons.LOGGED_OUT, f"reason {reason}" if reason else ""
+        return (
+            State.LOGGED_OUT,
+            {},
+            reasons.LOGGED_OUT,
+            f"reason {reason}" if reason else "",
+        )
 
     return f"unknown session event type {event.type}"
 

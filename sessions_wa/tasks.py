@@ -41,6 +41,11 @@ def retry_countdown(retries: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+def _holding_node_client(session: WhatsAppSession) -> GatewayClient:
+    """Return a client for the node that runs the session's client now."""
+    return GatewayClient(session.gateway_url or None)
+
+
 def _session_get(session_id: int) -> WhatsAppSession | None:
     session = WhatsAppSession.objects.filter(pk=session_id).first()
     if session is None:
@@ -55,13 +60,19 @@ def session_start(self, session_id: int) -> None:
     if session is None:
         return
     if session.state != State.STARTING:
-        logger.info("Session %s is %s, not starting; start skipped", session_id, session.state)
+        logger.info(
+            "Session %s is %s, not starting; start skipped", session_id, session.state
+        )
         return
 
     attempt = self.request.retries + 1
+    node_url = gateway_url_for_user(session.user_id)
+    if session.gateway_url and session.gateway_url != node_url:
+        _stop_on_previous_node(session, node_url)
+
     logger.info("Starting session %s on the gateway (attempt %s)", session_id, attempt)
     try:
-        status = GatewayClient().start(session.user_id)
+        status = GatewayClient(node_url).start(session.user_id)
     except GatewayError as error:
         if error.permanent:
             logger.error(
@@ -109,11 +120,34 @@ def session_start(self, session_id: int) -> None:
 
     services.session_start_succeeded(
         session_id=session_id,
-        gateway_url=gateway_url_for_user(session.user_id),
+        gateway_url=node_url,
         expected_updated_at=session.updated_at,
         status=status if isinstance(status, dict) else {},
     )
     logger.info("Gateway accepted the start of session %s", session_id)
+
+
+def _stop_on_previous_node(session: WhatsAppSession, node_url: str) -> None:
+    # The node list changed and the user now hashes to another node. Two
+    # nodes running one login would make WhatsApp close one as "replaced",
+    # so the old node closes its client (keeping the login) first.
+    logger.info(
+        "Session %s moves from %s to %s; stopping it on the old node",
+        session.pk,
+        session.gateway_url,
+        node_url,
+    )
+    try:
+        GatewayClient(session.gateway_url).stop(session.user_id)
+    except GatewayError as error:
+        # A removed node cannot be reached; the start goes ahead regardless.
+        logger.warning(
+            "Could not stop session %s on %s (%s): %s",
+            session.pk,
+            session.gateway_url,
+            error.status or "no answer",
+            error.message,
+        )
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES)
@@ -139,10 +173,10 @@ def session_logout(self, session_id: int, idle_cutoff: str | None = None) -> Non
 
     logger.info("Logging out session %s on the gateway", session_id)
     try:
-        GatewayClient().logout(session.user_id)
+        _holding_node_client(session).logout(session.user_id)
     except GatewayError as error:
         if error.status == 404:
-            logger.info("Gateway holds no login for session %s", session_id)
+            logger.info("Gateway has no login for session %s to delete", session_id)
         elif error.permanent or self.request.retries >= self.max_retries:
             logger.error(
                 "Logout of session %s failed for good (%s): %s",
@@ -183,10 +217,10 @@ def session_stop(
 
     logger.info("Stopping session %s on the gateway (%s)", session_id, error_code)
     try:
-        GatewayClient().stop(session.user_id)
+        _holding_node_client(session).stop(session.user_id)
     except GatewayError as error:
         if error.status == 404:
-            logger.info("Gateway holds no client for session %s", session_id)
+            logger.info("Gateway has no client for session %s to stop", session_id)
         elif error.permanent or self.request.retries >= self.max_retries:
             # cleanup enqueues the stop again on its next run.
             logger.error(
@@ -218,7 +252,7 @@ def session_sim_scan(self, session_id: int, phone: str) -> None:
 
     logger.info("Simulating a scan of session %s by %s", session_id, mask_phone(phone))
     try:
-        GatewayClient().sim("scan", session.user_id, phone=phone)
+        _holding_node_client(session).sim("scan", session.user_id, phone=phone)
     except GatewayError as error:
         logger.warning(
             "Simulated scan of session %s failed (%s): %s",
@@ -230,7 +264,11 @@ def session_sim_scan(self, session_id: int, phone: str) -> None:
 
 @shared_task(bind=True)
 def session_reconcile(self, session_id: int) -> str:
-    """Compare one session with the gateway's /status and repair any drift."""
+    """Compare one session with the gateway's /status and repair any drift.
+
+    The node the user hashes to now is asked, so a user moved to another
+    node reads as unknown there and is started again on it.
+    """
     session = _session_get(session_id)
     if session is None:
         return "missing"
@@ -239,7 +277,7 @@ def session_reconcile(self, session_id: int) -> str:
         status = GatewayClient().status(session.user_id)
     except GatewayError as error:
         if error.status != 404:
-            # An unreachable gateway says nothing about the session.
+            # An unreachable gateway is no evidence about the session's state.
             logger.warning(
                 "Could not reconcile session %s (%s): %s",
                 session_id,
@@ -257,8 +295,8 @@ def session_reconcile(self, session_id: int) -> str:
     return result
 
 
-@shared_task
-def reconcile() -> int:
+@shared_task(bind=True)
+def reconcile(self) -> int:
     """Periodic: enqueue a reconcile of every session Django believes live."""
     updated_before = timezone.now() - timedelta(
         seconds=settings.WA_RECONCILE_GRACE_SECONDS
@@ -273,8 +311,8 @@ def reconcile() -> int:
     return count
 
 
-@shared_task
-def cleanup() -> dict:
+@shared_task(bind=True)
+def cleanup(self) -> dict:
     """Periodic: stop sessions without an active subscription, delete unused
     ones and prune the gateway event log."""
     now = timezone.now()

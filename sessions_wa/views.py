@@ -63,7 +63,10 @@ def _card_context(request, *, sim_phone: str = "", sim_error: str = "") -> dict:
 
     if state in (State.STARTING, State.QR_PENDING):
         context["poll_seconds"] = POLL_SECONDS_PENDING
-    elif state == State.DISCONNECTED and error_code in (reasons.NETWORK, reasons.RESTART):
+    elif state == State.DISCONNECTED and error_code in (
+        reasons.NETWORK,
+        reasons.RESTART,
+    ):
         context["poll_seconds"] = POLL_SECONDS_RECONNECTING
 
     if state == State.QR_PENDING and session.qr:
@@ -93,7 +96,7 @@ def settings_page(request):
 @login_required
 @require_GET
 def card(request):
-    """The WhatsApp card alone; the page polls it while a change is pending."""
+    """Render the WhatsApp card alone. The page polls it while a change is pending."""
     return render(request, "sessions_wa/_card.html", _card_context(request))
 
 
@@ -119,7 +122,9 @@ def disconnect(request):
         raise Http404("No WhatsApp session.")
 
     if request.method == "GET":
-        return render(request, "sessions_wa/disconnect_confirm.html", {"session": session})
+        return render(
+            request, "sessions_wa/disconnect_confirm.html", {"session": session}
+        )
 
     services.session_logout_request(user=request.user)
     messages.success(
@@ -152,7 +157,7 @@ def simulate_scan(request):
         if not _is_htmx(request):
             messages.error(request, error)
             return redirect("sessions_wa:settings")
-        # htmx swaps only 2xx answers, so the error is shown with a 200.
+        # htmx swaps only 2xx responses, so the error is returned with a 200.
         context = _card_context(request, sim_phone=raw_phone, sim_error=error)
         return render(request, "sessions_wa/_card.html", context)
 
@@ -184,7 +189,7 @@ def _error(message: str, code: str, status: int) -> JsonResponse:
 def gateway_callback(request):
     """Receive a signed batch of gateway events.
 
-    Answers 413 before reading a body over WA_CALLBACK_MAX_BYTES, 401 for a
+    Returns 413 before reading a body over WA_CALLBACK_MAX_BYTES, 401 for a
     missing or wrong signature, 400 for malformed JSON or events (nothing is
     applied), and 200 {accepted, duplicates} once the batch is committed.
     """

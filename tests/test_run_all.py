@@ -44,6 +44,18 @@ print("giving up", flush=True)
 raise SystemExit(3)
 """
 
+# A child that reports SIGTERM by printing its name after a short delay.
+REPORTS_SIGTERM = """
+import os, signal, sys, time
+def stop(signum, frame):
+    time.sleep(0.2)
+    print("stopped", sys.argv[1], flush=True)
+    raise SystemExit(0)
+signal.signal(signal.SIGTERM, stop)
+print("pid", os.getpid(), flush=True)
+time.sleep(300)
+"""
+
 DRIVER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -75,7 +87,8 @@ class RunnerUnderTest:
 
     def __init__(self, children: dict[str, str], stop_timeout: float = 5.0):
         specs = [
-            [name, [sys.executable, "-c", code]] for name, code in children.items()
+            [name, [sys.executable, "-c", code, name]]
+            for name, code in children.items()
         ]
         self.popen = subprocess.Popen(
             [
@@ -174,6 +187,19 @@ def test_child_ignoring_sigterm_is_killed_after_timeout(start_runner):
     assert not process_running(pid)
 
 
+def test_children_stop_in_reverse_start_order(start_runner):
+    runner = start_runner(
+        {"web": REPORTS_SIGTERM, "gateway": REPORTS_SIGTERM, "worker": REPORTS_SIGTERM}
+    )
+    runner.child_pids(3)
+
+    runner.popen.send_signal(signal.SIGTERM)
+    assert runner.wait() == 0
+
+    stopped = [line.split()[-1] for line in runner.lines if "| stopped " in line]
+    assert stopped == ["worker", "gateway", "web"]
+
+
 def test_output_lines_carry_the_child_name(start_runner):
     runner = start_runner({"flaky": EXITS_WITH_3})
 
@@ -255,3 +281,29 @@ def test_gateway_defaults_to_sim_engine():
     specs = {spec.name: spec for spec in run_all.build_project_processes({})}
 
     assert specs["gateway"].env["WA_ENGINE"] == "sim"
+
+
+def test_gateway_data_dir_follows_database_url():
+    postgres = run_all.gateway_data_dir(
+        {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/wa_dev"}
+    )
+    other = run_all.gateway_data_dir(
+        {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/wa_other"}
+    )
+
+    assert postgres.endswith("/gateway_node/data/postgres-127.0.0.1-5432-wa_dev")
+    assert other.endswith("/gateway_node/data/postgres-127.0.0.1-5432-wa_other")
+
+
+def test_gateway_data_dir_without_database_url_is_sqlite():
+    data_dir = run_all.gateway_data_dir({})
+
+    assert data_dir.endswith("/gateway_node/data/sqlite-db.sqlite3")
+
+
+def test_gateway_data_dir_setting_wins():
+    data_dir = run_all.gateway_data_dir(
+        {"WA_DATA_DIR": "/srv/wa", "DATABASE_URL": "postgres://h/db"}
+    )
+
+    assert data_dir == "/srv/wa"

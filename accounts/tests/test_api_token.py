@@ -65,7 +65,7 @@ def test_api_rotation_revokes_old_token(owner):
 
     response = api.post(ROTATE_API_URL)
 
-    # DRF answers 403 because SessionAuthentication, listed first, sends no
+    # DRF returns 403 because SessionAuthentication, listed first, sends no
     # WWW-Authenticate challenge.
     assert response.status_code == 403
     assert response.json()["code"] == "authentication_failed"

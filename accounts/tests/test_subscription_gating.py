@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.models import Subscription
+from accounts.models import Subscription, User
 from accounts.services import subscription_require_active
 from accounts.tests.factories import subscriber_create
 from whatsapp_saas.exceptions import ApplicationError
@@ -72,8 +72,6 @@ def test_ended_active_period_is_rejected():
 
 
 def test_user_without_subscription_is_rejected():
-    from accounts.models import User
-
     user = User.objects.create_user(email="bare@example.com", password="x")
 
     error = gating_error(user)

@@ -1,7 +1,7 @@
 // The gateway's Fastify application, without listening.
 //
 // buildApp() wires the database, outbox, auth store, session registry and
-// routes. server.js listens on it; tests drive it with app.inject().
+// routes. server.js listens on it, and tests drive it with app.inject().
 
 import Fastify from 'fastify'
 
@@ -37,7 +37,8 @@ export async function buildApp (config, options = {}) {
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT_BYTES,
-    // Request ids are ours; a caller-chosen id could forge log lines.
+    // Request ids are generated here, because a caller-chosen id could forge
+    // log lines.
     requestIdHeader: false,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } }
   })
@@ -109,7 +110,7 @@ export async function buildApp (config, options = {}) {
 
   // Runs after the server has stopped taking requests. Clients are stopped
   // first, so that their final events are in the outbox before it is
-  // flushed; no client is logged out.
+  // flushed. No client is logged out.
   app.addHook('onClose', async () => {
     clearInterval(purgeTimer)
     const deadline = clock() + config.shutdownTimeoutMs

@@ -8,6 +8,9 @@
 //
 // Names are opaque to the store. They are percent-encoded into file names
 // that contain no `.` or `/`, so no name can reach outside keys/.
+//
+// TODO: a database-backed store with the same per-user members, so that
+// another gateway node can take a user over without copying these files.
 
 import { randomBytes } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises'
@@ -72,7 +75,7 @@ export class FileAuthStore {
   #logger
   // userId -> promise of the last queued write or wipe of that user.
   #queues = new Map()
-  // userId -> number of wipes so far; a view made before a wipe goes stale.
+  // userId -> number of wipes so far. A view made before a wipe goes stale.
   #generations = new Map()
 
   constructor ({ dataDir, logger }) {
@@ -109,7 +112,7 @@ export class FileAuthStore {
         for (const name of names) fileName(name)
         return store.#enqueue(userId, async () => {
           if (isStale()) {
-            // The user was logged out; a late write must not bring the
+            // The user was logged out, and a late write must not bring the
             // dead credentials back.
             store.#logger.warn({ userId, keys: names.length }, 'ignored an auth write that arrived after the auth was wiped')
             return

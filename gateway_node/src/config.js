@@ -18,7 +18,7 @@ const DB_SYNCHRONOUS = ['normal', 'full']
 const TRUE_WORDS = ['1', 'true', 'yes', 'on']
 const FALSE_WORDS = ['0', 'false', 'no', 'off', '']
 
-/** One or more environment variables hold invalid values. */
+/** One or more environment variables have invalid values. */
 export class ConfigError extends Error {
   constructor (problems) {
     super(`Invalid gateway configuration:\n  ${problems.join('\n  ')}`)
@@ -128,6 +128,7 @@ const VARIABLES = {
   WA_SIM_ACK_DELAYS_MS: [integerList(3, 'sent, delivered, read'), '300,1000,2500'],
   WA_SIM_QR_TTL_MS: [integerList(2, 'first, next'), '60000,20000'],
   WA_SIM_QR_MAX: [integer({ min: 1, max: 100 }), '6'],
+  WA_QR_MAX: [integer({ min: 1, max: 100 }), '6'],
   WA_SIM_UNREGISTERED: [digitList, ''],
   WA_CHROMIUM_PATH: [nonEmpty, '/usr/bin/chromium'],
   WA_BROWSER_NAME: [nonEmpty, 'Chrome']
@@ -213,9 +214,9 @@ export function loadConfig (env = process.env) {
       backoffMaxMs,
       concurrency: values.WA_CALLBACK_CONCURRENCY
     }),
-    // Handed to createEngine() as `config`; each engine reads its own keys.
+    // Handed to createEngine() as `config`. Each engine reads its own keys.
     engineOptions: Object.freeze({
-      qrMax: values.WA_SIM_QR_MAX,
+      qrMax: values.WA_ENGINE === 'sim' ? values.WA_SIM_QR_MAX : values.WA_QR_MAX,
       qrTtlMs: Object.freeze({ first: firstQrMs, next: nextQrMs }),
       ackDelaysMs: Object.freeze({ sent: sentMs, delivered: deliveredMs, read: readMs }),
       unregistered: new Set(values.WA_SIM_UNREGISTERED),

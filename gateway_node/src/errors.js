@@ -93,7 +93,7 @@ export const ERRORS = {
   },
   GW_ERR_MAX_SESSIONS: {
     status: 503,
-    message: 'This gateway already holds its maximum of %s sessions (WA_MAX_SESSIONS).'
+    message: 'This gateway already runs its maximum of %s sessions. Raise WA_MAX_SESSIONS or add a gateway node.'
   },
   GW_ERR_SHUTTING_DOWN: {
     status: 503,
@@ -106,8 +106,8 @@ export const ERRORS = {
 }
 
 /**
- * An error with a GW_ERR_* code; the error handler turns it into JSON. Its
- * message is written for the caller and holds no internals, so it is sent
+ * An error with a GW_ERR_* code, which the error handler turns into JSON. Its
+ * message is written for the caller and contains no internals, so it is sent
  * whatever the status. `options.message` replaces the table's text.
  */
 export class GatewayError extends Error {

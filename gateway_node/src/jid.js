@@ -19,6 +19,7 @@ const MAX_PHONE_DIGITS = 15
 const DIGITS = /^\d+$/
 const PHONE_SEPARATORS = /[\s\-().]/g
 const TEL_URI_SCHEME = /^tel:/i
+const TRUNK_ZERO = /\(0\)/g
 
 function splitJid (jid) {
   if (typeof jid !== 'string') return null
@@ -98,7 +99,12 @@ function invalidRecipient (input, reason) {
 }
 
 function phoneDigitsToJid (input, text) {
-  let digits = text.replace(TEL_URI_SCHEME, '').replace(PHONE_SEPARATORS, '')
+  // `+44 (0)7700…` marks a trunk zero that is dialled only inside the
+  // country, so it is not part of the international number.
+  let digits = text
+    .replace(TEL_URI_SCHEME, '')
+    .replace(TRUNK_ZERO, '')
+    .replace(PHONE_SEPARATORS, '')
   if (digits.startsWith('+')) {
     digits = digits.slice(1)
   } else if (digits.startsWith('00')) {

@@ -1,7 +1,7 @@
 // The pino logger shared by Fastify and the gateway.
 //
-// JSON lines by default; pino-pretty only when stdout is a terminal and the
-// package is installed. Message text and signature headers are redacted
+// JSON lines by default, and pino-pretty only when stdout is a terminal and
+// the package is installed. Message text and signature headers are redacted
 // wherever they would land in a log line by mistake.
 
 import { createRequire } from 'node:module'

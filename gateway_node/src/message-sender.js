@@ -2,8 +2,8 @@
 //
 // Django may repeat a /send (a Celery retry after a timeout, two workers
 // racing). The first request claims the message_id in SQLite before the
-// message goes out, so every repeat gets the first answer and WhatsApp gets
-// the message once, also after a gateway restart.
+// message goes out, so every repeat gets the first response and WhatsApp
+// gets the message once, also after a gateway restart.
 
 import { createHash } from 'node:crypto'
 
@@ -27,7 +27,7 @@ export class MessageSender {
   #metrics
   #logger
   #timeoutMs
-  // `${userId}:${messageId}` -> promise of the answer, while sending.
+  // `${userId}:${messageId}` -> promise of the response, while sending.
   #inFlight = new Map()
 
   constructor ({ sessions, sends, metrics, logger, timeoutMs }) {
@@ -38,7 +38,7 @@ export class MessageSender {
     this.#timeoutMs = timeoutMs
   }
 
-  /** Sends `text` to `to` once per message_id; returns { gateway_message_id, to_jid }. */
+  /** Sends `text` to `to` once per message_id and returns { gateway_message_id, to_jid }. */
   async send (userId, { messageId, to, text }) {
     try {
       return await this.#send(userId, { messageId, to, text })
@@ -94,8 +94,8 @@ export class MessageSender {
     let timer
     const timeout = new Promise((resolve, reject) => {
       timer = setTimeout(() => {
-        // The send may still finish; its row stays `sending` until then,
-        // so a repeat meanwhile gets GW_ERR_SEND_IN_DOUBT, not a second send.
+        // The send may still finish. Its row stays `sending` until then, so
+        // a repeat meanwhile gets GW_ERR_SEND_IN_DOUBT, not a second send.
         endSend()
         this.#logger.warn({ userId, messageId: request.messageId, timeoutMs: this.#timeoutMs }, 'send timed out')
         reject(gatewayError('GW_ERR_SEND_TIMEOUT', request.messageId, this.#timeoutMs))

@@ -18,7 +18,7 @@ export const SESSION_STATES = [
 ]
 
 /**
- * Creates the registry and its metrics. `read` holds callbacks:
+ * Creates the registry and its metrics. `read` contains callbacks:
  * `sessionCounts()` → { [state]: count }, `outboxPending()` → number,
  * `deadLetterCount()` → number.
  */

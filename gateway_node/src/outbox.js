@@ -2,7 +2,7 @@
 // Django.
 //
 // An event is committed to SQLite before anything else happens with it, and
-// its row is deleted only after Django answers 2xx, so neither a Django
+// its row is deleted only after Django responds 2xx, so neither a Django
 // outage nor a gateway crash loses it. Each user's events form a lane that is
 // posted in `seq` order, one batch in flight per lane. A lane that Django
 // rejects backs off alone. Failures that mean Django itself is unreachable
@@ -19,8 +19,11 @@ export const MAX_BATCH = 100
 const LATEST_DEAD_LETTERS = 5
 const RESPONSE_EXCERPT = 300
 
-// Statuses that say Django as a whole cannot take callbacks right now.
-const ENDPOINT_STATUSES = new Set([429, 502, 503, 504])
+// Statuses that mean Django as a whole cannot take callbacks right now.
+// 401 and 403 mean the shared secret or Django's configuration is wrong for
+// every user alike; the events wait for the operator's fix instead of being
+// dead-lettered.
+const ENDPOINT_STATUSES = new Set([401, 403, 429, 502, 503, 504])
 
 function eventJson (row) {
   // `data` is stored as JSON text and spliced in as is.
@@ -53,7 +56,7 @@ function classify (outcome) {
   const { status } = outcome
   if (status >= 200 && status < 300) return 'delivered'
   if (ENDPOINT_STATUSES.has(status)) return 'endpoint'
-  // Redirects mean WA_CALLBACK_URL is not the final address; retrying keeps
+  // A redirect means WA_CALLBACK_URL is not the final address. Retrying keeps
   // the events until the setting is fixed.
   if (status === 408 || status >= 500 || status < 400) return 'lane'
   return 'rejected'
@@ -75,8 +78,8 @@ export class Outbox {
   #random
   #clock
 
-  // userId -> { attempts, retryAt, limit }; an entry exists while the user
-  // has pending events. Map order is the order lanes get their turn.
+  // userId -> { attempts, retryAt, limit }, present while the user has
+  // pending events. Map order is the order lanes get their turn.
   #lanes = new Map()
   #inFlight = new Map()
   #endpoint = { attempts: 0, retryAt: 0 }
@@ -363,8 +366,8 @@ export class Outbox {
 
     if (kind === 'rejected') {
       if (rows.length > 1) {
-        // Halve the batch until the rejected event stands alone, so a 413
-        // or one invalid event does not take its neighbours down with it.
+        // Halve the batch until the rejected event is alone in its batch,
+        // so a 413 or one invalid event does not take its neighbours down.
         lane.limit = Math.max(1, Math.floor(rows.length / 2))
         this.#metrics?.callbackAttempts.inc({ outcome: 'split' })
         this.#logger.warn({ ...context, nextBatch: lane.limit, response: outcome.excerpt }, 'Django rejected a callback batch; splitting it')
@@ -408,6 +411,8 @@ export class Outbox {
     return delay
   }
 
+  // TODO: add a way to requeue dead letters once Django accepts them again.
+  // Until then an operator copies rows from dead_letters back into outbox.
   #deadLetter (userId, row, outcome) {
     const status = outcome.status ?? null
     const reason = status === 413

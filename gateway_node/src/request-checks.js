@@ -113,8 +113,9 @@ export function installRequestChecks (app, { secrets, bodyLimit, clock = Date.no
     }
     if (!config.userScoped) return
 
-    const source = request.method === 'GET' ? request.query : request.body
-    if (request.method !== 'GET' && source !== undefined && !isPlainObject(source)) {
+    const readsQuery = request.method === 'GET' || request.method === 'HEAD'
+    const source = readsQuery ? request.query : request.body
+    if (!readsQuery && source !== undefined && !isPlainObject(source)) {
       throw gatewayError('GW_ERR_INVALID_BODY', 'the body must be a JSON object')
     }
     const userId = source?.user_id
@@ -137,7 +138,7 @@ export function installRequestChecks (app, { secrets, bodyLimit, clock = Date.no
       request.log.info({ ...context, reason: known.message }, 'request rejected')
     }
 
-    // Messages of GatewayErrors are written for the caller; anything else
+    // Messages of GatewayErrors are written for the caller. Any other error
     // at 500 or above may carry internals and gets a generic text.
     const message = known ? known.message : GENERIC_SERVER_ERROR
     reply.code(statusCode).send({ code, message })

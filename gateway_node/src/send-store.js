@@ -1,7 +1,7 @@
 // Records of messages sent through POST /send, in the gateway database.
 //
 // A row is written as `sending` before the message goes to WhatsApp and
-// becomes `sent` with WhatsApp's id before /send answers. The same row makes
+// becomes `sent` with WhatsApp's id before /send responds. The same row makes
 // /send idempotent on Django's message_id (also across restarts), tells
 // echoes of our own sends apart from messages typed on the phone, and puts
 // Django's message_id on acks. Rows expire after WA_SEND_RECORD_TTL_HOURS.

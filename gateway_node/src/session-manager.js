@@ -1,8 +1,8 @@
 // The registry of WhatsApp clients: one engine per user.
 //
 // It starts, stops, restores and logs out clients, keeps each user's status,
-// and turns engine events into callback events in the outbox. Events of one
-// user are written in the order the engine emitted them.
+// and turns engine events into callback events in the outbox, in the order
+// the engine emitted them (see #dispatch for the one exception).
 
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -121,7 +121,7 @@ export class SessionManager {
 
   /**
    * Starts the user's client unless it is already running, and returns the
-   * state once the engine knows it (or after a few seconds, still
+   * state once the engine reports it (or after a few seconds, still
    * `starting`). With `restore`, a client that shows no sign of life within
    * WA_RESTORE_TIMEOUT_MS has its auth wiped.
    */
@@ -201,7 +201,7 @@ export class SessionManager {
         engine.stop().catch(() => {})
         await this.#loggedOut(session, 'requested')
       }
-      // The engine's logged_out event started the wipe; answer once it is done.
+      // The engine's logged_out event started the wipe. Respond once it is done.
       await session.wiping
       return 'logged_out'
     }
@@ -475,6 +475,13 @@ export class SessionManager {
     this.#setState(session, willReconnect ? 'disconnected' : state)
     if (!willReconnect) this.#release(session)
     if (willReconnect) this.#metrics?.reconnects.inc()
+    if (reason === 'qr_timeout') {
+      // Nobody scanned: the engine may have saved fresh creds, which must not
+      // make the next boot restore the user and post an unprompted QR.
+      this.#authStore.wipe(session.userId).catch((error) => {
+        this.#logger.error({ err: error, userId: session.userId }, 'failed to wipe unpaired auth after the QR expired')
+      })
+    }
 
     this.#logger.info({ userId: session.userId, reason, willReconnect }, 'WhatsApp client disconnected')
     this.#record(session, 'session.disconnected', { reason, will_reconnect: willReconnect })

@@ -24,11 +24,11 @@ async function makeEngine (t, env = {}) {
 }
 
 async function paired (t, env) {
-  const made = await makeEngine(t, env)
-  await made.engine.start()
-  await made.engine.scan('+5511900000009')
-  made.events.length = 0
-  return made
+  const setup = await makeEngine(t, env)
+  await setup.engine.start()
+  await setup.engine.scan('+5511900000009')
+  setup.events.length = 0
+  return setup
 }
 
 describe('sim engine', () => {
@@ -59,8 +59,10 @@ describe('sim engine', () => {
     await engine.start()
     await waitFor(() => events.length === 2)
     const [first, second] = events.map((event) => event.data.expiresAt - event.at)
-    assert.ok(first >= 79 && first <= 81, `first TTL ${first}`)
-    assert.ok(second >= 29 && second <= 31, `second TTL ${second}`)
+    assert.ok(first >= 79, `first TTL ${first}`)
+    assert.ok(first <= 81, `first TTL ${first}`)
+    assert.ok(second >= 29, `second TTL ${second}`)
+    assert.ok(second <= 31, `second TTL ${second}`)
   })
 
   it('restores a paired account from its auth without a QR', async (t) => {

@@ -14,7 +14,7 @@ import { sign, verify } from '../src/signing.js'
 
 export const SECRET = 'test-secret-for-the-gateway'
 
-// Nothing listens on port 9 (discard) here, so callbacks fail fast with
+// Port 9 (discard) normally has no listener, so callbacks fail fast with
 // ECONNREFUSED when a test does not care about them.
 export const UNREACHABLE_CALLBACK = 'http://127.0.0.1:9/api/settings/whatsapp/session/update'
 
@@ -37,7 +37,7 @@ export function testEnv (dataDir, env = {}) {
   }
 }
 
-/** A pino destination that keeps every line as a parsed object. */
+/** Creates a pino destination that keeps every line as a parsed object. */
 export function logSink () {
   const lines = []
   const stream = new Writable({
@@ -52,8 +52,8 @@ export function logSink () {
 }
 
 /**
- * Builds an app on `dataDir` and closes it after the test. Returns the app;
- * the gateway internals are on `app.gateway`.
+ * Builds an app on `dataDir` and closes it after the test. Returns the app,
+ * with the gateway internals on `app.gateway`.
  */
 export async function buildTestApp (t, { dataDir, env = {}, logSink: sink, ...options } = {}) {
   const dir = dataDir ?? await makeDataDir(t)
@@ -103,7 +103,7 @@ export async function waitFor (check, { timeout = 5000, interval = 10, message =
 
 /**
  * A stand-in for Django's callback endpoint. It checks each batch's
- * signature, records the batches, and answers with `respond(batch, index)`
+ * signature, records the batches, and responds with `respond(batch, index)`
  * (default 200). `events` lists accepted events once per event_id, as
  * Django's unique constraint would.
  */

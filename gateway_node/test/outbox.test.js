@@ -109,7 +109,7 @@ describe('outbox retries', () => {
     assert.deepEqual(django.events.map((event) => event.data.n), [1, 2])
   })
 
-  for (const status of [408, 429, 502, 503, 504]) {
+  for (const status of [401, 403, 408, 429, 502, 503, 504]) {
     it(`retries a ${status}`, async (t) => {
       const django = await startFakeDjango(t, { respond: (batch, index) => (index === 0 ? status : 200) })
       const { outbox } = await makeOutbox(t, { url: django.url })

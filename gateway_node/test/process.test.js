@@ -118,7 +118,7 @@ describe('gateway process', () => {
       assert.equal(deliveries.get(event.event_id).length, 1, `${event.type} ${event.event_id} delivered once`)
     }
 
-    // Django sees each user's events in seq order.
+    // Django receives each user's events in seq order.
     const arrived = [...deliveries.values()].map((copies) => copies[0])
     for (const userId of [1, 2]) {
       const seqs = arrived.filter((event) => event.user_id === userId).map((event) => event.seq)

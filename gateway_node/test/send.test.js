@@ -105,7 +105,7 @@ describe('POST /send', () => {
   it('sends to the JID the lookup returned', async (t) => {
     const factory = (options) => {
       const engine = createSimEngine(options)
-      // WhatsApp knows this Brazilian account without the ninth digit.
+      // WhatsApp registered this Brazilian account without the ninth digit.
       engine.lookup = async () => ({ exists: true, jid: '551100000001@s.whatsapp.net' })
       return engine
     }
@@ -228,7 +228,7 @@ describe('echoes and acks', () => {
     const gatewayId = (await post(first, '/send', sendBody())).json().gateway_message_id
     await first.close()
 
-    // A real engine replays acks after a reconnect; emit one by hand.
+    // A real engine replays acks after a reconnect. Emit one by hand.
     const second = await buildTestApp(t, { dataDir, env })
     await second.gateway.sessions.restoreAll()
     const engine = second.gateway.sessions.liveEngine(1)

@@ -225,3 +225,36 @@ describe('dead letters through the app', () => {
     assert.match(metrics, /wa_gateway_callback_attempts_total\{outcome="dead_lettered"\} 1/)
   })
 })
+
+// An engine that saves creds before any scan, as Baileys does, and whose QR
+// then expires unscanned.
+class UnscannedEngine extends EventEmitter {
+  state = 'starting'
+
+  constructor ({ auth }) {
+    super()
+    this.auth = auth
+  }
+
+  async start () {
+    await this.auth.set({ creds: '{"noiseKey":"fresh"}' })
+    this.state = 'qr_expired'
+    setImmediate(() => this.emit('disconnected', { reason: 'qr_timeout', willReconnect: false }))
+  }
+
+  async stop () {
+    this.state = 'stopped'
+  }
+}
+
+describe('unpaired auth', () => {
+  it('wipes creds saved before a QR that expired unscanned', async (t) => {
+    const app = await buildTestApp(t, { engineFactory: (options) => new UnscannedEngine(options) })
+
+    await post(app, '/start', { user_id: 1 })
+
+    await waitFor(async () => (await get(app, '/status?user_id=1')).json().state === 'qr_expired')
+    await waitFor(async () => !(await app.gateway.authStore.has(1)), { message: 'unpaired auth wiped' })
+    assert.deepEqual(await app.gateway.authStore.list(), [])
+  })
+})

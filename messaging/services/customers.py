@@ -103,8 +103,8 @@ def customer_update(*, customer: Customer, name=None, phone=None) -> Customer:
     """Change a customer's name and/or number; None leaves a field as it is.
 
     A new number that is another spelling of the same one (the Brazilian
-    ninth digit, say) keeps the JID WhatsApp uses; a different number clears
-    it, so the next send goes to the new number.
+    ninth digit, say) keeps the JID WhatsApp uses. A different number clears
+    that JID, so the next send goes to the new number.
     """
     fields = []
     if name is not None:
@@ -214,8 +214,8 @@ def customer_identify(
     `phone` is E.164, `lid` a normalised ``...@lid`` JID and `jid` the JID
     WhatsApp used for the chat, which becomes the customer's `wa_jid`. A
     phone and a LID that belong to two rows merge into the phone's row.
-    Returns None when nothing matches and `create` is False. The caller holds
-    a transaction.
+    Returns None when nothing matches and `create` is False. Call it inside a
+    transaction, because it locks the rows it reads.
     """
     key = match_key(phone) if phone else None
     by_phone = None

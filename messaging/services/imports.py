@@ -48,7 +48,7 @@ class ImportRow:
 
 @dataclass
 class ImportReport:
-    """What an import did, row by row.
+    """The result of an import, row by row.
 
     `committed` is False when any row was rejected: then no customer was
     created, so fixing the listed rows and uploading the file again is safe.

@@ -2,7 +2,7 @@
 
 `message_send` checks the request, stores the message (one row per part of
 a long text) as `queued`, and queues the send task when the transaction
-commits; it never calls the gateway itself. The task (`messaging.tasks`)
+commits. It never calls the gateway itself. The task (`messaging.tasks`)
 claims a row, calls the gateway, and records the outcome through the
 functions below.
 """
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 Status = Message.Status
 
-# The longest text accepted in one send, in UTF-16 units: 16 parts.
+# The maximum length of one send, in UTF-16 units: 16 parts.
 CONTENT_MAX_LENGTH = 16 * WHATSAPP_TEXT_LIMIT
 
 
@@ -232,16 +232,33 @@ def message_send_enqueue(message_id: int, *, countdown: float | None = None) -> 
 
 
 def message_recipient(message: Message) -> str | None:
-    """Return where to send: the JID WhatsApp last used, else the number."""
+    """Return where to send: the JID WhatsApp last used, else the number.
+
+    The first attempt stores its choice in ``metadata["send_to"]``, and
+    retries reuse it. The gateway keys a send by message id and rejects a
+    repeat with another recipient, and an inbound message may change the
+    customer's JID between two attempts.
+    """
+    stored = message.metadata.get("send_to")
+    if isinstance(stored, str) and stored:
+        return stored
     customer = message.customer
     return customer.wa_jid or customer.phone or customer.lid or None
+
+
+def message_recipient_keep(message: Message, recipient: str) -> None:
+    """Store the recipient of a claimed message's first send attempt."""
+    if message.metadata.get("send_to") == recipient:
+        return
+    message.metadata = {**message.metadata, "send_to": recipient}
+    Message.objects.filter(pk=message.pk).update(metadata=message.metadata)
 
 
 def message_claim(message_id: int) -> bool:
     """Move a queued message to `sending`; False when another run has it.
 
-    The conditional UPDATE is the lock: of two task runs for one message,
-    only one sees a row change, so a redelivered task never sends twice.
+    The conditional UPDATE is the lock. Of two task runs for one message,
+    only one changes the row, so a redelivered task never sends twice.
     """
     claimed = Message.objects.filter(pk=message_id, status=Status.QUEUED).update(
         status=Status.SENDING, updated_at=timezone.now()
@@ -338,27 +355,57 @@ def message_next_part(message_id: int) -> int | None:
     )
 
 
+# Gateway error codes a retry can resolve although their HTTP status is 4xx:
+# a send still running on the gateway after a timeout answers "in doubt"
+# until it ends, and then every repeat gets its result.
+RETRYABLE_GATEWAY_CODES = frozenset({"GW_ERR_SEND_IN_DOUBT"})
+
+
 def gateway_failure_reason(*, status, code, message: Message) -> tuple[str, str]:
-    """Return (error_code, sentence) for a send the gateway rejected for good."""
+    """Return (error_code, sentence) for a send the gateway rejected for good.
+
+    The gateway's error code decides where it is known, because one HTTP
+    status covers several causes (409 is "not connected", "in doubt" and
+    "message id reused").
+    """
     number = message.customer.phone or message.customer.wa_jid or ""
-    if status == 409 or code == "GW_ERR_CLIENT_NOT_READY":
+    code = code or ""
+    if code in ("GW_ERR_CLIENT_NOT_READY", "GW_ERR_SESSION_NOT_FOUND") or (
+        not code and status == 409
+    ):
         return "session_not_connected", _(
             "WhatsApp was not connected when this message was sent. Reconnect "
             "WhatsApp on the Settings page, then send the message again."
         )
-    if status == 422 or code == "GW_ERR_NOT_ON_WHATSAPP":
+    if code == "GW_ERR_NOT_ON_WHATSAPP" or (not code and status == 422):
         return "not_on_whatsapp", _(
             "%(number)s has no WhatsApp account, so the message could not be "
             "delivered. Check the number with the customer."
         ) % {"number": number}
-    if status == 400 or (code or "").startswith("GW_ERR_INVALID"):
+    if code.startswith("GW_ERR_INVALID_RECIPIENT") or code == "GW_ERR_INVALID_PHONE":
         return "invalid_recipient", _(
-            "WhatsApp rejected %(number)s as an invalid number or message. "
-            "Check the customer's number."
+            "WhatsApp rejected %(number)s as an invalid number. Check the "
+            "customer's number."
         ) % {"number": number}
+    if code == "GW_ERR_SEND_IN_DOUBT":
+        return "send_in_doubt", _(
+            "The gateway stopped while sending this message, so it may or may "
+            "not have reached the customer. Check the chat on the phone before "
+            "sending it again."
+        )
+    if code.startswith("GW_ERR_SIGNATURE"):
+        return "gateway_misconfigured", _(
+            "The gateway rejected the request signature, so nothing was sent. "
+            "An operator must set the same WA_GATEWAY_SECRET on both sides."
+        )
+    if code.startswith("GW_ERR_INVALID") or (not code and status == 400):
+        return "invalid_request", _(
+            "The gateway rejected the message as invalid (%(code)s)."
+        ) % {"code": code or status}
     return "send_failed", _(
-        "The message could not be sent (gateway answered %(status)s). Try again later."
-    ) % {"status": status or _("nothing")}
+        "The message could not be sent (gateway status %(status)s, %(code)s). "
+        "Send it again later."
+    ) % {"status": status or _("none"), "code": code or _("no code")}
 
 
 def message_log_label(message: Message) -> str:

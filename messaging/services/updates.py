@@ -54,8 +54,8 @@ def status_apply(message: Message, *, status: str, at: datetime, error=None) -> 
     """Move an outbound message's status forward and record when.
 
     The earliest time of every status seen is kept, even when the status
-    itself no longer moves (a `read` after `failed`). A receipt for an inbound message
-    changes nothing.
+    itself no longer moves (a `read` after `failed`). A receipt for an
+    inbound message changes nothing.
     """
     if not message.is_outbound:
         return Outcome.IGNORED
@@ -214,10 +214,10 @@ def pending_updates_apply(message: Message) -> int:
 def gateway_id_assign(message: Message, gateway_message_id: str) -> None:
     """Record the WhatsApp id of a message sent through the gateway.
 
-    The engine may report the send's echo (a `from_me` message) before the
-    send task records the id; that echo was stored as a separate phone
-    message, so its receipts and reactions move here and the echo goes.
-    Held updates for the id are applied afterwards.
+    The engine may report the echo of a send (a `from_me` message) before
+    the send task records the id. That echo was then stored as a separate
+    phone message, so its receipts and reactions move here and the echo is
+    deleted. Held updates for the id are applied afterwards.
     """
     if message.gateway_message_id == gateway_message_id:
         return

@@ -60,7 +60,9 @@ def event(user, event_type: str, data: dict, *, occurred_at: str = REFERENCE_ISO
 def apply(user, event_type: str, data: dict, **kwargs) -> str:
     """Apply one event the way the callback service does, in a savepoint."""
     with transaction.atomic():
-        return gateway_event_apply(user=user, event=event(user, event_type, data, **kwargs))
+        return gateway_event_apply(
+            user=user, event=event(user, event_type, data, **kwargs)
+        )
 
 
 def received_data(**overrides) -> dict:
@@ -93,7 +95,9 @@ def receive(user, **overrides) -> str:
     return apply(user, "message.received", received_data(**overrides))
 
 
-def customer_make(user, *, phone: str = CUSTOMER_PHONE, name: str = "Customer A", **fields):
+def customer_make(
+    user, *, phone: str = CUSTOMER_PHONE, name: str = "Customer A", **fields
+):
     return Customer.objects.create(
         owner=user, phone=phone, match_key=match_key(phone), name=name, **fields
     )
@@ -127,11 +131,11 @@ class SendCall:
 class FakeGateway:
     """A gateway `/send` on 127.0.0.1 that keys sends by message_id.
 
-    `script` holds the answers for the next requests, in order, as
+    `script` contains the responses to the next requests, in order, as
     (status, body, delay seconds); when it is empty every send is accepted.
     The delay is spent after the send was recorded, so a client timeout
     leaves a send the gateway did make, as a slow real gateway would. A
-    repeated message_id gets the first successful answer, like the real
+    repeated message_id gets the first successful response, like the real
     gateway, and `sends` counts the messages actually sent.
     """
 
@@ -153,7 +157,9 @@ class FakeGateway:
             self.requests.append(call)
             if call.message_id in self.answers:
                 return 202, self.answers[call.message_id], 0.0
-            status, body, delay = self.script.pop(0) if self.script else (202, None, 0.0)
+            status, body, delay = (
+                self.script.pop(0) if self.script else (202, None, 0.0)
+            )
             if status == 202:
                 body = body or {
                     "gateway_message_id": f"3EB0{uuid.uuid4().hex[:18].upper()}",
@@ -218,5 +224,7 @@ def fake_gateway_start() -> tuple[FakeGateway, ThreadingHTTPServer]:
     handler = type("Handler", (_Handler,), {"gateway": gateway})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     return gateway, server

@@ -26,7 +26,9 @@ def test_customer_create_reads_number_in_owner_country(charlie):
 
 
 def test_customer_create_collapses_whitespace_in_name(alice):
-    customer = customer_create(owner=alice, phone="+5511900000001", name="  Ana \n Maria ")
+    customer = customer_create(
+        owner=alice, phone="+5511900000001", name="  Ana \n Maria "
+    )
 
     assert customer.name == "Ana Maria"
 

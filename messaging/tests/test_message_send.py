@@ -61,8 +61,9 @@ def test_send_to_other_spelling_finds_existing_customer(alice):
 
 
 def test_send_to_lid_jid_finds_lid_customer(alice):
-    customer = Customer.objects.create(owner=alice, lid="100000000000001@lid",
-                                       phone_unresolved=True)
+    customer = Customer.objects.create(
+        owner=alice, lid="100000000000001@lid", phone_unresolved=True
+    )
 
     messages = _send(alice, to="100000000000001:4@lid")
 
@@ -141,7 +142,9 @@ def test_send_long_text_becomes_ordered_linked_parts(alice):
     assert len(messages) == 3
     assert "".join(m.body for m in messages) == text
     assert [m.metadata for m in messages] == [
-        {"part": 1, "parts": 3}, {"part": 2, "parts": 3}, {"part": 3, "parts": 3}
+        {"part": 1, "parts": 3},
+        {"part": 2, "parts": 3},
+        {"part": 3, "parts": 3},
     ]
     assert messages[1].previous_part == messages[0]
     assert messages[2].previous_part == messages[1]
@@ -231,7 +234,9 @@ def test_quota_ignores_phone_typed_and_yesterdays_messages(alice):
     customer = customer_make(alice)
     outbound_make(alice, customer, status="sent", source="phone")
     old = outbound_make(alice, customer, status="sent")
-    Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=1))
+    Message.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - timedelta(days=1)
+    )
 
     messages = _send(alice, customer_code=customer.code)
 

@@ -192,7 +192,7 @@ def test_jid_to_phone(raw, expected):
     assert jid_to_phone(raw) == expected
 
 
-def test_jid_to_phone_never_reads_lid_digits_as_phone():
+def test_jid_to_phone_lid_is_none():
     assert jid_to_phone("100000000000001:38@lid") is None
 
 
@@ -207,13 +207,22 @@ def test_phone_to_jid_has_digits_only(value):
     "spellings",
     [
         # Brazil: with and without the ninth digit, in several area codes.
-        ["+5511900000001", "551100000001", "5511900000001@s.whatsapp.net",
-         "551100000001@s.whatsapp.net", "+55 11 9 0000-0001"],
+        [
+            "+5511900000001",
+            "551100000001",
+            "5511900000001@s.whatsapp.net",
+            "551100000001@s.whatsapp.net",
+            "+55 11 9 0000-0001",
+        ],
         ["+5521987654321", "552187654321"],
         ["+5585912345678", "558512345678"],
         # Argentina: 54 9 and 54 are one account.
-        ["5491100000001", "541100000001", "+54 9 11 0000-0001",
-         "5491100000001@s.whatsapp.net"],
+        [
+            "5491100000001",
+            "541100000001",
+            "+54 9 11 0000-0001",
+            "5491100000001@s.whatsapp.net",
+        ],
         ["+5493515551234", "+543515551234"],
         # Mexico: the retired mobile 1 after 52.
         ["+5215500000001", "+525500000001"],
@@ -233,7 +242,7 @@ def test_match_key_equal_for_argentine_national_format():
     assert match_key(typed) == match_key("541100000001")
 
 
-def test_match_key_brazil_mobile_is_ddd_and_last_eight():
+def test_match_key_brazil_mobile_format():
     assert match_key("+5511900000001") == "551100000001"
 
 
@@ -257,7 +266,8 @@ def test_match_key_other_countries_are_e164_digits():
 
 
 @pytest.mark.parametrize(
-    "value", ["", "+", "abc", "+55 11", "12", "0055119", "100000000000001@lid", None, 55]
+    "value",
+    ["", "+", "abc", "+55 11", "12", "0055119", "100000000000001@lid", None, 55],
 )
 def test_match_key_rejects_non_numbers(value):
     with pytest.raises(ValidationError):

@@ -43,12 +43,13 @@ def test_task_records_sent_status_and_gateway_id(alice, customer, fake_gateway):
     assert outcome == "sent"
     assert message.status == "sent"
     assert message.sent_at is not None
-    assert message.gateway_message_id == (
-        fake_gateway.answers[str(message.code)]["gateway_message_id"]
+    assert (
+        message.gateway_message_id
+        == (fake_gateway.answers[str(message.code)]["gateway_message_id"])
     )
 
 
-def test_task_sends_to_e164_when_no_jid_is_known(alice, customer, fake_gateway):
+def test_task_sends_to_e164_without_jid(alice, customer, fake_gateway):
     _run(outbound_make(alice, customer))
 
     assert fake_gateway.requests[0].to == "+5511900000001"
@@ -77,7 +78,11 @@ def test_task_sends_to_lid_of_unresolved_customer(alice, fake_gateway):
 
 def test_task_keeps_jid_gateway_returned(alice, customer, fake_gateway):
     fake_gateway.script.append(
-        (202, {"gateway_message_id": "3EB0AAA", "to_jid": "551100000001@s.whatsapp.net"}, 0)
+        (
+            202,
+            {"gateway_message_id": "3EB0AAA", "to_jid": "551100000001@s.whatsapp.net"},
+            0,
+        )
     )
 
     _run(outbound_make(alice, customer))
@@ -102,7 +107,7 @@ def test_task_retries_after_timeout_without_second_send(
     alice, customer, fake_gateway, settings
 ):
     settings.WA_GATEWAY_TIMEOUT = 0.3
-    # The gateway sends, then answers after the client gave up.
+    # The gateway sends, then responds after the client timed out.
     fake_gateway.script.append((202, None, 1.0))
     message = outbound_make(alice, customer)
 
@@ -110,10 +115,13 @@ def test_task_retries_after_timeout_without_second_send(
 
     message.refresh_from_db()
     assert message.status == "sent"
-    assert [call.message_id for call in fake_gateway.requests] == [str(message.code)] * 2
+    assert [call.message_id for call in fake_gateway.requests] == [
+        str(message.code)
+    ] * 2
     assert len(fake_gateway.sends) == 1
-    assert message.gateway_message_id == (
-        fake_gateway.answers[str(message.code)]["gateway_message_id"]
+    assert (
+        message.gateway_message_id
+        == (fake_gateway.answers[str(message.code)]["gateway_message_id"])
     )
 
 
@@ -134,15 +142,27 @@ def test_task_gives_up_when_gateway_is_unreachable(alice, customer, settings):
     ("status", "code", "error_code", "phrase"),
     [
         (409, "GW_ERR_CLIENT_NOT_READY", "session_not_connected", "not connected"),
+        (404, "GW_ERR_SESSION_NOT_FOUND", "session_not_connected", "not connected"),
+        (409, None, "session_not_connected", "not connected"),
         (422, "GW_ERR_NOT_ON_WHATSAPP", "not_on_whatsapp", "has no WhatsApp account"),
-        (400, "GW_ERR_INVALID_TO", "invalid_recipient", "invalid"),
-        (404, "GW_ERR_SESSION_NOT_FOUND", "send_failed", "404"),
+        (400, "GW_ERR_INVALID_RECIPIENT", "invalid_recipient", "invalid number"),
+        (400, "GW_ERR_INVALID_PHONE", "invalid_recipient", "invalid number"),
+        (400, "GW_ERR_INVALID_BODY", "invalid_request", "GW_ERR_INVALID_BODY"),
+        (
+            401,
+            "GW_ERR_SIGNATURE_MISMATCH",
+            "gateway_misconfigured",
+            "WA_GATEWAY_SECRET",
+        ),
+        (409, "GW_ERR_IDEMPOTENCY_CONFLICT", "send_failed", "IDEMPOTENCY_CONFLICT"),
+        (413, "GW_ERR_BODY_TOO_LARGE", "send_failed", "413"),
     ],
 )
 def test_task_fails_permanent_errors_with_reason(
     alice, customer, fake_gateway, status, code, error_code, phrase
 ):
-    fake_gateway.script.append((status, {"code": code, "message": "no"}, 0))
+    body = {"code": code, "message": "no"} if code else {}
+    fake_gateway.script.append((status, body, 0))
     message = outbound_make(alice, customer)
 
     _run(message)
@@ -153,6 +173,46 @@ def test_task_fails_permanent_errors_with_reason(
     assert phrase in message.error
     assert message.failed_at is not None
     assert len(fake_gateway.requests) == 1
+
+
+def test_task_retries_send_in_doubt(alice, customer, fake_gateway):
+    fake_gateway.script.append((409, {"code": "GW_ERR_SEND_IN_DOUBT"}, 0))
+    message = outbound_make(alice, customer)
+
+    _run(message)
+
+    message.refresh_from_db()
+    assert message.status == "sent"
+    assert len(fake_gateway.requests) == 2
+
+
+def test_task_fails_lasting_send_in_doubt(alice, customer, fake_gateway):
+    fake_gateway.script.extend([(409, {"code": "GW_ERR_SEND_IN_DOUBT"}, 0)] * 3)
+    message = outbound_make(alice, customer)
+
+    _run(message)
+
+    message.refresh_from_db()
+    assert message.error_code == "send_in_doubt"
+    assert "Check the chat on the phone" in message.error
+
+
+def test_task_stores_first_recipient(alice, customer, fake_gateway):
+    message = outbound_make(alice, customer)
+
+    _run(message)
+
+    message.refresh_from_db()
+    assert message.metadata["send_to"] == "+5511900000001"
+
+
+def test_retry_keeps_first_recipient_after_jid_change(alice, customer, fake_gateway):
+    message = outbound_make(alice, customer, metadata={"send_to": "+5511900000001"})
+    Customer.objects.filter(pk=customer.pk).update(wa_jid="551100000001@s.whatsapp.net")
+
+    _run(message)
+
+    assert fake_gateway.requests[0].to == "+5511900000001"
 
 
 def test_not_on_whatsapp_reason_names_the_number(alice, customer, fake_gateway):
@@ -267,8 +327,9 @@ def test_record_sent_keeps_status_a_receipt_moved_further(alice, customer):
 
 def test_record_sent_absorbs_echo_stored_first(alice, customer):
     message = outbound_make(alice, customer, status="sending")
-    echo = outbound_make(alice, customer, status="read", source="phone",
-                         gateway_message_id="3EB0ECHO")
+    echo = outbound_make(
+        alice, customer, status="read", source="phone", gateway_message_id="3EB0ECHO"
+    )
 
     message_record_sent(message_id=message.pk, gateway_message_id="3EB0ECHO")
 

@@ -19,23 +19,36 @@ TIMES = {
 
 
 def _receipt(user, status):
-    return apply(user, "message.status", {
-        "gateway_message_id": "3EB0ORDER", "message_id": None,
-        "status": status, "error": None, "timestamp": TIMES[status],
-    })
+    return apply(
+        user,
+        "message.status",
+        {
+            "gateway_message_id": "3EB0ORDER",
+            "message_id": None,
+            "status": status,
+            "error": None,
+            "timestamp": TIMES[status],
+        },
+    )
 
 
 def _state(message):
     message.refresh_from_db()
-    return (message.status, message.sent_at, message.delivered_at, message.read_at,
-            message.failed_at)
+    return (
+        message.status,
+        message.sent_at,
+        message.delivered_at,
+        message.read_at,
+        message.failed_at,
+    )
 
 
 @pytest.mark.parametrize("order", list(permutations(["sent", "delivered", "read"])))
 def test_receipts_in_any_order_end_read(alice, order):
     customer = customer_make(alice)
-    message = outbound_make(alice, customer, status="sending",
-                            gateway_message_id="3EB0ORDER")
+    message = outbound_make(
+        alice, customer, status="sending", gateway_message_id="3EB0ORDER"
+    )
 
     for status in order:
         _receipt(alice, status)
@@ -52,8 +65,9 @@ def test_receipts_in_any_order_end_read(alice, order):
 )
 def test_failed_is_final_in_any_order(alice, order):
     customer = customer_make(alice)
-    message = outbound_make(alice, customer, status="sending",
-                            gateway_message_id="3EB0ORDER")
+    message = outbound_make(
+        alice, customer, status="sending", gateway_message_id="3EB0ORDER"
+    )
 
     for status in order:
         _receipt(alice, status)
@@ -86,7 +100,9 @@ def test_repeated_receipt_is_a_duplicate(alice):
 
 def test_lower_receipt_never_moves_status_back(alice):
     customer = customer_make(alice)
-    message = outbound_make(alice, customer, status="read", gateway_message_id="3EB0ORDER")
+    message = outbound_make(
+        alice, customer, status="read", gateway_message_id="3EB0ORDER"
+    )
 
     _receipt(alice, "delivered")
 

@@ -36,7 +36,9 @@ def outsider(db):
 
 @pytest.fixture
 def canceled_subscriber(db):
-    return subscriber_create("canceled@example.com", status=Subscription.Status.CANCELED)
+    return subscriber_create(
+        "canceled@example.com", status=Subscription.Status.CANCELED
+    )
 
 
 @pytest.fixture
@@ -84,7 +86,9 @@ def enqueued():
     """
     names = ["session_start", "session_logout", "session_stop", "session_reconcile"]
     patches = [mock.patch.object(getattr(tasks, name), "delay") for name in names]
-    mocks = {name: patcher.start() for name, patcher in zip(names, patches, strict=True)}
+    mocks = {
+        name: patcher.start() for name, patcher in zip(names, patches, strict=True)
+    }
     yield mocks
     for patcher in patches:
         patcher.stop()

@@ -16,14 +16,15 @@ from django.urls import reverse
 
 from sessions_wa.signing import SignatureError, sign, verify
 
-# 2024-06-21T20:00:00Z; event n happens n seconds later unless a test says so.
+# 2024-06-21T20:00:00Z. Event n occurs n seconds later unless a test passes
+# occurred_at.
 BASE_TIME = datetime(2024, 6, 21, 20, 0, tzinfo=UTC)
 OWN_PHONE = "+5511900000009"
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
 
 
@@ -128,10 +129,10 @@ def post_callback(client, payload, *, header: str | None = None, **sign_options)
 
 
 class FakeGateway:
-    """A gateway on 127.0.0.1 that checks signatures and answers from a script.
+    """A gateway on 127.0.0.1 that checks signatures and responds from a script.
 
-    `reply(path, (status, body), ...)` queues answers for a path; once the
-    queue is empty the path's default answer is used.
+    `reply(path, (status, body), ...)` queues responses for a path. Once the
+    queue is empty, the path's default response is used.
     """
 
     DEFAULTS = {
@@ -153,7 +154,9 @@ class FakeGateway:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         # A short poll interval lets shutdown() return quickly after each test.
         self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            daemon=True,
         )
 
     def start(self):
@@ -164,14 +167,14 @@ class FakeGateway:
         self.server.shutdown()
         self.server.server_close()
 
-    def reply(self, path: str, *answers: tuple[int, dict]):
+    def reply(self, path: str, *responses: tuple[int, dict]):
         with self._lock:
-            self.queued[path].extend(answers)
+            self.queued[path].extend(responses)
 
     def calls(self, path: str) -> list[dict]:
         return [request for request in self.requests if request["path"] == path]
 
-    def _answer(self, path: str) -> tuple[int, dict]:
+    def _response_for(self, path: str) -> tuple[int, dict]:
         with self._lock:
             if self.queued[path]:
                 return self.queued[path].popleft()
@@ -188,6 +191,7 @@ class FakeGateway:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 url = urlsplit(self.path)
+
                 signed = True
                 if url.path != "/healthz":
                     try:
@@ -201,6 +205,7 @@ class FakeGateway:
                         )
                     except SignatureError:
                         signed = False
+
                 gateway.requests.append(
                     {
                         "method": self.command,
@@ -210,12 +215,13 @@ class FakeGateway:
                         "signed": signed,
                     }
                 )
-                status, answer = (
-                    gateway._answer(url.path)
+
+                status, response_body = (
+                    gateway._response_for(url.path)
                     if signed
                     else (401, {"code": "GW_ERR_SIGNATURE"})
                 )
-                payload = json.dumps(answer).encode()
+                payload = json.dumps(response_body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

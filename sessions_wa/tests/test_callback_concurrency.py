@@ -52,7 +52,10 @@ def test_concurrent_same_batch_is_applied_once():
 
     bodies = sorted((r.json() for r in responses), key=lambda body: body["accepted"])
     assert [r.status_code for r in responses] == [200, 200]
-    assert bodies == [{"accepted": 0, "duplicates": 2}, {"accepted": 2, "duplicates": 0}]
+    assert bodies == [
+        {"accepted": 0, "duplicates": 2},
+        {"accepted": 2, "duplicates": 0},
+    ]
     assert applied == [batch[1]["event_id"]]
     assert GatewayEvent.objects.count() == 2
     assert WhatsAppSession.objects.get(user=owner).state == State.QR_PENDING

@@ -97,7 +97,9 @@ def test_body_changed_after_signing_is_rejected(client, owner, pending):
     assert_nothing_changed(pending)
 
 
-def test_rejected_signature_is_logged_without_secret(client, owner, pending, caplog, settings):
+def test_rejected_signature_is_logged_without_secret(
+    client, owner, pending, caplog, settings
+):
     with caplog.at_level(logging.WARNING, logger="whatsapp_saas.security"):
         post_callback(client, [qr_event(owner.pk, 1)], secret="guessed-secret")
 
@@ -189,11 +191,30 @@ def test_missing_field_is_reported_as_missing(client, owner, pending):
 @pytest.mark.parametrize(
     ("event", "field"),
     [
-        (gateway_event(1, "session.qr", {"expires_at": "2024-06-21T20:00:20Z"}, seq=1), "data.qr"),
+        (
+            gateway_event(
+                1, "session.qr", {"expires_at": "2024-06-21T20:00:20Z"}, seq=1
+            ),
+            "data.qr",
+        ),
         (gateway_event(1, "session.qr", {"qr": "2@x"}, seq=1), "data.expires_at"),
-        (gateway_event(1, "session.connected", {"phone": "+5511900000009"}, seq=1), "data.jid"),
-        (gateway_event(1, "session.connected", {"jid": "x@s.whatsapp.net", "phone": "5511"}, seq=1), "data.phone"),
-        (gateway_event(1, "session.disconnected", {"reason": "network"}, seq=1), "data.will_reconnect"),
+        (
+            gateway_event(1, "session.connected", {"phone": "+5511900000009"}, seq=1),
+            "data.jid",
+        ),
+        (
+            gateway_event(
+                1,
+                "session.connected",
+                {"jid": "x@s.whatsapp.net", "phone": "5511"},
+                seq=1,
+            ),
+            "data.phone",
+        ),
+        (
+            gateway_event(1, "session.disconnected", {"reason": "network"}, seq=1),
+            "data.will_reconnect",
+        ),
         (gateway_event(1, "session.logged_out", {}, seq=1), "data.reason"),
     ],
 )
@@ -306,7 +327,9 @@ def test_qr_string_is_not_stored_in_event_log(client, owner, pending):
 def test_messaging_rejection_is_recorded_and_batch_continues(client, owner, pending):
     error = ApplicationError("The chat JID is a group.", code="invalid_chat")
     with mock.patch("messaging.services.gateway_event_apply", side_effect=error):
-        response = post_callback(client, [message_event(owner.pk, 1), qr_event(owner.pk, 2)])
+        response = post_callback(
+            client, [message_event(owner.pk, 1), qr_event(owner.pk, 2)]
+        )
 
     assert response.status_code == 200
     outcomes = dict(GatewayEvent.objects.values_list("type", "outcome"))
@@ -341,9 +364,12 @@ def test_event_retried_after_failure_is_applied(client, owner, pending):
     assert response.json() == {"accepted": 1, "duplicates": 0}
 
 
-def test_same_event_id_twice_in_one_batch_counts_once(client, owner, pending):
+def test_repeated_id_in_batch_counts_once(client, owner, pending):
     event_id = str(uuid.uuid4())
-    batch = [qr_event(owner.pk, 1, event_id=event_id), qr_event(owner.pk, 1, event_id=event_id)]
+    batch = [
+        qr_event(owner.pk, 1, event_id=event_id),
+        qr_event(owner.pk, 1, event_id=event_id),
+    ]
 
     response = post_callback(client, batch)
 

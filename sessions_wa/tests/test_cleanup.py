@@ -87,7 +87,9 @@ def test_cleanup_stop_reaches_the_gateway(
     assert session.last_error_code == reasons.SUBSCRIPTION_INACTIVE
 
 
-def test_cleanup_logs_out_and_deletes_unused_session(owner, make_session, enqueued, settings):
+def test_cleanup_logs_out_and_deletes_unused_session(
+    owner, make_session, enqueued, settings
+):
     settings.WA_SESSION_MAX_IDLE_DAYS = 30
     session = make_session(
         owner, State.QR_EXPIRED, last_activity_at=timezone.now() - timedelta(days=31)
@@ -126,7 +128,9 @@ def test_cleanup_keeps_connected_session_without_traffic(
 
 def test_cleanup_honours_configured_idle_days(owner, make_session, enqueued, settings):
     settings.WA_SESSION_MAX_IDLE_DAYS = 7
-    make_session(owner, State.FAILED, last_activity_at=timezone.now() - timedelta(days=8))
+    make_session(
+        owner, State.FAILED, last_activity_at=timezone.now() - timedelta(days=8)
+    )
 
     run_cleanup()
 
@@ -136,7 +140,12 @@ def test_cleanup_honours_configured_idle_days(owner, make_session, enqueued, set
 def test_cleanup_prunes_old_gateway_events(owner, settings, enqueued):
     settings.WA_EVENT_LOG_RETENTION_DAYS = 30
     now = timezone.now()
-    common = {"user": owner, "gateway_user_id": owner.pk, "seq": 1, "type": "session.qr"}
+    common = {
+        "user": owner,
+        "gateway_user_id": owner.pk,
+        "seq": 1,
+        "type": "session.qr",
+    }
     old = GatewayEvent.objects.create(
         event_id="00000000-0000-4000-8000-000000000001",
         occurred_at=now,

@@ -141,7 +141,7 @@ def test_start_after_logout_pairs_again(client, owner, session, enqueued):
     assert session.last_error_code == ""
 
 
-def test_failed_restore_after_gateway_restart_asks_for_new_qr(client, owner, session):
+def test_restore_failed_asks_for_new_qr(client, owner, session):
     deliver(client, qr_event(owner.pk, 1), connected_event(owner.pk, 2))
 
     deliver(client, logged_out_event(owner.pk, 3, reasons.RESTORE_FAILED))
@@ -186,14 +186,17 @@ def test_qr_while_connected_is_rejected(client, owner, session):
     session.refresh_from_db()
     assert session.state == State.CONNECTED
     assert outcome_of(qr) == GatewayEvent.Outcome.REJECTED
-    assert "connected to qr_pending" in GatewayEvent.objects.get(
-        event_id=qr["event_id"]
-    ).detail
+    assert (
+        "connected to qr_pending"
+        in GatewayEvent.objects.get(event_id=qr["event_id"]).detail
+    )
 
 
 def test_qr_after_reconnect_drop_is_shown(client, owner, session):
     deliver(client, qr_event(owner.pk, 1))
-    deliver(client, disconnected_event(owner.pk, 2, reasons.NETWORK, will_reconnect=True))
+    deliver(
+        client, disconnected_event(owner.pk, 2, reasons.NETWORK, will_reconnect=True)
+    )
 
     deliver(client, qr_event(owner.pk, 3))
 
@@ -224,7 +227,9 @@ def test_batches_arriving_out_of_order_keep_newest_state(client, owner, session)
 
 def test_later_time_wins_over_a_reset_seq(client, owner, session):
     deliver(client, qr_event(owner.pk, 500))
-    after_reset = connected_event(owner.pk, 1, occurred_at=BASE_TIME + timedelta(hours=1))
+    after_reset = connected_event(
+        owner.pk, 1, occurred_at=BASE_TIME + timedelta(hours=1)
+    )
 
     deliver(client, after_reset)
 
@@ -242,9 +247,7 @@ def test_same_time_is_ordered_by_seq(client, owner, session):
     assert outcome_of(lower) == GatewayEvent.Outcome.STALE
 
 
-@pytest.mark.parametrize(
-    "reason", [reasons.REPLACED, reasons.BANNED, reasons.FATAL]
-)
+@pytest.mark.parametrize("reason", [reasons.REPLACED, reasons.BANNED, reasons.FATAL])
 def test_terminal_disconnect_reason_fails_session(client, owner, session, reason):
     deliver(client, qr_event(owner.pk, 1), connected_event(owner.pk, 2))
 

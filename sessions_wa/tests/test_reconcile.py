@@ -49,7 +49,9 @@ def test_connected_unknown_to_gateway_without_subscription_stays_down(
     enqueued["session_start"].assert_not_called()
 
 
-def test_starting_unknown_to_gateway_fails_with_reason(fake_gateway, owner, make_session):
+def test_starting_unknown_to_gateway_fails_with_reason(
+    fake_gateway, owner, make_session
+):
     session = make_session(owner, State.STARTING)
 
     reconcile(session)
@@ -67,7 +69,9 @@ def test_qr_pending_unknown_to_gateway_expires(fake_gateway, owner, make_session
     assert session.qr == ""
 
 
-def test_connected_but_gateway_disconnected_is_repaired(fake_gateway, owner, make_session):
+def test_connected_but_gateway_disconnected_is_repaired(
+    fake_gateway, owner, make_session
+):
     fake_gateway.reply("/status", status("disconnected"))
     session = make_session(owner, State.CONNECTED)
 
@@ -87,10 +91,14 @@ def test_connected_but_gateway_shows_qr_goes_through_disconnected(
     assert session.state == State.QR_PENDING
 
 
-def test_starting_but_gateway_connected_takes_identity(fake_gateway, owner, make_session):
+def test_starting_but_gateway_connected_takes_identity(
+    fake_gateway, owner, make_session
+):
     fake_gateway.reply(
         "/status",
-        status("connected", jid="5511900000009:3@s.whatsapp.net", phone="+5511900000009"),
+        status(
+            "connected", jid="5511900000009:3@s.whatsapp.net", phone="+5511900000009"
+        ),
     )
     session = make_session(owner, State.STARTING)
 
@@ -140,7 +148,9 @@ def test_session_updated_after_status_read_is_left_alone(owner, make_session):
     read_at = session.updated_at - timedelta(seconds=1)
 
     result = session_gateway_status_apply(
-        session_id=session.pk, expected_updated_at=read_at, status={"state": "logged_out"}
+        session_id=session.pk,
+        expected_updated_at=read_at,
+        status={"state": "logged_out"},
     )
 
     session.refresh_from_db()

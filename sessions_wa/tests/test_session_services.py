@@ -40,7 +40,9 @@ def test_start_records_the_gateway_node(owner, enqueued, settings):
 def test_start_is_a_no_op_while_live(
     owner, make_session, enqueued, django_capture_on_commit_callbacks, state
 ):
-    existing = make_session(owner, state, qr="2@keep" if state == State.QR_PENDING else "")
+    existing = make_session(
+        owner, state, qr="2@keep" if state == State.QR_PENDING else ""
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
         session, created = session_start_request(user=owner)
@@ -130,7 +132,9 @@ def test_logout_of_logged_out_session_enqueues_nothing(
     enqueued["session_logout"].assert_not_called()
 
 
-def test_logout_leaves_other_subscribers_session(owner, outsider, make_session, enqueued):
+def test_logout_leaves_other_subscribers_session(
+    owner, outsider, make_session, enqueued
+):
     make_session(owner, State.CONNECTED)
     other = make_session(outsider, State.CONNECTED)
 

@@ -4,6 +4,7 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from accounts.models import Subscription
 from accounts.tests.factories import subscriber_create
@@ -47,7 +48,9 @@ def test_starting_page_polls_the_card(page, owner, make_session):
     assert f'hx-get="{CARD_URL}"' in html
 
 
-def test_qr_pending_page_draws_svg_and_polls(page, owner, make_session, unreachable_gateway):
+def test_qr_pending_page_draws_svg_and_polls(
+    page, owner, make_session, unreachable_gateway
+):
     make_session(owner, State.QR_PENDING, qr=QR)
 
     html = page()
@@ -57,13 +60,15 @@ def test_qr_pending_page_draws_svg_and_polls(page, owner, make_session, unreacha
     assert 'hx-trigger="every 2s"' in html
 
 
-def test_qr_pending_page_never_prints_the_raw_qr(page, owner, make_session, unreachable_gateway):
+def test_qr_pending_page_never_prints_the_raw_qr(
+    page, owner, make_session, unreachable_gateway
+):
     make_session(owner, State.QR_PENDING, qr=QR)
 
     assert QR not in page()
 
 
-def test_rotated_qr_replaces_the_old_one_in_the_card(page, owner, make_session, unreachable_gateway):
+def test_card_shows_rotated_qr(page, owner, make_session, unreachable_gateway):
     session = make_session(owner, State.QR_PENDING, qr=QR)
     first = page(CARD_URL)
 
@@ -148,7 +153,9 @@ def test_language_switch_sets_chinese(client, owner):
     assert "获取我的二维码" in html
 
 
-def test_outsider_page_shows_nothing_of_owner_session(client, outsider, owner, make_session):
+def test_outsider_page_shows_nothing_of_owner_session(
+    client, outsider, owner, make_session
+):
     make_session(owner, State.CONNECTED, phone="+5511900000009", push_name="Owner Shop")
     client.force_login(outsider)
 
@@ -257,7 +264,9 @@ def test_sim_control_shown_with_sim_engine(page, owner, make_session, fake_gatew
     assert 'value="+5511900000009"' in html
 
 
-def test_sim_control_hidden_with_baileys_engine(page, owner, make_session, fake_gateway):
+def test_sim_control_hidden_with_baileys_engine(
+    page, owner, make_session, fake_gateway
+):
     fake_gateway.defaults["/healthz"] = (200, {"engine": "baileys"})
     make_session(owner, State.QR_PENDING, qr=QR)
 
@@ -281,7 +290,9 @@ def test_engine_is_asked_once_while_cached(page, owner, make_session, fake_gatew
     assert len(fake_gateway.calls("/healthz")) == 1
 
 
-def test_simulate_scan_enqueues_with_typed_phone(client, owner, make_session, fake_gateway):
+def test_simulate_scan_enqueues_with_typed_phone(
+    client, owner, make_session, fake_gateway
+):
     session = make_session(owner, State.QR_PENDING, qr=QR)
     client.force_login(owner)
 
@@ -298,13 +309,17 @@ def test_simulate_scan_rejects_invalid_phone(client, owner, make_session, fake_g
     client.force_login(owner)
 
     with mock.patch.object(tasks.session_sim_scan, "apply_async") as apply_async:
-        response = client.post(SIM_URL, {"phone": "+55 11 9OOOO"}, HTTP_HX_REQUEST="true")
+        response = client.post(
+            SIM_URL, {"phone": "+55 11 9OOOO"}, HTTP_HX_REQUEST="true"
+        )
 
     assert "is not a valid phone number" in response.content.decode()
     apply_async.assert_not_called()
 
 
-def test_simulate_scan_is_404_without_sim_engine(client, owner, make_session, fake_gateway):
+def test_simulate_scan_is_404_without_sim_engine(
+    client, owner, make_session, fake_gateway
+):
     fake_gateway.defaults["/healthz"] = (200, {"engine": "baileys"})
     make_session(owner, State.QR_PENDING, qr=QR)
     client.force_login(owner)
@@ -312,9 +327,20 @@ def test_simulate_scan_is_404_without_sim_engine(client, owner, make_session, fa
     assert client.post(SIM_URL, {"phone": "+5511900000009"}).status_code == 404
 
 
-def test_settings_page_shows_token_state_without_key(client, owner):
-    from rest_framework.authtoken.models import Token
+def test_simulate_scan_by_outsider_is_404(
+    client, outsider, owner, make_session, fake_gateway
+):
+    make_session(owner, State.QR_PENDING, qr=QR)
+    client.force_login(outsider)
 
+    with mock.patch.object(tasks.session_sim_scan, "apply_async") as apply_async:
+        response = client.post(SIM_URL, {"phone": "+5511900000009"})
+
+    assert response.status_code == 404
+    apply_async.assert_not_called()
+
+
+def test_settings_page_shows_token_state_without_key(client, owner):
     token = Token.objects.create(user=owner)
     client.force_login(owner)
 

@@ -5,6 +5,8 @@ from django.utils import timezone
 
 from sessions_wa import reasons, tasks
 from sessions_wa.models import WhatsAppSession
+from sessions_wa.services import session_start_request
+from sessions_wa.tests.helpers import FakeGateway
 
 State = WhatsAppSession.State
 pytestmark = pytest.mark.django_db
@@ -89,7 +91,8 @@ def test_start_retries_on_connection_refused(unreachable_gateway, starting):
 
 def test_start_fails_at_once_on_400(fake_gateway, starting):
     fake_gateway.reply(
-        "/start", (400, {"code": "GW_ERR_INVALID_USER_ID", "message": "user_id is invalid."})
+        "/start",
+        (400, {"code": "GW_ERR_INVALID_USER_ID", "message": "user_id is invalid."}),
     )
 
     tasks.session_start.apply(args=[starting.pk])
@@ -200,7 +203,9 @@ def test_stop_closes_client_and_shows_disconnected(fake_gateway, owner, make_ses
     assert session.phone == "+5511900000009"
 
 
-def test_stop_leaves_state_when_gateway_unreachable(unreachable_gateway, owner, make_session):
+def test_stop_leaves_state_when_gateway_unreachable(
+    unreachable_gateway, owner, make_session
+):
     session = make_session(owner, State.CONNECTED)
 
     tasks.session_stop.apply(args=[session.pk])
@@ -230,7 +235,6 @@ def test_start_request_runs_start_task_eagerly_without_redis(
 ):
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         pytest.skip("tasks run in a worker when REDIS_URL is set")
-    from sessions_wa.services import session_start_request
 
     with django_capture_on_commit_callbacks(execute=True):
         session_start_request(user=owner)
@@ -244,7 +248,9 @@ def test_idle_logout_deletes_unused_session(fake_gateway, owner, make_session):
         owner, State.LOGGED_OUT, last_activity_at=cutoff - timedelta(days=1)
     )
 
-    tasks.session_logout.apply(args=[session.pk], kwargs={"idle_cutoff": cutoff.isoformat()})
+    tasks.session_logout.apply(
+        args=[session.pk], kwargs={"idle_cutoff": cutoff.isoformat()}
+    )
 
     assert len(fake_gateway.calls("/logout")) == 1
     assert not WhatsAppSession.objects.filter(pk=session.pk).exists()
@@ -254,7 +260,52 @@ def test_idle_logout_skips_session_used_again(fake_gateway, owner, make_session)
     cutoff = timezone.now() - timedelta(days=30)
     session = make_session(owner, State.LOGGED_OUT)
 
-    tasks.session_logout.apply(args=[session.pk], kwargs={"idle_cutoff": cutoff.isoformat()})
+    tasks.session_logout.apply(
+        args=[session.pk], kwargs={"idle_cutoff": cutoff.isoformat()}
+    )
 
     assert fake_gateway.calls("/logout") == []
     assert WhatsAppSession.objects.filter(pk=session.pk).exists()
+
+
+def test_start_stops_old_node_first(fake_gateway, owner, make_session, settings):
+    old_node = FakeGateway(settings.WA_GATEWAY_SECRETS).start()
+    try:
+        session = make_session(owner, State.STARTING, gateway_url=old_node.url)
+
+        tasks.session_start.apply(args=[session.pk])
+
+        assert len(old_node.calls("/stop")) == 1
+        assert old_node.calls("/start") == []
+    finally:
+        old_node.close()
+    assert len(fake_gateway.calls("/start")) == 1
+    assert reload(session).gateway_url == fake_gateway.url
+
+
+def test_start_goes_ahead_when_old_node_is_gone(
+    unreachable_gateway, fake_gateway, owner, make_session
+):
+    # unreachable_gateway only supplies a dead URL; fake_gateway, set up
+    # after it, is the node the user hashes to now.
+    session = make_session(owner, State.STARTING, gateway_url=unreachable_gateway)
+
+    tasks.session_start.apply(args=[session.pk])
+
+    assert len(fake_gateway.calls("/start")) == 1
+    assert reload(session).gateway_url == fake_gateway.url
+
+
+def test_logout_goes_to_the_node_holding_the_session(
+    fake_gateway, owner, make_session, settings
+):
+    holder = FakeGateway(settings.WA_GATEWAY_SECRETS).start()
+    try:
+        session = make_session(owner, State.LOGGED_OUT, gateway_url=holder.url)
+
+        tasks.session_logout.apply(args=[session.pk])
+
+        assert len(holder.calls("/logout")) == 1
+    finally:
+        holder.close()
+    assert fake_gateway.calls("/logout") == []

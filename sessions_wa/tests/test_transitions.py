@@ -49,7 +49,11 @@ REJECTED_MOVES = [
 
 
 def test_table_matches_the_documented_moves():
-    table = {(current, target) for current, targets in TRANSITIONS.items() for target in targets}
+    table = {
+        (current, target)
+        for current, targets in TRANSITIONS.items()
+        for target in targets
+    }
 
     assert table == set(ALLOWED_MOVES)
 
@@ -127,7 +131,10 @@ def test_leaving_qr_pending_clears_the_qr(make_session, owner):
 
 def test_logged_out_clears_the_linked_account(make_session, owner):
     session = make_session(
-        owner, State.CONNECTED, jid="5511900000009@s.whatsapp.net", phone="+5511900000009"
+        owner,
+        State.CONNECTED,
+        jid="5511900000009@s.whatsapp.net",
+        phone="+5511900000009",
     )
 
     session_transition(session, State.LOGGED_OUT)

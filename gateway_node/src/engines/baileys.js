@@ -480,7 +480,8 @@ export class BaileysEngine extends EventEmitter {
       try {
         await socket.logout()
       } catch (err) {
-        this.logger.warn({ err }, 'unlinking the device failed, so only the local auth state is dropped')
+        const message = 'unlinking the device failed, so only the local auth state is dropped'
+        this.logger.warn({ err }, message)
       }
     }
     await this.#release()

@@ -4,7 +4,7 @@
 // WhatsApp's shape that rotate and run out, pairing by scan(), acks that go
 // sent -> delivered -> read, inbound messages from phone-number and LID
 // senders, echoes of our own sends, and the disconnect reasons of the real
-// libraries. An idle session holds no timers and no buffers, so a node can
+// libraries. An idle session has no timers and no buffers, so a node can
 // keep thousands of them.
 
 import { createHash, randomBytes } from 'node:crypto'
@@ -129,7 +129,7 @@ export class SimEngine extends EventEmitter {
     const unregistered = kind === 'user' && this.#config.unregistered.has(digits)
 
     // WhatsApp echoes our own sends back as from_me messages before the
-    // send call returns; the gateway must recognise and drop them.
+    // send call returns, and the gateway must recognise and drop them.
     this.emit('message', this.#messageData({
       id,
       chatJid,

@@ -237,9 +237,16 @@ export class WebjsEngine extends EventEmitter {
 
   #onQr (qr) {
     this.qrCount += 1
-    // whatsapp-web.js emits one QR past qrMaxRetries and then disconnects
-    // with 'Max qrcode retries reached', so that last QR is never shown.
-    if (this.config.qrMax && this.qrCount > this.config.qrMax) return
+    // whatsapp-web.js emits one QR past qrMaxRetries before it disconnects
+    // with 'Max qrcode retries reached'. That QR is never shown, and the
+    // engine ends here itself because a relaunched client counts from zero.
+    if (this.config.qrMax && this.qrCount > this.config.qrMax) {
+      this.logger.info({ qrMax: this.config.qrMax }, 'QR limit reached, closing the client')
+      this.#discardClient()
+      this.#setState('qr_expired')
+      this.emit('disconnected', { reason: 'qr_timeout', willReconnect: false })
+      return
+    }
 
     const ttlMs = this.clientQrCount === 0 ? FIRST_QR_TTL_MS : NEXT_QR_TTL_MS
     this.clientQrCount += 1
@@ -429,7 +436,8 @@ export class WebjsEngine extends EventEmitter {
         // Also closes the browser and deletes the LocalAuth profile.
         await client.logout()
       } catch (err) {
-        this.logger.warn({ err }, 'unlinking the device failed, so only the local auth state is dropped')
+        const message = 'unlinking the device failed, so only the local auth state is dropped'
+        this.logger.warn({ err }, message)
         await destroyClient(client, this.logger)
       }
     }

@@ -1,4 +1,4 @@
-// GET /healthz and GET /metrics; both are served without a signature.
+// GET /healthz and GET /metrics, both served without a signature.
 
 const healthReply = {
   type: 'object',

@@ -2,8 +2,8 @@
 
 import { replies, userIdBody } from './schemas.js'
 
-// WhatsApp caps a text message at 65,536 characters; the request body limit
-// is reached first for most scripts.
+// NOTE: 65,536 characters is the commonly cited WhatsApp text limit, not
+// checked against WhatsApp here. The 64 KiB body limit is usually hit first.
 const MAX_TEXT_LENGTH = 65536
 
 const sendBody = {

@@ -8,10 +8,11 @@ export const userIdBody = {
   maximum: Number.MAX_SAFE_INTEGER
 }
 
-// Query values arrive as strings; this is the same range as userIdBody.
+// Query values arrive as strings. Up to 15 digits stays inside userIdBody's
+// range, where every integer is exact in a JavaScript number.
 export const userIdQuery = {
   type: 'string',
-  pattern: '^[1-9][0-9]{0,15}$'
+  pattern: '^[1-9][0-9]{0,14}$'
 }
 
 export const userIdOnlyBody = {

@@ -1,4 +1,4 @@
-// Session routes: POST /start, /stop, /logout; GET /status, /qr.
+// Session routes: POST /start, /stop and /logout, GET /status and /qr.
 
 import {
   nullableString,

@@ -1,6 +1,6 @@
 // Development routes that act as the phone and the network for the sim
 // engine: POST /sim/scan, /sim/inbound, /sim/disconnect. With any other
-// engine they answer 404 GW_ERR_SIM_ONLY.
+// engine they respond 404 GW_ERR_SIM_ONLY.
 
 import { DISCONNECT_REASONS } from '../engines/sim.js'
 import { GatewayError, gatewayError, isGatewayCode } from '../errors.js'

@@ -1,0 +1,393 @@
+"""The customers and messages API, including other subscribers' ids."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import include, path
+from django.utils import timezone
+from drf_spectacular.drainage import GENERATOR_STATS
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+from accounts.models import Subscription
+from messaging.models import Customer, Message
+
+from .helpers import customer_make, outbound_make, session_connect
+
+CUSTOMERS = "/api/customers/"
+SEND = "/api/messages/send"
+MESSAGES = "/api/messages/"
+
+
+@pytest.fixture
+def api(alice):
+    client = APIClient()
+    client.force_authenticate(alice)
+    return client
+
+
+@pytest.fixture
+def charlie_api(charlie):
+    client = APIClient()
+    client.force_authenticate(charlie)
+    return client
+
+
+@pytest.fixture
+def customer(alice):
+    return customer_make(alice, name="Customer A")
+
+
+def _detail(customer):
+    return f"{CUSTOMERS}{customer.code}/"
+
+
+# Customers
+
+
+def test_customer_list_is_paginated(api, alice):
+    for index in range(3):
+        customer_make(alice, phone=f"+551190000000{index}", name=f"C{index}")
+
+    body = api.get(CUSTOMERS).json()
+
+    assert body["count"] == 3
+    assert len(body["results"]) == 3
+    assert set(body["results"][0]) >= {"id", "name", "phone", "unread_count"}
+
+
+def test_customer_list_search(api, alice, customer):
+    customer_make(alice, phone="+5521987654321", name="Other")
+
+    body = api.get(CUSTOMERS, {"search": "custom"}).json()
+
+    assert [item["id"] for item in body["results"]] == [str(customer.code)]
+
+
+def test_customer_list_hides_other_subscribers(charlie_api, customer):
+    assert charlie_api.get(CUSTOMERS).json()["count"] == 0
+
+
+def test_customer_create_returns_201(api, alice):
+    response = api.post(
+        CUSTOMERS, {"name": "Ana", "phone": "11 90000-0001"}, format="json"
+    )
+
+    assert response.status_code == 201
+    assert response.json()["phone"] == "+5511900000001"
+    assert response.json()["id"] == str(Customer.objects.get(owner=alice).code)
+
+
+def test_customer_create_invalid_phone_is_400_naming_field(api):
+    response = api.post(CUSTOMERS, {"phone": "+55 11 9OOOO-0001"}, format="json")
+
+    body = response.json()
+    assert response.status_code == 400
+    assert body["code"] == "invalid_phone"
+    assert body["extra"]["field"] == "phone"
+    assert "9OOOO" in body["message"]
+
+
+def test_customer_create_duplicate_is_409(api, customer):
+    response = api.post(CUSTOMERS, {"phone": "551100000001"}, format="json")
+
+    assert response.status_code == 409
+    assert response.json()["extra"]["customer_id"] == str(customer.code)
+
+
+def test_customer_create_with_other_user_id_is_400(api, charlie):
+    response = api.post(
+        CUSTOMERS, {"phone": "+5511900000001", "user_id": charlie.pk}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "user_id" in response.json()["extra"]["fields"]
+    assert not Customer.objects.exists()
+
+
+def test_customer_create_with_own_user_id_is_accepted(api, alice):
+    response = api.post(
+        CUSTOMERS, {"phone": "+5511900000001", "user_id": alice.pk}, format="json"
+    )
+
+    assert response.status_code == 201
+
+
+def test_customer_list_other_user_id_400(api, charlie):
+    response = api.get(CUSTOMERS, {"user_id": charlie.pk})
+
+    assert response.status_code == 400
+
+
+def test_customer_retrieve_by_code(api, customer):
+    response = api.get(_detail(customer))
+
+    assert response.status_code == 200
+    assert response.json()["name"] == "Customer A"
+
+
+def test_customer_patch_changes_name(api, customer):
+    response = api.patch(_detail(customer), {"name": "Ana"}, format="json")
+
+    customer.refresh_from_db()
+    assert response.status_code == 200
+    assert customer.name == "Ana"
+    assert customer.phone == "+5511900000001"
+
+
+def test_customer_put_replaces_name_and_number(api, customer):
+    response = api.put(_detail(customer), {"phone": "+5511900000002"}, format="json")
+
+    customer.refresh_from_db()
+    assert response.status_code == 200
+    assert customer.name == ""
+    assert customer.phone == "+5511900000002"
+
+
+def test_customer_delete_returns_204(api, customer):
+    response = api.delete(_detail(customer))
+
+    assert response.status_code == 204
+    assert not Customer.objects.filter(pk=customer.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "data"),
+    [
+        ("get", None),
+        ("patch", {"name": "x"}),
+        ("put", {"phone": "+5511900000003"}),
+        ("delete", None),
+    ],
+)
+def test_customer_of_another_subscriber_is_404(charlie_api, customer, method, data):
+    response = getattr(charlie_api, method)(_detail(customer), data, format="json")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert "Customer A" not in response.content.decode()
+    customer.refresh_from_db()
+    assert customer.name == "Customer A"
+
+
+def test_customer_malformed_code_is_404(api):
+    assert api.get(f"{CUSTOMERS}not-a-uuid/").status_code == 404
+
+
+def test_api_needs_authentication(db):
+    response = APIClient().get(CUSTOMERS)
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "not_authenticated"
+
+
+# Sending
+
+
+def test_send_to_customer_returns_202_with_message(api, customer):
+    response = api.post(
+        SEND, {"customer_id": str(customer.code), "content": "Olá"}, format="json"
+    )
+
+    body = response.json()
+    assert response.status_code == 202
+    assert body["messages"][0]["status"] == "queued"
+    assert body["messages"][0]["customer_id"] == str(customer.code)
+    assert body["messages"][0]["body"] == "Olá"
+
+
+def test_send_to_number_creates_customer(api, alice):
+    response = api.post(SEND, {"to": "+5511900000001", "content": "Olá"}, format="json")
+
+    assert response.status_code == 202
+    assert Customer.objects.get(owner=alice).phone == "+5511900000001"
+
+
+def test_send_long_text_returns_every_part(api, customer):
+    response = api.post(
+        SEND, {"customer_id": str(customer.code), "content": "a" * 5000}, format="json"
+    )
+
+    assert [len(m["body"]) for m in response.json()["messages"]] == [4096, 904]
+
+
+def test_send_with_both_recipients_is_400(api, customer):
+    response = api.post(
+        SEND,
+        {"customer_id": str(customer.code), "to": "+5511900000001", "content": "x"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+
+
+def test_send_with_other_user_id_is_400(api, customer, charlie):
+    response = api.post(
+        SEND,
+        {"customer_id": str(customer.code), "content": "x", "user_id": charlie.pk},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert not Message.objects.exists()
+
+
+def test_send_to_another_subscribers_customer_is_404(charlie_api, customer):
+    response = charlie_api.post(
+        SEND, {"customer_id": str(customer.code), "content": "x"}, format="json"
+    )
+
+    assert response.status_code == 404
+    assert "Customer A" not in response.content.decode()
+    assert not Message.objects.exists()
+
+
+def test_send_when_not_connected_is_409(api, alice, customer):
+    session_connect(alice, state="disconnected")
+
+    response = api.post(
+        SEND, {"customer_id": str(customer.code), "content": "x"}, format="json"
+    )
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "session_not_connected"
+
+
+def test_send_with_inactive_subscription_is_403(api, alice, customer):
+    Subscription.objects.filter(user=alice).update(status="canceled")
+    alice.subscription.refresh_from_db()
+
+    response = api.post(
+        SEND, {"customer_id": str(customer.code), "content": "x"}, format="json"
+    )
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "subscription_inactive"
+
+
+def test_send_past_quota_is_429_with_reset_time(api, alice, customer):
+    Subscription.objects.filter(user=alice).update(daily_message_quota=0)
+    alice.subscription.refresh_from_db()
+
+    response = api.post(
+        SEND, {"customer_id": str(customer.code), "content": "x"}, format="json"
+    )
+
+    body = response.json()
+    assert response.status_code == 429
+    assert body["code"] == "daily_quota_exceeded"
+    assert body["extra"]["limit"] == 0
+    assert "resets_at" in body["extra"]
+
+
+# Message list
+
+
+@pytest.fixture
+def history(alice, customer):
+    now = timezone.now()
+    inbound = Message.objects.create(
+        owner=alice,
+        customer=customer,
+        direction="inbound",
+        source="contact",
+        kind="text",
+        body="in",
+        status="received",
+        timestamp=now - timedelta(hours=2),
+    )
+    sent = outbound_make(alice, customer, status="sent", body="out")
+    failed = outbound_make(alice, customer, status="failed", body="bad")
+    return {"inbound": inbound, "sent": sent, "failed": failed, "now": now}
+
+
+def _ids(response):
+    return [item["id"] for item in response.json()["results"]]
+
+
+def test_message_list_newest_first(api, history):
+    ids = _ids(api.get(MESSAGES))
+
+    assert ids[-1] == str(history["inbound"].code)
+    assert len(ids) == 3
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"direction": "inbound"}, ["inbound"]),
+        ({"status": "failed"}, ["failed"]),
+        ({"direction": "outbound", "status": "sent"}, ["sent"]),
+    ],
+)
+def test_message_list_filters(api, history, params, expected):
+    assert _ids(api.get(MESSAGES, params)) == [str(history[k].code) for k in expected]
+
+
+def test_message_list_filters_by_time(api, history):
+    since = (history["now"] - timedelta(hours=3)).isoformat()
+    until = (history["now"] - timedelta(hours=1)).isoformat()
+
+    ids = _ids(api.get(MESSAGES, {"since": since, "until": until}))
+
+    assert ids == [str(history["inbound"].code)]
+
+
+def test_message_list_filters_by_customer(api, alice, history, customer):
+    other = customer_make(alice, phone="+5521987654321", name="Other")
+    outbound_make(alice, other, status="sent")
+
+    ids = _ids(api.get(MESSAGES, {"customer": str(customer.code)}))
+
+    assert len(ids) == 3
+
+
+def test_message_list_rejects_bad_filter_values(api):
+    response = api.get(MESSAGES, {"status": "lost", "since": "yesterday"})
+
+    assert response.status_code == 400
+    assert set(response.json()["extra"]["fields"]) == {"status", "since"}
+
+
+def test_message_list_hides_other_subscribers(charlie_api, history, customer):
+    response = charlie_api.get(MESSAGES, {"customer": str(customer.code)})
+
+    assert response.json()["count"] == 0
+    assert charlie_api.get(MESSAGES).json()["count"] == 0
+
+
+# Schema
+
+
+def test_schema_for_messaging_endpoints_has_no_warnings():
+    patterns = [path("api/", include("messaging.api_urls"))]
+    GENERATOR_STATS.reset()
+
+    schema = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
+
+    assert GENERATOR_STATS._warn_cache == {}
+    assert GENERATOR_STATS._error_cache == {}
+    assert set(schema["paths"]) == {
+        "/api/customers/",
+        "/api/customers/{code}/",
+        "/api/messages/",
+        "/api/messages/send",
+    }
+
+
+def test_schema_documents_send_errors():
+    patterns = [path("api/", include("messaging.api_urls"))]
+
+    schema = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
+
+    responses = schema["paths"]["/api/messages/send"]["post"]["responses"]
+    assert set(responses) == {"202", "400", "403", "404", "409", "429"}
+
+
+def test_schema_endpoint_serves_messaging_paths(api):
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    assert "/api/messages/send" in response.content.decode()
