@@ -44,7 +44,7 @@ help:
 	@echo "make lint     ruff check and ruff format --check"
 	@echo "make format   ruff format and ruff check --fix"
 	@echo "make bench    run bench/run.py"
-	@echo "make clean    delete .venv, node_modules and caches (keeps data)"
+	@echo "make clean    delete .venv, node_modules, caches and test artifacts (keeps data)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -103,5 +103,5 @@ bench: install-dev
 # WhatsApp logins, so they stay; delete them by hand to start over.
 clean:
 	rm -rf $(VENV) $(GATEWAY)/node_modules staticfiles .run
-	rm -rf .pytest_cache .ruff_cache .hypothesis
+	rm -rf .pytest_cache .ruff_cache .hypothesis artifacts
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

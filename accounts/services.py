@@ -23,8 +23,8 @@ TRIAL_DAYS = 14
 
 # 403 rather than 402: RFC 9110 reserves 402 without defining its meaning, so
 # clients have no standard handling for it, while 403 is the usual "you are
-# authenticated but not allowed to do this now". The stable `code` tells
-# clients the cause.
+# authenticated but not allowed to do this now". The stable `code` names
+# the cause for clients.
 SUBSCRIPTION_INACTIVE_STATUS = 403
 
 
@@ -152,9 +152,9 @@ def demo_subscriber_ensure(
 ) -> tuple[User, str | None]:
     """Create the demo subscriber once, with an active subscription.
 
-    Returns the user and the password set on creation; the password is None
-    when the user already existed, because an existing password is never
-    changed here.
+    Returns the user and the password set on creation. The password is None
+    when the user already existed, because this function never changes an
+    existing password.
     """
     email = User.objects.normalize_email(email).lower()
 

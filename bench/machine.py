@@ -38,6 +38,11 @@ def _node_version() -> str:
         return "not found"
 
 
+def load_average() -> str:
+    """Return the 1, 5 and 15 minute load averages from /proc/loadavg."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def machine_describe(*, database_url: str, redis_url: str) -> dict[str, str]:
     with psycopg.connect(database_url) as connection:
         postgres = connection.execute("show server_version").fetchone()[0]

@@ -83,33 +83,32 @@ def _wait_final(user_ids, after_id, expected: int, timeout: float) -> dict:
     return counts
 
 
-def _delivery_times(message_ids: list[int], since: datetime) -> dict[int, datetime]:
-    """Return when Django received the `delivered` status of each message."""
+def _delivery_times(codes: list[str], since: datetime) -> dict[str, datetime]:
+    """Return when Django received the `delivered` status of each message.
+
+    The gateway names a message by the `message_id` Django sent it, which is
+    the message's `code`.
+    """
     from sessions_wa.models import GatewayEvent
 
-    times: dict[int, datetime] = {}
+    times: dict[str, datetime] = {}
+    wanted = set(codes)
     events = GatewayEvent.objects.filter(
         type="message.status", data__status="delivered", received_at__gte=since
-    ).values_list("data", "received_at")
-    wanted = set(message_ids)
-    for data, received_at in events.iterator():
-        try:
-            message_id = int(data.get("message_id"))
-        except (TypeError, ValueError):
-            continue
-        if message_id in wanted and (
-            message_id not in times or received_at < times[message_id]
-        ):
-            times[message_id] = received_at
+    ).values_list("data__message_id", "received_at")
+    for code, received_at in events.iterator():
+        if code in wanted and (code not in times or received_at < times[code]):
+            times[code] = received_at
     return times
 
 
 def _latencies(user_ids, after_id) -> dict:
-    rows = list(
-        _outbound(user_ids, after_id).values_list(
-            "pk", "created_at", "sent_at", "delivered_at"
-        )
-    )
+    rows = [
+        (str(code), created_at, sent_at, delivered_at)
+        for code, created_at, sent_at, delivered_at in _outbound(
+            user_ids, after_id
+        ).values_list("code", "created_at", "sent_at", "delivered_at")
+    ]
     if not rows:
         raise RuntimeError("No outbound message was stored; every send failed.")
     since = min(row[1] for row in rows)
@@ -118,11 +117,11 @@ def _latencies(user_ids, after_id) -> dict:
     to_delivered = []
     first_accept = None
     last_delivery = None
-    for pk, created_at, sent_at, delivered_at in rows:
+    for code, created_at, sent_at, delivered_at in rows:
         first_accept = min(first_accept or created_at, created_at)
         if sent_at is not None:
             to_sent.append((sent_at - created_at).total_seconds())
-        recorded = delivered.get(pk) or delivered_at
+        recorded = delivered.get(code) or delivered_at
         if recorded is not None:
             to_delivered.append((recorded - created_at).total_seconds())
             last_delivery = max(last_delivery or recorded, recorded)

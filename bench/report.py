@@ -278,7 +278,9 @@ def render(results: dict) -> str:
         "",
         f"Machine: {machine['cpus']} CPUs ({machine['cpu_model']}), "
         f"{machine['memory']} RAM, Linux {machine['kernel']}. "
-        f"Run on {machine['date']}.",
+        f"Run on {machine['date']}. Load average (1, 5, 15 min) before the "
+        f"run {machine['load_before']}, after it {machine['load_after']}; other "
+        "work on the machine shows up as a load above 0 before the run.",
         "",
         "Versions: "
         + ", ".join(

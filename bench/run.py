@@ -40,7 +40,7 @@ if str(BASE_DIR) not in sys.path:
 
 from bench import ceilings, inbound, outbound, report  # noqa: E402
 from bench.gateway_memory import gateway_memory  # noqa: E402
-from bench.machine import machine_describe  # noqa: E402
+from bench.machine import load_average, machine_describe  # noqa: E402
 from bench.stack import Stack, StackConfig  # noqa: E402
 from bench.subscribers import sessions_connect, subscribers_create  # noqa: E402
 
@@ -329,12 +329,14 @@ def main(argv=None) -> int:
     }
 
     try:
+        load_before = load_average()
         progress(f"starting the stack; logs in {run_dir / 'logs'}")
         stack.start()
         results["machine"] = machine_describe(
             database_url=args.database_url.replace("postgres://", "postgresql://", 1),
             redis_url=args.redis_url,
         )
+        results["machine"]["load_before"] = load_before
         django_setup(stack.django_env())
 
         progress("ceilings: HTTP no-op")
@@ -387,6 +389,7 @@ def main(argv=None) -> int:
                 pass
             database_drop(args.database_url)
 
+    results.setdefault("machine", {})["load_after"] = load_average()
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     section = report.render(results)
     print(section)

@@ -42,12 +42,13 @@ _MAX_TYPED_LENGTH = 64
 _SEPARATORS = frozenset("-‐‑‒–—.()/")
 
 # user[_agent|.agent][:device] for the phone and LID servers.
+# Matched with fullmatch, because "$" would also accept a trailing newline.
 _ADDRESS_USER_RE = re.compile(
-    r"^\+?(?P<digits>[0-9]{1,24})(?:[._](?P<agent>[0-9]{1,3}))?"
-    r"(?::(?P<device>[0-9]{1,4}))?$"
+    r"\+?(?P<digits>[0-9]{1,24})(?:[._](?P<agent>[0-9]{1,3}))?"
+    r"(?::(?P<device>[0-9]{1,4}))?"
 )
-_SERVER_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{0,62}$")
-_OTHER_USER_RE = re.compile(r"^[^\s@]{1,128}$")
+_SERVER_RE = re.compile(r"[a-z0-9][a-z0-9.\-]{0,62}")
+_OTHER_USER_RE = re.compile(r"[^\s@]{1,128}")
 
 
 class JidKind:
@@ -123,11 +124,11 @@ def jid_parse(value) -> Jid:
 
     user, server = text.split("@")
     server = server.lower()
-    if not _SERVER_RE.match(server):
+    if not _SERVER_RE.fullmatch(server):
         raise _invalid_jid(value, "the server after @ is missing or malformed.")
 
     if server in _PN_SERVERS or server == LID_SERVER:
-        match = _ADDRESS_USER_RE.match(user)
+        match = _ADDRESS_USER_RE.fullmatch(user)
         if not match:
             raise _invalid_jid(value, "the part before @ must be digits.")
         digits = match["digits"]
@@ -140,7 +141,7 @@ def jid_parse(value) -> Jid:
             )
         return Jid(user=digits, server=PN_SERVER, device=device)
 
-    if not _OTHER_USER_RE.match(user):
+    if not _OTHER_USER_RE.fullmatch(user):
         raise _invalid_jid(value, "the part before @ is empty or contains spaces.")
     return Jid(user=user, server=server)
 
@@ -254,8 +255,11 @@ def _candidates(
         # because phonenumbers treats 00 followed by a Brazilian carrier code
         # (e.g. 0055) as a domestic long-distance call.
         return [("+" + digits[2:], None), (digits, region)]
-    # A national number first; then the same digits as E.164 without the +,
-    # the way numbers are often copied from WhatsApp itself.
+    if region is None:
+        # Without a default country, digits are E.164 without the +, the way
+        # numbers are often copied from WhatsApp itself.
+        return [("+" + digits, None)]
+    # A national number first, then the same digits as E.164 without the +.
     return [(digits, region), ("+" + digits, None)]
 
 
@@ -311,7 +315,7 @@ def phone_parse(value, *, default_region=None) -> str:
         except phonenumbers.NumberParseException:
             continue
         e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        if _e164_from_digits(e164[1:]) is None:
+        if _e164_from_digits(e164[1:]) is None or not _e164_stable(e164):
             continue
         if phonenumbers.is_valid_number(number):
             return e164
@@ -340,6 +344,21 @@ def phone_parse(value, *, default_region=None) -> str:
             "against the format +<country code> <number>."
         )
     raise _invalid_phone(value, reason)
+
+
+def _e164_stable(e164: str) -> bool:
+    """Return True when phonenumbers reads `e164` back as itself.
+
+    Numbers made of leading zeros (``+31000000``) lose some of them on each
+    round trip, so storing one would change it the next time it is read.
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return (
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) == e164
+    )
 
 
 def _phone_from_typed_jid(value, text: str) -> str:

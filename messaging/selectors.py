@@ -6,6 +6,7 @@ an id that belongs to someone else reads as not found.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +21,14 @@ from django.utils.translation import gettext as _
 
 from .models import Customer, Message
 
+logger = logging.getLogger(__name__)
+
 CONNECTED_STATE = "connected"
+RECONNECTING_STATE = "disconnected"
+# Session states in which a send is accepted. A `disconnected` session
+# reconnects by itself (a network drop, a gateway restart), so its messages
+# wait in the queue; every other state needs the subscriber to act first.
+SENDABLE_STATES = frozenset({CONNECTED_STATE, RECONNECTING_STATE})
 # Sources that count toward the daily quota; messages typed on the phone
 # did not go through this service.
 QUOTA_SOURCES = (Message.Source.API, Message.Source.DASHBOARD)
@@ -60,8 +68,18 @@ def send_block_reason(*, user) -> tuple[str, str] | None:
     message = subscription_inactive_message(user)
     if message is not None:
         return "subscription_inactive", message
-    if whatsapp_state(user) != CONNECTED_STATE:
+    if whatsapp_state(user) not in SENDABLE_STATES:
         return "session_not_connected", session_not_connected_message()
+    return None
+
+
+def send_notice(*, user) -> str | None:
+    """Return a warning for a send that is accepted but will wait, or None."""
+    if whatsapp_state(user) == RECONNECTING_STATE:
+        return _(
+            "WhatsApp is reconnecting. Messages you send now wait in the queue "
+            "and go out once it is connected again."
+        )
     return None
 
 
@@ -215,7 +233,11 @@ def ignored_event_counts(*, user) -> dict[str, int]:
     keys = {
         ignored_counter_key(user.pk, reason, day): reason for reason in IGNORED_REASONS
     }
-    values = cache.get_many(list(keys))
+    try:
+        values = cache.get_many(list(keys))
+    except Exception:  # noqa: BLE001 - the counts are optional on the page
+        logger.warning("Could not read ignored-event counts from the cache")
+        return {}
     return {keys[key]: int(count) for key, count in values.items() if count}
 
 
@@ -233,6 +255,7 @@ def dashboard_summary(*, user) -> dict:
         "quota": daily_quota_usage(user=user),
         "ignored": ignored_event_counts(user=user),
         "block_reason": send_block_reason(user=user),
+        "send_notice": send_notice(user=user),
     }
 
 

@@ -21,7 +21,7 @@ from sessions_wa.gateway import GatewayClient, GatewayError
 from .models import Message
 from .ratelimit import send_slot_take
 from .services.sending import (
-    RETRYABLE_GATEWAY_CODES,
+    gateway_error_retryable,
     gateway_failure_reason,
     message_claim,
     message_fail,
@@ -72,7 +72,7 @@ def message_send(self, message_id: int) -> str:
     (another run has it or it is not queued) or ``missing``.
     """
     message = (
-        Message.objects.select_related("customer", "previous_part")
+        Message.objects.select_related("customer", "previous_part", "owner")
         .filter(pk=message_id)
         .first()
     )
@@ -154,7 +154,10 @@ def message_send(self, message_id: int) -> str:
 
 
 def _send_failed(task, message: Message, error: GatewayError) -> str:
-    if error.permanent and error.code not in RETRYABLE_GATEWAY_CODES:
+    retryable = not error.permanent or gateway_error_retryable(
+        status=error.status, code=error.code, user=message.owner
+    )
+    if not retryable:
         code, reason = gateway_failure_reason(
             status=error.status, code=error.code, message=message
         )
@@ -172,7 +175,7 @@ def _send_failed(task, message: Message, error: GatewayError) -> str:
     if task.request.is_eager:
         max_retries = min(max_retries, EAGER_MAX_RETRIES)
     attempt = task.request.retries
-    if attempt >= max_retries and error.code in RETRYABLE_GATEWAY_CODES:
+    if attempt >= max_retries and error.permanent:
         code, reason = gateway_failure_reason(
             status=error.status, code=error.code, message=message
         )

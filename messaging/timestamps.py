@@ -14,7 +14,7 @@ LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 # Values above this are milliseconds: 10**12 seconds is the year 33658.
 MILLISECONDS_ABOVE = 10**12
 
-_NUMBER_RE = re.compile(r"^\d{1,20}(\.\d{1,9})?$")
+_NUMBER_RE = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")
 
 
 def _from_epoch(seconds: float) -> datetime | None:
@@ -58,7 +58,7 @@ def timestamp_parse(value) -> datetime | None:
         moment = _from_epoch(value)
     elif isinstance(value, str):
         text = value.strip()
-        if _NUMBER_RE.match(text):
+        if _NUMBER_RE.fullmatch(text):
             moment = _from_epoch(float(text))
         else:
             try:

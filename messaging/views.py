@@ -150,6 +150,7 @@ def _conversation_context(request, customer, *, before=None, form=None, error=No
         "form": form or MessageSendForm(),
         "send_error": error,
         "block_reason": block[1] if block else None,
+        "send_notice": selectors.send_notice(user=request.user),
         "poll_seconds": CONVERSATION_POLL_SECONDS,
     }
 

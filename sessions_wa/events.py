@@ -30,7 +30,13 @@ SESSION_EVENT_TYPES = frozenset(
 # Prefixes of the types handed to messaging.services.gateway_event_apply.
 MESSAGING_TYPE_PREFIXES = ("message.", "contact.")
 
-_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+# Event types fit GatewayEvent.type (64 characters).
+_TYPE_RE = re.compile(r"^(?=.{3,64}$)[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+# JIDs and LIDs fit their WhatsAppSession columns (128 characters).
+MAX_JID_LENGTH = 128
+# Real event data nests a few levels; the limit keeps recursive processing of
+# a hostile body far from Python's recursion limit.
+MAX_DATA_DEPTH = 32
 _E164_RE = re.compile(r"^\+[1-9]\d{5,14}$")
 
 # Keys whose values are message bodies or pairing secrets; they are dropped
@@ -134,6 +140,8 @@ def _event_validate(index: int, event) -> GatewayEventIn:
     data = event.get("data")
     if not isinstance(data, dict):
         fail("data", "a JSON object")
+    if _nesting_depth(data) > MAX_DATA_DEPTH:
+        fail("data", f"a JSON object nested at most {MAX_DATA_DEPTH} levels deep")
 
     _session_data_validate(index, event_type, data)
     return GatewayEventIn(
@@ -163,14 +171,19 @@ def _session_data_validate(index: int, event_type: str, data: dict) -> None:
             fail("expires_at", "an ISO 8601 time with a UTC offset")
 
     elif event_type == SESSION_CONNECTED:
-        if not isinstance(data.get("jid"), str) or not data["jid"]:
+        jid = data.get("jid")
+        if not isinstance(jid, str) or not 0 < len(jid) <= MAX_JID_LENGTH:
             fail("jid", "the account's JID such as 5511900000009@s.whatsapp.net")
         phone = data.get("phone")
         if phone is not None and not (isinstance(phone, str) and _E164_RE.match(phone)):
             fail("phone", "an E.164 number such as +5511900000009, or null")
-        for field in ("push_name", "lid"):
-            if data.get(field) is not None and not isinstance(data[field], str):
-                fail(field, "a string or null")
+        if data.get("push_name") is not None and not isinstance(data["push_name"], str):
+            fail("push_name", "a string or null")
+        lid = data.get("lid")
+        if lid is not None and not (
+            isinstance(lid, str) and len(lid) <= MAX_JID_LENGTH
+        ):
+            fail("lid", "a LID such as 100000000000001@lid, or null")
 
     elif event_type == SESSION_DISCONNECTED:
         if not isinstance(data.get("reason"), str) or not data["reason"]:
@@ -181,6 +194,25 @@ def _session_data_validate(index: int, event_type: str, data: dict) -> None:
     elif event_type == SESSION_LOGGED_OUT:
         if not isinstance(data.get("reason"), str):
             fail("reason", "a reason such as device_removed or requested")
+
+
+def _nesting_depth(value) -> int:
+    """Return how deeply lists and objects nest inside `value`, iteratively."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DATA_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _is_int(value) -> bool:
@@ -202,13 +234,24 @@ def parse_time(value) -> datetime | None:
 
 
 def data_redact(value):
-    """Return a copy of event data without message bodies or QR strings."""
+    """Return a copy of event data without message bodies or QR strings.
+
+    NUL characters are removed from strings too, because PostgreSQL cannot
+    store them in jsonb and the whole batch would fail on every retry.
+    """
     if isinstance(value, dict):
         return {
-            key: data_redact(item)
+            text_clean(key): data_redact(item)
             for key, item in value.items()
             if key not in REDACTED_KEYS
         }
     if isinstance(value, list):
         return [data_redact(item) for item in value]
+    if isinstance(value, str):
+        return text_clean(value)
     return value
+
+
+def text_clean(value: str) -> str:
+    """Remove NUL characters, which PostgreSQL text and jsonb reject."""
+    return value.replace("\x00", "")

@@ -1,9 +1,9 @@
-"""Why a session stopped working, as a stable code and a sentence for people.
+"""Reasons a session stopped working: a stable code and a sentence for people.
 
 `WhatsAppSession.last_error_code` stores the code and `last_error` the English
-sentence (for the admin, logs and API clients). Pages translate by code, so a
-subscriber reading Chinese sees the Chinese sentence whatever language was
-active when the error was stored.
+sentence (for the admin, logs and API clients). Pages translate by code, so the
+sentence appears in the subscriber's language whatever language was active
+when the error was stored.
 """
 
 from __future__ import annotations

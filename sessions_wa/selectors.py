@@ -35,10 +35,19 @@ def session_get_for_user(*, user: User) -> WhatsAppSession | None:
 
 
 def session_list_to_reconcile(*, updated_before: datetime) -> QuerySet:
-    """Sessions Django believes live and that no event touched for a while."""
+    """Sessions Django believes live and that no event touched for a while.
+
+    A disconnected session counts as live while it is expected to reconnect
+    by itself (a network drop or a restart).
+    """
+    reconnecting = Q(
+        state=State.DISCONNECTED,
+        last_error_code__in=[reasons.NETWORK, reasons.RESTART],
+    )
     return (
         WhatsAppSession.objects.filter(
-            state__in=[State.STARTING, State.QR_PENDING, State.CONNECTED],
+            Q(state__in=[State.STARTING, State.QR_PENDING, State.CONNECTED])
+            | reconnecting,
             updated_at__lt=updated_before,
         )
         .order_by("pk")

@@ -31,6 +31,7 @@ from .events import (
     data_redact,
     events_validate,
     parse_time,
+    text_clean,
 )
 from .gateway import gateway_url_for_user
 from .masking import mask_phone
@@ -100,6 +101,7 @@ GATEWAY_STATES = {
 }
 
 _DEVICE_SUFFIX_RE = re.compile(r":\d+(?=@)")
+PUSH_NAME_MAX_LENGTH = WhatsAppSession._meta.get_field("push_name").max_length
 
 
 class SessionTransitionError(ApplicationError):
@@ -413,7 +415,11 @@ def session_gateway_status_apply(
 
 
 def _session_unknown_to_gateway(session: WhatsAppSession, start_task) -> str:
-    if session.state == State.CONNECTED:
+    reconnecting = session.state == State.DISCONNECTED and session.last_error_code in (
+        reasons.NETWORK,
+        reasons.RESTART,
+    )
+    if session.state == State.CONNECTED or reconnecting:
         # The node restarted or the user moved to another node. The saved
         # login may still be valid, so start again: the gateway restores it
         # without a QR code, or reports logged_out(restore_failed).
@@ -461,12 +467,14 @@ def _identity_fields(data: dict, *, default: WhatsAppSession | None = None) -> d
     if not phone and default is not None:
         phone = default.phone
 
-    fields = {"jid": jid, "phone": phone or ""}
+    fields = {"jid": text_clean(jid), "phone": phone or ""}
     for name in ("lid", "push_name"):
         value = data.get(name)
         if value is None and default is not None:
             value = getattr(default, name)
-        fields[name] = value or ""
+        fields[name] = text_clean(value or "")
+    # WhatsApp allows long profile names; the column keeps the first 255.
+    fields["push_name"] = fields["push_name"][:PUSH_NAME_MAX_LENGTH]
     return fields
 
 
@@ -518,7 +526,7 @@ def gateway_events_apply(payload) -> dict:
                 last_activity_at=timezone.now()
             )
 
-    logger.info(
+    logger.debug(
         "Gateway callback batch: %s accepted, %s duplicates", accepted, duplicates
     )
     return {"accepted": accepted, "duplicates": duplicates}
@@ -637,7 +645,10 @@ def _session_event_plan(session: WhatsAppSession, event: GatewayEventIn):
     data = event.data
 
     if event.type == SESSION_QR:
-        fields = {"qr": data["qr"], "qr_expires_at": parse_time(data["expires_at"])}
+        fields = {
+            "qr": text_clean(data["qr"]),
+            "qr_expires_at": parse_time(data["expires_at"]),
+        }
         return State.QR_PENDING, fields, "", ""
 
     if event.type == SESSION_CONNECTED:

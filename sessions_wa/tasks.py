@@ -41,6 +41,13 @@ def retry_countdown(retries: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+def _status_detail(error: GatewayError) -> str:
+    """Describe a gateway failure without the gateway's address."""
+    if error.status is None:
+        return "gateway unreachable"
+    return f"gateway returned {error.status} {error.code or ''}".strip()
+
+
 def _holding_node_client(session: WhatsAppSession) -> GatewayClient:
     """Return a client for the node that runs the session's client now."""
     return GatewayClient(session.gateway_url or None)
@@ -101,10 +108,12 @@ def session_start(self, session_id: int) -> None:
                 attempt,
                 error.message,
             )
+            # The detail is shown to API clients, so it leaves out the
+            # gateway's address that error.message contains.
             services.session_start_failed(
                 session_id=session_id,
                 error_code=error_code,
-                detail=f"gateway unreachable after {attempt} attempts: {error.message}",
+                detail=f"gateway unreachable after {attempt} attempts",
             )
             return
 
@@ -112,7 +121,7 @@ def session_start(self, session_id: int) -> None:
         logger.warning(
             "Start of session %s failed (%s); retrying in %.1f s: %s",
             session_id,
-            error.status or "no answer",
+            error.status or "no response",
             countdown,
             error.message,
         )
@@ -145,7 +154,7 @@ def _stop_on_previous_node(session: WhatsAppSession, node_url: str) -> None:
             "Could not stop session %s on %s (%s): %s",
             session.pk,
             session.gateway_url,
-            error.status or "no answer",
+            error.status or "no response",
             error.message,
         )
 
@@ -181,12 +190,12 @@ def session_logout(self, session_id: int, idle_cutoff: str | None = None) -> Non
             logger.error(
                 "Logout of session %s failed for good (%s): %s",
                 session_id,
-                error.status or "no answer",
+                error.status or "no response",
                 error.message,
             )
             if cutoff is None:
                 services.session_logout_failed(
-                    session_id=session_id, detail=error.message
+                    session_id=session_id, detail=_status_detail(error)
                 )
             return
         else:
@@ -194,7 +203,7 @@ def session_logout(self, session_id: int, idle_cutoff: str | None = None) -> Non
             logger.warning(
                 "Logout of session %s failed (%s); retrying in %.1f s",
                 session_id,
-                error.status or "no answer",
+                error.status or "no response",
                 countdown,
             )
             raise self.retry(exc=error, countdown=countdown) from error
@@ -226,7 +235,7 @@ def session_stop(
             logger.error(
                 "Stop of session %s failed (%s): %s",
                 session_id,
-                error.status or "no answer",
+                error.status or "no response",
                 error.message,
             )
             return
@@ -257,7 +266,7 @@ def session_sim_scan(self, session_id: int, phone: str) -> None:
         logger.warning(
             "Simulated scan of session %s failed (%s): %s",
             session_id,
-            error.status or "no answer",
+            error.status or "no response",
             error.message,
         )
 
@@ -281,7 +290,7 @@ def session_reconcile(self, session_id: int) -> str:
             logger.warning(
                 "Could not reconcile session %s (%s): %s",
                 session_id,
-                error.status or "no answer",
+                error.status or "no response",
                 error.message,
             )
             return "unreachable"

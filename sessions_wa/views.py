@@ -228,6 +228,8 @@ def gateway_callback(request):
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         return _error(f"The body is not valid JSON: {error}.", "invalid_json", 400)
+    except RecursionError:
+        return _error("The body's JSON nests too deeply.", "invalid_json", 400)
 
     try:
         result = services.gateway_events_apply(payload)

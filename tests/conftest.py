@@ -8,6 +8,8 @@ a fresh one calls `.restart()`.
 
 Fixtures:
 
+- `live_server` (session): pytest-django's, with database connections
+  closed after each request.
 - `e2e_secret` (session): the signing secret shared by all three.
 - `gateway_process` (session): a started `tests.harness.GatewayProcess` with
   the `sim` engine, calling back to the live server. While it runs, the
@@ -51,8 +53,8 @@ from .harness import (
     free_port,
 )
 
-# pytest-django's live server listens on localhost unless told otherwise;
-# every process of these tests stays on 127.0.0.1.
+# pytest-django's live server listens on localhost unless configured
+# otherwise, and every process of these tests stays on 127.0.0.1.
 os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
 
 # Acks of sent messages arrive after these delays in ms (sent, delivered,
@@ -102,7 +104,7 @@ def _test_database_url() -> str:
 def live_server(live_server):
     """pytest-django's live server, closing database connections per request.
 
-    The server handles each kept-alive HTTP connection in a thread that holds
+    The server handles each kept-alive HTTP connection in a thread that keeps
     its own database connection until the HTTP connection closes. With
     persistent connections (DATABASE_CONN_MAX_AGE) a browser or `requests`
     session left open would keep the test database busy, and pytest-django

@@ -192,16 +192,22 @@ class ManagedProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def wait_for_log(self, text: str, *, timeout: float = 10.0) -> str:
-        """Wait until the log since the latest start contains `text`."""
+        """Wait until the log since the latest start contains `text`.
+
+        Returns that log; raises AssertionError after `timeout` seconds.
+        """
+
+        def log_with_text() -> str | None:
+            log = self.log_since_start()
+            return log if text in log else None
+
         return poll_until(
-            lambda: text in self.log_since_start() and self.log_since_start(),
-            timeout=timeout,
-            message=f"{text!r} in the {self.name} log",
+            log_with_text, timeout=timeout, message=f"{text!r} in the {self.name} log"
         )
 
 
 class GatewayProcess(ManagedProcess):
-    """The Node gateway on a free port; ready when /healthz answers 200."""
+    """The Node gateway on a free port; ready when /healthz returns 200."""
 
     name = "gateway"
 

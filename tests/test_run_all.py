@@ -163,7 +163,7 @@ def test_stop_signal_stops_children_and_grandchildren(start_runner, signum):
         assert not process_running(pid), f"pid {pid} survived:\n{runner.output()}"
 
 
-def test_child_exit_stops_the_others_and_names_the_child(start_runner):
+def test_child_exit_stops_the_rest(start_runner):
     runner = start_runner({"steady": PARENT_WITH_GRANDCHILD, "flaky": EXITS_WITH_3})
     pids = runner.child_pids(3)
 

@@ -54,6 +54,16 @@ def digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
 
+def card_with_qr(web) -> str | None:
+    html = web.get(CARD_PATH).text
+    return html if qr_path(html) else None
+
+
+def card_connected(web) -> str | None:
+    html = web.get(CARD_PATH).text
+    return html if "Connected" in html else None
+
+
 def succeeded(worker, task_name: str) -> bool:
     return any("succeeded" in line for line in worker.task_lines(task_name))
 
@@ -71,7 +81,7 @@ def test_subscriber_links_whatsapp_from_settings_page(
     assert clicked.status_code == 200, clicked.text
 
     card = poll_until(
-        lambda: (html := subscriber_web.get(CARD_PATH).text) and qr_path(html) and html,
+        lambda: card_with_qr(subscriber_web),
         timeout=30,
         message="a QR code in the WhatsApp card",
     )
@@ -86,11 +96,7 @@ def test_subscriber_links_whatsapp_from_settings_page(
     assert scanned.status_code == 200, scanned.text
 
     card = poll_until(
-        lambda: (
-            (html := subscriber_web.get(CARD_PATH).text)
-            and "Connected" in html
-            and html
-        ),
+        lambda: card_connected(subscriber_web),
         timeout=30,
         message="the WhatsApp card to show Connected",
     )

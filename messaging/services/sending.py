@@ -18,13 +18,14 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
+from kombu.exceptions import OperationalError
 
 from accounts.models import Subscription
 from accounts.services import subscription_require_active
 from messaging.models import Customer, Message
 from messaging.phones import JidKind, jid_parse, phone_mask
 from messaging.selectors import (
-    CONNECTED_STATE,
+    SENDABLE_STATES,
     daily_quota_usage,
     session_not_connected_message,
     whatsapp_state,
@@ -104,10 +105,15 @@ def _customer_by_code(owner, code) -> Customer:
     return customer
 
 
-def session_require_connected(user) -> None:
-    """Raise ApplicationError ``session_not_connected`` unless connected."""
+def session_require_sendable(user) -> None:
+    """Raise ApplicationError ``session_not_connected`` unless sends can go.
+
+    A connected session and a disconnected one, which reconnects by itself,
+    accept sends. Any other state (never linked, waiting for a QR scan,
+    logged out, failed) needs the subscriber to connect first.
+    """
     state = whatsapp_state(user)
-    if state != CONNECTED_STATE:
+    if state not in SENDABLE_STATES:
         raise ApplicationError(
             session_not_connected_message(),
             code="session_not_connected",
@@ -179,7 +185,7 @@ def message_send(
     recipient = _recipient_from_to(user, to) if to is not None else None
 
     subscription_require_active(user)
-    session_require_connected(user)
+    session_require_sendable(user)
     parts = text_split(text)
 
     with transaction.atomic():
@@ -224,11 +230,26 @@ def _parts_create(user, customer, parts: list[str], source: str) -> list[Message
     return messages
 
 
-def message_send_enqueue(message_id: int, *, countdown: float | None = None) -> None:
-    """Queue the send task for one message."""
+def message_send_enqueue(message_id: int, *, countdown: float | None = None) -> bool:
+    """Queue the send task for one message; return False if the broker failed.
+
+    The message is stored as `queued` before this runs, so a broker outage
+    only delays it: `message_requeue_stuck` queues it again later. The
+    error is logged instead of raised, because the send was already accepted.
+    """
     from messaging.tasks import message_send as message_send_task
 
-    message_send_task.apply_async((message_id,), countdown=countdown)
+    try:
+        message_send_task.apply_async((message_id,), countdown=countdown)
+    except (OperationalError, OSError) as error:
+        logger.warning(
+            "Could not queue message %s (%s); the stuck-message requeue will "
+            "queue it once the broker is back",
+            message_id,
+            error.__class__.__name__,
+        )
+        return False
+    return True
 
 
 def message_recipient(message: Message) -> str | None:
@@ -360,6 +381,25 @@ def message_next_part(message_id: int) -> int | None:
 # until it ends, and then every repeat gets its result.
 RETRYABLE_GATEWAY_CODES = frozenset({"GW_ERR_SEND_IN_DOUBT"})
 
+# Gateway codes for a client that is not connected (or not loaded yet after
+# a gateway restart).
+NOT_READY_GATEWAY_CODES = frozenset(
+    {"GW_ERR_CLIENT_NOT_READY", "GW_ERR_SESSION_NOT_FOUND"}
+)
+
+
+def gateway_error_retryable(*, status, code, user) -> bool:
+    """Return True when a 4xx from the gateway may pass if the send waits.
+
+    A client that is not ready is retried while the session is connected or
+    reconnecting by itself, so messages queued during a reconnect go out
+    once it is back. After a logout or failure nothing will bring it back.
+    """
+    if code in RETRYABLE_GATEWAY_CODES:
+        return True
+    not_ready = code in NOT_READY_GATEWAY_CODES or (not code and status == 409)
+    return not_ready and whatsapp_state(user) in SENDABLE_STATES
+
 
 def gateway_failure_reason(*, status, code, message: Message) -> tuple[str, str]:
     """Return (error_code, sentence) for a send the gateway rejected for good.
@@ -370,9 +410,7 @@ def gateway_failure_reason(*, status, code, message: Message) -> tuple[str, str]
     """
     number = message.customer.phone or message.customer.wa_jid or ""
     code = code or ""
-    if code in ("GW_ERR_CLIENT_NOT_READY", "GW_ERR_SESSION_NOT_FOUND") or (
-        not code and status == 409
-    ):
+    if code in NOT_READY_GATEWAY_CODES or (not code and status == 409):
         return "session_not_connected", _(
             "WhatsApp was not connected when this message was sent. Reconnect "
             "WhatsApp on the Settings page, then send the message again."

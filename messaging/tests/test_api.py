@@ -245,7 +245,7 @@ def test_send_to_another_subscribers_customer_is_404(charlie_api, customer):
 
 
 def test_send_when_not_connected_is_409(api, alice, customer):
-    session_connect(alice, state="disconnected")
+    session_connect(alice, state="logged_out")
 
     response = api.post(
         SEND, {"customer_id": str(customer.code), "content": "x"}, format="json"

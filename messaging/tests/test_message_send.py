@@ -162,7 +162,9 @@ def test_send_with_inactive_subscription_is_rejected(alice):
     assert not Message.objects.exists()
 
 
-@pytest.mark.parametrize("state", ["disconnected", "qr_pending", "logged_out", "new"])
+@pytest.mark.parametrize(
+    "state", ["new", "starting", "qr_pending", "qr_expired", "logged_out", "failed"]
+)
 def test_send_when_not_connected_is_rejected(alice, state):
     session_connect(alice, state=state)
     customer = customer_make(alice)
@@ -173,6 +175,15 @@ def test_send_when_not_connected_is_rejected(alice, state):
     assert raised.value.code == "session_not_connected"
     assert raised.value.status_code == 409
     assert raised.value.extra == {"state": state}
+
+
+def test_send_while_reconnecting_is_queued(alice):
+    session_connect(alice, state="disconnected")
+    customer = customer_make(alice)
+
+    messages = _send(alice, customer_code=customer.code)
+
+    assert [m.status for m in messages] == ["queued"]
 
 
 def test_send_without_any_session_is_rejected(alice):
@@ -252,3 +263,19 @@ def test_quota_of_one_owner_ignores_another(alice, charlie):
     messages = _send(alice, to="+5511900000001")
 
     assert len(messages) == 1
+
+
+def test_send_survives_broker_outage(alice, django_capture_on_commit_callbacks):
+    from kombu.exceptions import OperationalError
+
+    customer = customer_make(alice)
+
+    with mock.patch(
+        "messaging.tasks.message_send.apply_async",
+        side_effect=OperationalError("Error 111 connecting to 127.0.0.1:6379"),
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            messages = _send(alice, customer_code=customer.code)
+
+    messages[0].refresh_from_db()
+    assert messages[0].status == "queued"

@@ -100,7 +100,7 @@ def test_dashboard_shows_state_and_recent_conversations(alice_client, alice, cus
 
 
 def test_dashboard_warns_when_not_connected(alice_client, alice):
-    session_connect(alice, state="disconnected")
+    session_connect(alice, state="logged_out")
 
     response = alice_client.get(_url("dashboard"))
 
@@ -345,7 +345,7 @@ def test_send_box_htmx_answer_triggers_refresh(alice_client, customer, fake_gate
 
 
 def test_send_box_shows_error_when_not_connected(alice_client, alice, customer):
-    session_connect(alice, state="disconnected")
+    session_connect(alice, state="qr_expired")
 
     response = alice_client.post(
         _url("conversation_send", customer), {"content": "Olá"}
@@ -387,6 +387,14 @@ def test_send_box_warns_before_sending_when_not_connected(
     response = alice_client.get(_url("conversation", customer))
 
     assert "is not connected" in response.content.decode()
+
+
+def test_send_box_notes_reconnecting_session(alice_client, alice, customer):
+    session_connect(alice, state="disconnected")
+
+    response = alice_client.get(_url("conversation", customer))
+
+    assert "WhatsApp is reconnecting" in response.content.decode()
 
 
 def test_send_box_rejects_empty_message(alice_client, customer):

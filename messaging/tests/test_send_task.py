@@ -10,7 +10,7 @@ from messaging.models import Customer, Message
 from messaging.services import message_record_sent
 from messaging.tasks import message_send as message_send_task
 
-from .helpers import customer_make, outbound_make
+from .helpers import customer_make, outbound_make, session_connect
 
 
 def _run(message) -> str:
@@ -161,6 +161,8 @@ def test_task_gives_up_when_gateway_is_unreachable(alice, customer, settings):
 def test_task_fails_permanent_errors_with_reason(
     alice, customer, fake_gateway, status, code, error_code, phrase
 ):
+    # After a logout a client that is not ready will not come back.
+    session_connect(alice, state="logged_out")
     body = {"code": code, "message": "no"} if code else {}
     fake_gateway.script.append((status, body, 0))
     message = outbound_make(alice, customer)
@@ -173,6 +175,33 @@ def test_task_fails_permanent_errors_with_reason(
     assert phrase in message.error
     assert message.failed_at is not None
     assert len(fake_gateway.requests) == 1
+
+
+@pytest.mark.parametrize("state", ["connected", "disconnected"])
+def test_task_retries_client_not_ready_while_reconnecting(
+    alice, customer, fake_gateway, state
+):
+    session_connect(alice, state=state)
+    fake_gateway.script.append((409, {"code": "GW_ERR_CLIENT_NOT_READY"}, 0))
+    message = outbound_make(alice, customer)
+
+    _run(message)
+
+    message.refresh_from_db()
+    assert message.status == "sent"
+    assert len(fake_gateway.requests) == 2
+
+
+def test_task_fails_client_never_ready(alice, customer, fake_gateway):
+    session_connect(alice, state="disconnected")
+    fake_gateway.script.extend([(409, {"code": "GW_ERR_CLIENT_NOT_READY"}, 0)] * 3)
+    message = outbound_make(alice, customer)
+
+    _run(message)
+
+    message.refresh_from_db()
+    assert message.error_code == "session_not_connected"
+    assert len(fake_gateway.requests) == 3
 
 
 def test_task_retries_send_in_doubt(alice, customer, fake_gateway):

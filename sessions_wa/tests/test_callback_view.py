@@ -216,6 +216,7 @@ def test_missing_field_is_reported_as_missing(client, owner, pending):
             "data.will_reconnect",
         ),
         (gateway_event(1, "session.logged_out", {}, seq=1), "data.reason"),
+        (gateway_event(1, "session.connected", {"jid": "9" * 129}, seq=1), "data.jid"),
     ],
 )
 def test_malformed_session_data_names_the_field(client, owner, pending, event, field):
@@ -384,3 +385,55 @@ def test_applied_event_marks_session_active(client, owner, make_session):
 
     session.refresh_from_db()
     assert session.last_activity_at > before
+
+
+def test_nul_characters_are_stored_without_failing(client, owner, pending):
+    event = connected_event(owner.pk, 1)
+    event["data"]["push_name"] = "Shop\x00 Owner"
+
+    response = post_callback(client, [event])
+
+    pending.refresh_from_db()
+    assert response.status_code == 200
+    assert pending.push_name == "Shop Owner"
+    assert GatewayEvent.objects.get().data["push_name"] == "Shop Owner"
+
+
+def test_long_push_name_is_cut_to_column_size(client, owner, pending):
+    event = connected_event(owner.pk, 1)
+    event["data"]["push_name"] = "n" * 300
+
+    post_callback(client, [event])
+
+    pending.refresh_from_db()
+    assert pending.push_name == "n" * 255
+
+
+def test_deeply_nested_data_is_rejected(client, owner, pending):
+    nested = {}
+    for _ in range(40):
+        nested = {"inner": nested}
+    event = gateway_event(owner.pk, "message.received", nested, seq=1)
+
+    response = post_callback(client, [event])
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["field"] == "data"
+
+
+def test_json_nested_past_parser_limit_is_400(client, owner, pending):
+    body = b'{"events": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+    response = post_callback(client, body)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+
+
+def test_event_type_longer_than_column_is_rejected(client, owner, pending):
+    event = gateway_event(owner.pk, "message." + "x" * 60, {}, seq=1)
+
+    response = post_callback(client, [event])
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["field"] == "type"

@@ -172,3 +172,35 @@ def test_periodic_reconcile_picks_live_sessions_past_grace(
 
     assert count == 1
     enqueued["session_reconcile"].assert_called_once_with(live.pk)
+
+
+def test_reconnecting_session_unknown_to_gateway_is_started_again(
+    fake_gateway, owner, make_session, enqueued, django_capture_on_commit_callbacks
+):
+    session = make_session(owner, State.DISCONNECTED, last_error_code=reasons.NETWORK)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = reconcile(session)
+
+    assert result == "restarted"
+    assert session.state == State.STARTING
+    enqueued["session_start"].assert_called_once_with(session.pk)
+
+
+def test_periodic_reconcile_includes_reconnecting_sessions(
+    owner, outsider, make_session, enqueued
+):
+    old = timezone.now() - timedelta(minutes=5)
+    reconnecting = make_session(
+        owner, State.DISCONNECTED, last_error_code=reasons.NETWORK
+    )
+    stopped = make_session(
+        outsider, State.DISCONNECTED, last_error_code=reasons.STOPPED
+    )
+    WhatsAppSession.objects.filter(pk__in=[reconnecting.pk, stopped.pk]).update(
+        updated_at=old
+    )
+
+    tasks.reconcile.apply().get()
+
+    enqueued["session_reconcile"].assert_called_once_with(reconnecting.pk)

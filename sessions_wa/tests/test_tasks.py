@@ -87,6 +87,7 @@ def test_start_retries_on_connection_refused(unreachable_gateway, starting):
     assert session.state == State.FAILED
     assert session.last_error_code == reasons.GATEWAY_UNREACHABLE
     assert "could not be reached" in session.last_error
+    assert "127.0.0.1" not in session.last_error
 
 
 def test_start_fails_at_once_on_400(fake_gateway, starting):
@@ -189,6 +190,7 @@ def test_logout_tells_user_to_unlink_when_gateway_unreachable(
     session = reload(session)
     assert session.state == State.LOGGED_OUT
     assert session.last_error_code == reasons.LOGOUT_UNREACHABLE
+    assert "127.0.0.1" not in session.last_error
 
 
 def test_stop_closes_client_and_shows_disconnected(fake_gateway, owner, make_session):

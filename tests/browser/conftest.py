@@ -38,16 +38,18 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def chromium(monkeypatch):
     """A headless Chromium, closed after the test."""
     if not CHROMIUM_PATH.exists():
-        reason = f"needs Debian's Chromium at {CHROMIUM_PATH} (apt-get install chromium)"
+        reason = (
+            f"needs Debian's Chromium at {CHROMIUM_PATH} (apt-get install chromium)"
+        )
         if IN_CI:
             pytest.fail(f"CI=true but this test {reason}", pytrace=False)
         pytest.skip(reason)
 
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API runs an event loop in this thread, and Django
-    # refuses ORM calls from a thread with a running loop unless told that
-    # the calls are synchronous anyway, which they are here.
+    # Playwright's sync API runs an event loop in this thread. Django raises
+    # SynchronousOnlyOperation for ORM calls from such a thread unless this
+    # variable is set; the test's ORM calls are synchronous.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     with sync_playwright() as playwright:

@@ -2,7 +2,7 @@
 
 Each operation in the schema gets generated requests, sent in-process to
 the WSGI application with a connected subscriber's API token. Requests the
-schema allows must get an answer below 500 with a status code, content
+schema allows must get a response below 500 with a status code, content
 type and body the schema documents for them. Requests the schema forbids
 (wrong types, missing fields, malformed path ids) must never get a 5xx.
 The number of examples per operation is small so the whole module runs in
@@ -67,9 +67,9 @@ fuzz_settings = settings(
 def keep_test_connection():
     """Keep the test's database connection open across WSGI requests.
 
-    Django closes connections when a request starts and finishes; the test
+    Django closes connections when a request starts and finishes. The test
     transaction lives on that connection, so the signal handlers are
-    detached as Django's own test client does.
+    detached, as Django's own test client does.
     """
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)

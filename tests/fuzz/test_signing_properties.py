@@ -1,9 +1,10 @@
 """Properties of the request signature scheme in `sessions_wa.signing`.
 
-`verify` reads a header that anybody on the network can send, so it must
-reject every malformed or forged value with SignatureError and nothing else,
-accept every request that `sign` produced with one of the configured
-secrets, and reject a request that differs from the signed one in any byte.
+`verify` reads a header that anybody on the network can send. It must
+reject every malformed or forged value with SignatureError and nothing
+else. It must accept every request that `sign` produced with one of the
+configured secrets, and reject a request that differs from the signed one
+in any byte.
 """
 
 from __future__ import annotations
@@ -131,7 +132,9 @@ def test_changed_path_character_is_rejected(request, data):
 
 @given(request=signed_requests(), data=st.data())
 def test_other_method_is_rejected(request, data):
-    other = data.draw(st.sampled_from(HTTP_METHODS).filter(lambda m: m != request["method"]))
+    other = data.draw(
+        st.sampled_from(HTTP_METHODS).filter(lambda m: m != request["method"])
+    )
 
     with pytest.raises(SignatureError):
         verify(**{**request, "method": other})
@@ -154,14 +157,18 @@ def test_changed_header_character_is_rejected(request, data):
 
 @given(request=signed_requests(), other_secret=st.text(min_size=1, max_size=40))
 def test_unlisted_secret_is_rejected(request, other_secret):
-    secrets = [s for s in request["secrets"] if s != other_secret] or [other_secret + "x"]
+    secrets = [s for s in request["secrets"] if s != other_secret] or [
+        other_secret + "x"
+    ]
     header = _resign(request, secret=other_secret)
 
     with pytest.raises(SignatureError):
         verify(**{**request, "header": header, "secrets": secrets})
 
 
-@given(request=signed_requests(), skew=st.integers(min_value=MAX_AGE + 1, max_value=10**6))
+@given(
+    request=signed_requests(), skew=st.integers(min_value=MAX_AGE + 1, max_value=10**6)
+)
 def test_timestamp_outside_max_age_is_rejected(request, skew):
     timestamp = int(request["header"].split(",")[0][2:])
 

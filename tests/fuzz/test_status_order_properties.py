@@ -40,9 +40,7 @@ STATE_FIELDS = (
 
 _seq = count(1)
 
-receipt_sets = st.lists(
-    st.sampled_from(list(RECEIPT_OFFSETS)), min_size=1, max_size=6
-)
+receipt_sets = st.lists(st.sampled_from(list(RECEIPT_OFFSETS)), min_size=1, max_size=6)
 fuzz_settings = settings(
     max_examples=20,
     deadline=None,
@@ -113,7 +111,7 @@ def _send_and_apply(user, steps: list[str], base) -> dict:
     """Send one message through the API service, then run `steps` in order.
 
     A step is a receipt status, or ``record_sent``: the send task recording
-    the gateway's answer, which can come after the first receipts.
+    the gateway's response, which can come after the first receipts.
     """
     customer = Customer.objects.create(
         owner=user, phone="+5511900000001", match_key="551100000001"
@@ -193,9 +191,7 @@ def test_sent_message_receipts_in_any_order_end_equal(
 
     base = timezone.now()
 
-    in_order = _in_savepoint(
-        lambda: _send_and_apply(connected_subscriber, steps, base)
-    )
+    in_order = _in_savepoint(lambda: _send_and_apply(connected_subscriber, steps, base))
     reordered = _in_savepoint(
         lambda: _send_and_apply(connected_subscriber, shuffled, base)
     )

@@ -86,7 +86,7 @@ class Entry:
     """How the outsider is treated at one URL pattern.
 
     `expect` maps each method the URL takes to the allowed outcome; every
-    other method must answer 405. `params` maps path parameters to a
+    other method must return 405. `params` maps path parameters to a
     function of the owner's data; `payload` and `query` build the request
     data.
     """
@@ -96,7 +96,7 @@ class Entry:
     payload: Callable[[OwnerData], dict] | None = None
     query: Callable[[OwnerData], dict] | None = None
     json: bool = False
-    # Texts the outsider sends itself, so they may come back in its answer.
+    # Texts the outsider sends itself, so they may come back in its response.
     typed: tuple[str, ...] = ()
 
 
@@ -121,7 +121,7 @@ def _customer_fields(owner: OwnerData) -> dict:
 
 def _owner_number(owner: OwnerData) -> dict:
     # The owner's customer's number is free for the outsider to add as
-    # their own customer; the answer must not name the owner's customer.
+    # their own customer; the response must not name the owner's customer.
     return {"name": "Outsider's own contact", "phone": OWNER_CUSTOMER_PHONE}
 
 
@@ -150,7 +150,9 @@ MATRIX: dict[str, Entry] = {
         payload=lambda owner: {"content": "Hello from the outsider"},
     ),
     "customers/<uuid:code>/edit/": Entry(
-        _same(NOT_FOUND, ("GET", "POST")), params=CUSTOMER_CODE, payload=_customer_fields
+        _same(NOT_FOUND, ("GET", "POST")),
+        params=CUSTOMER_CODE,
+        payload=_customer_fields,
     ),
     "customers/<uuid:code>/delete/": Entry(
         _same(NOT_FOUND, ("GET", "POST")), params=CUSTOMER_CODE
@@ -161,7 +163,7 @@ MATRIX: dict[str, Entry] = {
     # Django's form views read PUT like POST.
     "accounts/login/": Entry(_same(OWN), payload=lambda owner: WRONG_LOGIN),
     "accounts/logout/": Entry(_same(OWN, ("POST",))),
-    # The answer must be the same whether or not the address has an account.
+    # The response is the same whether or not the address has an account.
     "accounts/password-reset/": Entry(
         _same(OWN, ("GET", "POST", "PUT")), payload=lambda owner: {"email": OWNER_EMAIL}
     ),
@@ -407,7 +409,9 @@ def owner_data(db) -> OwnerData:
         OWNER_CUSTOMER_PUSH_NAME,
         OWNER_CUSTOMER_PHONE,
         OWNER_CUSTOMER_PHONE[1:],
-        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
+        phonenumbers.format_number(
+            number, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        ),
         phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL),
         OWNER_CUSTOMER_LID,
         OWNER_MESSAGE_TEXT,
@@ -534,7 +538,9 @@ def test_every_parameter_has_a_value():
         if missing:
             unfilled.append((route, sorted(missing)))
 
-    assert not unfilled, f"Routes with path parameters the matrix does not fill: {unfilled}"
+    assert not unfilled, (
+        f"Routes with path parameters the matrix does not fill: {unfilled}"
+    )
 
 
 @pytest.mark.parametrize("route", [r for r in url_routes() if entry_for(r)])
