@@ -27,6 +27,7 @@ from .services.sending import (
     message_fail,
     message_log_label,
     message_next_part,
+    message_postpone,
     message_recipient,
     message_recipient_keep,
     message_record_sent,
@@ -113,7 +114,8 @@ def message_send(self, message_id: int) -> str:
         wait = send_slot_take(message.owner_id)
     if wait > 0:
         logger.info("Pacing %s: next slot in %.1f s", message_log_label(message), wait)
-        message_send.apply_async((message_id,), countdown=wait)
+        message_postpone(message_id)
+        message_send_enqueue(message_id, countdown=wait)
         return "paced"
 
     if not message_claim(message_id):

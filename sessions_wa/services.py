@@ -410,7 +410,7 @@ def session_gateway_status_apply(
                 error_code=error_code if is_last else "",
             )
 
-    logger.info("Session %s repaired to the gateway's state %s", session_id, target)
+    logger.info("Session %s moved to the gateway's state %s", session_id, target)
     return "repaired"
 
 
@@ -660,9 +660,12 @@ def _session_event_plan(session: WhatsAppSession, event: GatewayEventIn):
             return State.QR_EXPIRED, {}, "", ""
         if reason in (reasons.REPLACED, reasons.BANNED, reasons.FATAL):
             return State.FAILED, {}, reason, ""
-        if reason == reasons.RESTART and data["will_reconnect"]:
-            # The engine reconnects at once with the same login, as it does
-            # after the restart WhatsApp requests right after pairing.
+        pairing = session.state in (State.STARTING, State.QR_PENDING)
+        if reason == reasons.RESTART and data["will_reconnect"] and pairing:
+            # WhatsApp asks for a restart right after the scan and the engine
+            # reconnects at once with the new login; the page goes straight
+            # from the QR code to connected. A restart of a connected session
+            # (the gateway shutting down) shows as reconnecting below.
             return "a restart the engine reconnects from at once"
         if reason in (reasons.NETWORK, reasons.RESTART, reasons.STOPPED):
             return State.DISCONNECTED, {}, reason, ""

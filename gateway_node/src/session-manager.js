@@ -21,6 +21,9 @@ const STATE_AFTER_DISCONNECT = {
   stopped: 'stopped'
 }
 
+// States whose client the next boot brings back from its saved auth.
+const RESTORED_AFTER_SHUTDOWN = new Set(['connected', 'disconnected'])
+
 class Session {
   constructor (userId, now) {
     this.userId = userId
@@ -466,15 +469,21 @@ export class SessionManager {
 
   #onDisconnected (session, data) {
     this.#clearRestoreTimer(session)
-    const reason = data.reason ?? 'fatal'
-    const willReconnect = Boolean(data.willReconnect)
+    let reason = data.reason ?? 'fatal'
+    let willReconnect = Boolean(data.willReconnect)
+    if (this.#closing && reason === 'stopped' && RESTORED_AFTER_SHUTDOWN.has(session.state)) {
+      // A gateway shutdown keeps the auth, and the next boot restores the
+      // client, so Django shows it reconnecting and keeps accepting sends.
+      reason = 'restart'
+      willReconnect = true
+    }
     session.qr = null
     session.qrExpiresAt = null
 
     const state = STATE_AFTER_DISCONNECT[reason] ?? 'disconnected'
     this.#setState(session, willReconnect ? 'disconnected' : state)
-    if (!willReconnect) this.#release(session)
-    if (willReconnect) this.#metrics?.reconnects.inc()
+    if (!willReconnect || this.#closing) this.#release(session)
+    if (willReconnect && !this.#closing) this.#metrics?.reconnects.inc()
     if (reason === 'qr_timeout') {
       // Nobody scanned: the engine may have saved fresh creds, which must not
       // make the next boot restore the user and post an unprompted QR.

@@ -138,7 +138,8 @@ describe('restore at boot', () => {
     await app.gateway.sessions.restoreAll()
 
     assert.equal(app.gateway.sessions.liveCount(), 2)
-    const stopped = await waitFor(() => django.events.find((event) => event.type === 'session.disconnected'))
+    // The first run's shutdown events reach this Django too; pick the stop.
+    const stopped = await waitFor(() => django.events.find((event) => event.type === 'session.disconnected' && event.data.reason === 'stopped'))
     assert.deepEqual(stopped.data, { reason: 'stopped', will_reconnect: false })
     assert.equal(await app.gateway.authStore.has(stopped.user_id), true)
   })
@@ -203,8 +204,18 @@ describe('shutdown', () => {
 
     await app.close()
     assert.deepEqual(django.typesOf(1), ['session.qr', 'session.connected', 'session.disconnected'])
-    assert.equal(django.eventsOf(1).at(-1).data.reason, 'stopped')
+    assert.deepEqual(django.eventsOf(1).at(-1).data, { reason: 'restart', will_reconnect: true })
     assert.equal(await authStore.has(1), true)
+  })
+
+  it('reports a client that was still pairing as stopped', async (t) => {
+    const django = await startFakeDjango(t)
+    const app = await buildTestApp(t, { env: { WA_CALLBACK_URL: django.url } })
+    await post(app, '/start', { user_id: 1 })
+
+    await app.close()
+    assert.deepEqual(django.typesOf(1), ['session.qr', 'session.disconnected'])
+    assert.deepEqual(django.eventsOf(1).at(-1).data, { reason: 'stopped', will_reconnect: false })
   })
 })
 

@@ -89,15 +89,15 @@ def _recipient_from_to(owner, to) -> dict:
     return {"phone": phone_clean(owner=owner, value=to, field="to")}
 
 
-def _customer_by_code(owner, code) -> Customer:
+def _customer_by_code(owner, value) -> Customer:
     try:
-        code = uuid.UUID(str(code))
+        code = uuid.UUID(str(value))
     except ValueError:
         code = None
     customer = Customer.objects.filter(owner=owner, code=code).first() if code else None
     if customer is None:
         raise ApplicationError(
-            _("No customer has the id %(id)s.") % {"id": code or "given"},
+            _("No customer has the id %(id)s.") % {"id": value},
             code="not_found",
             extra={"field": "customer_id"},
             status_code=404,
@@ -128,9 +128,10 @@ def quota_require(user, parts: int) -> None:
     Locks the subscription row so concurrent sends of one user are counted
     one after the other.
     """
-    Subscription.objects.select_for_update().filter(user=user).first()
+    subscription = Subscription.objects.select_for_update().filter(user=user).first()
     usage = daily_quota_usage(user=user)
-    if usage.used + parts <= usage.limit:
+    limit = subscription.daily_message_quota if subscription is not None else 0
+    if usage.used + parts <= limit:
         return
 
     resets_at = timezone.localtime(usage.resets_at)
@@ -141,14 +142,14 @@ def quota_require(user, parts: int) -> None:
             "quota resets at %(time)s."
         )
         % {
-            "limit": usage.limit,
+            "limit": limit,
             "used": usage.used,
             "parts": parts,
             "time": date_format(resets_at, "DATETIME_FORMAT") + f" {resets_at:%Z}",
         },
         code="daily_quota_exceeded",
         extra={
-            "limit": usage.limit,
+            "limit": limit,
             "used": usage.used,
             "requested": parts,
             "resets_at": usage.resets_at.isoformat(),
@@ -171,8 +172,9 @@ def message_send(
     typed in the user's default country, or a person's JID), which finds or
     creates the customer. Raises ApplicationError when the input is invalid,
     the customer is not the user's (404), the subscription is inactive, the
-    WhatsApp session is not connected (``session_not_connected``) or the
-    daily quota would be exceeded. The send task is queued on commit.
+    WhatsApp session cannot send (``session_not_connected``: never linked,
+    waiting for a QR scan, logged out or failed) or the daily quota would be
+    exceeded. The send task is queued on commit.
     """
     if (customer_code is None) == (to is None):
         raise ApplicationError(
@@ -285,6 +287,17 @@ def message_claim(message_id: int) -> bool:
         status=Status.SENDING, updated_at=timezone.now()
     )
     return claimed == 1
+
+
+def message_postpone(message_id: int) -> None:
+    """Touch a queued message whose task was delayed on purpose (pacing).
+
+    `message_requeue_stuck` picks messages by `updated_at`, so a long send
+    backlog is not queued a second time every minute.
+    """
+    Message.objects.filter(pk=message_id, status=Status.QUEUED).update(
+        updated_at=timezone.now()
+    )
 
 
 def message_release(message_id: int) -> bool:

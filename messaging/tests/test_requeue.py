@@ -103,3 +103,13 @@ def test_purge_deletes_old_held_updates_only(alice):
     assert list(
         PendingMessageUpdate.objects.values_list("gateway_message_id", flat=True)
     ) == ["NEW"]
+
+
+def test_requeue_leaves_paced_message(alice, enqueue):
+    from messaging.services.sending import message_postpone
+
+    message = outbound_make(alice, customer_make(alice))
+    _age(message, 10)
+    message_postpone(message.pk)
+
+    assert message_requeue_stuck() == 0

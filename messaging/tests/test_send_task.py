@@ -330,7 +330,7 @@ def test_empty_bucket_reschedules_instead_of_failing(alice, customer, settings):
 
     with (
         mock.patch("messaging.tasks.GatewayClient") as client,
-        mock.patch("messaging.tasks.message_send.apply_async") as apply_async,
+        mock.patch("messaging.tasks.message_send_enqueue") as enqueue,
     ):
         client.return_value.send.return_value = {"gateway_message_id": "3EB0P1"}
         assert message_send_task(first.pk) == "sent"
@@ -339,8 +339,8 @@ def test_empty_bucket_reschedules_instead_of_failing(alice, customer, settings):
     second.refresh_from_db()
     assert outcome == "paced"
     assert second.status == "queued"
-    (args,), kwargs = apply_async.call_args
-    assert args == (second.pk,)
+    (message_id,), kwargs = enqueue.call_args
+    assert message_id == second.pk
     assert 0 < kwargs["countdown"] <= 60
 
 
