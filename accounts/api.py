@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,7 +21,12 @@ class ApiTokenRotateApi(APIView):
     @extend_schema(
         operation_id="auth_token_rotate",
         request=None,
-        responses={201: ApiTokenSerializer},
+        responses={
+            201: ApiTokenSerializer,
+            401: OpenApiResponse(
+                description="Not authenticated, or the token is invalid."
+            ),
+        },
         summary="Create or replace the caller's API token",
         description=(
             "Creates a new token and deletes the previous one, which stops "

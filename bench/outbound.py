@@ -148,17 +148,20 @@ def _summary(seconds: list[float]) -> dict:
     }
 
 
-def outbound_full(stack, subscribers, *, per_subscriber, concurrency, deadline_s):
-    """Send as fast as the API accepts, then wait for every delivery."""
+def outbound_full(
+    stack, subscribers, *, per_subscriber, concurrency, send_seconds, wait_s
+):
+    """Send as fast as the API accepts for `send_seconds`, or until
+    `per_subscriber` messages each are sent, then wait for every delivery."""
     user_ids = [subscriber.user_id for subscriber in subscribers]
     items = _send_items(subscribers, per_subscriber)
     after_id = _last_message_id()
 
     load = closed_loop(
-        _sender(stack), items, concurrency=concurrency, deadline_s=deadline_s
+        _sender(stack), items, concurrency=concurrency, deadline_s=send_seconds
     )
     accepted = load.count
-    statuses = _wait_final(user_ids, after_id, accepted, deadline_s)
+    statuses = _wait_final(user_ids, after_id, accepted, wait_s)
     result = _latencies(user_ids, after_id)
     result.update(
         {
@@ -177,7 +180,7 @@ def outbound_full(stack, subscribers, *, per_subscriber, concurrency, deadline_s
     return result
 
 
-def outbound_rate_limited(stack, subscribers, *, rate, duration_s, deadline_s):
+def outbound_rate_limited(stack, subscribers, *, rate, duration_s, wait_s):
     """Offer `rate` sends a second for `duration_s`, then wait for delivery."""
     user_ids = [subscriber.user_id for subscriber in subscribers]
     total = max(len(subscribers), int(rate * duration_s))
@@ -186,9 +189,9 @@ def outbound_rate_limited(stack, subscribers, *, rate, duration_s, deadline_s):
     after_id = _last_message_id()
 
     load = open_loop(
-        _sender(stack), items, rate=rate, max_in_flight=32, deadline_s=deadline_s
+        _sender(stack), items, rate=rate, max_in_flight=32, deadline_s=duration_s
     )
-    statuses = _wait_final(user_ids, after_id, load.count, deadline_s)
+    statuses = _wait_final(user_ids, after_id, load.count, wait_s)
     result = _latencies(user_ids, after_id)
     result.update(
         {

@@ -30,7 +30,7 @@ import shlex
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,42 +55,52 @@ PACING_ENV = {"WA_SEND_RATE_PER_MINUTE": "6000000", "WA_SEND_BURST": "1000000"}
 
 @dataclass
 class Sizes:
-    """How much work each part of a run does."""
+    """How much work each part of a run does, and for how long.
+
+    Load phases stop starting new calls after `load_seconds`, so a slow
+    machine gets a smaller sample rather than a longer run; the counts are
+    upper bounds.
+    """
 
     scales: list[int]
-    messages: int
+    load_seconds: float
     half_seconds: float
-    inbound_events: dict[int, int]
+    messages: int
+    inbound_events: int
     sessions: list[int]
     noop_requests: int
     noop_tasks: int
-    qr_probe: int = 50
+    qr_probe: int
+    batch_sizes: tuple[int, ...] = (1, 10, 100)
     customers_each: int = 5
     client_concurrency: int = 8
     callback_concurrency: int = 4
-    deadline_s: float = 120.0
-    notes: list[str] = field(default_factory=list)
+    # Most seconds to wait for deliveries, sessions and queues to finish.
+    wait_s: float = 90.0
 
 
 FULL = Sizes(
     scales=[1, 10, 100],
-    messages=1200,
-    half_seconds=15,
-    inbound_events={1: 400, 10: 2000, 100: 6000},
+    load_seconds=20,
+    half_seconds=10,
+    messages=5000,
+    inbound_events=20000,
     sessions=[1000, 10000],
-    noop_requests=3000,
-    noop_tasks=3000,
+    noop_requests=5000,
+    noop_tasks=2000,
+    qr_probe=50,
 )
 QUICK = Sizes(
     scales=[1, 10],
-    messages=100,
+    load_seconds=3,
     half_seconds=3,
-    inbound_events={1: 30, 10: 100, 100: 300},
-    sessions=[100, 1000],
+    messages=200,
+    inbound_events=500,
+    sessions=[100, 500],
     noop_requests=300,
     noop_tasks=300,
     qr_probe=20,
-    deadline_s=60.0,
+    wait_s=60.0,
 )
 
 _started = time.monotonic()
@@ -210,14 +220,13 @@ def run_scale(stack, sizes: Sizes, count: int, first_index: int, skip: set) -> d
     subscribers = subscribers_create(
         count=count, customers_each=sizes.customers_each, first_index=first_index
     )
-    sessions_connect(stack, subscribers, timeout=sizes.deadline_s)
+    sessions_connect(stack, subscribers, timeout=sizes.wait_s)
     result: dict = {}
 
     if "outbound" not in skip:
         per_subscriber = -(-sizes.messages // count)
         progress(
-            f"{count} subscribers: outbound at full load, "
-            f"{per_subscriber * count} messages"
+            f"{count} subscribers: outbound at full load for {sizes.load_seconds:.0f} s"
         )
         full = with_cpu(
             stack,
@@ -226,10 +235,14 @@ def run_scale(stack, sizes: Sizes, count: int, first_index: int, skip: set) -> d
             subscribers,
             per_subscriber=per_subscriber,
             concurrency=sizes.client_concurrency,
-            deadline_s=sizes.deadline_s,
+            send_seconds=sizes.load_seconds,
+            wait_s=sizes.wait_s,
         )
         result["outbound_full"] = full
-        progress(f"  {full['rate']:.1f} messages/s sustained, {full['errors']} errors")
+        progress(
+            f"  {full['accepted']} messages, {full['rate']:.1f} messages/s "
+            f"sustained, {full['errors']} errors"
+        )
 
         rate = max(full["rate"] / 2, 1.0)
         progress(f"{count} subscribers: outbound at half load, {rate:.1f} messages/s")
@@ -238,27 +251,33 @@ def run_scale(stack, sizes: Sizes, count: int, first_index: int, skip: set) -> d
             subscribers,
             rate=rate,
             duration_s=sizes.half_seconds,
-            deadline_s=sizes.deadline_s,
+            wait_s=sizes.wait_s,
         )
         result["outbound_half"] = half
         progress(f"  accept→sent p99 {half['sent_ms']['p99']:.0f} ms")
 
     if "inbound" not in skip:
         result["inbound"] = {}
-        for size, total in sizes.inbound_events.items():
-            progress(f"{count} subscribers: inbound batches of {size}, {total} events")
+        for size in sizes.batch_sizes:
+            progress(
+                f"{count} subscribers: inbound batches of {size} for "
+                f"{sizes.load_seconds:.0f} s"
+            )
             run = with_cpu(
                 stack,
                 inbound.inbound_run,
                 stack,
                 subscribers,
                 batch_size=size,
-                total=total,
+                total=sizes.inbound_events,
                 concurrency=sizes.callback_concurrency,
-                deadline_s=sizes.deadline_s,
+                deadline_s=sizes.load_seconds,
             )
             result["inbound"][size] = run
-            progress(f"  {run['events_rate']:.0f} events/s, {run['errors']} errors")
+            progress(
+                f"  {run['accepted']} events, {run['events_rate']:.0f} events/s, "
+                f"{run['errors']} errors"
+            )
     return result
 
 
@@ -347,13 +366,13 @@ def main(argv=None) -> int:
                 probe_user.token,
                 total=sizes.noop_requests,
                 concurrency=sizes.client_concurrency,
-                deadline_s=sizes.deadline_s,
+                deadline_s=sizes.load_seconds / 2,
             )
         }
         progress(f"  {results['ceilings']['http']['rate']:.0f} requests/s")
         progress("ceilings: Celery no-op")
         results["ceilings"]["celery"] = ceilings.celery_noop(
-            stack, total=sizes.noop_tasks, deadline_s=sizes.deadline_s
+            stack, total=sizes.noop_tasks, deadline_s=sizes.wait_s
         )
         progress(f"  {results['ceilings']['celery']['rate']:.0f} tasks/s")
 
@@ -372,7 +391,7 @@ def main(argv=None) -> int:
                 levels=sizes.sessions,
                 concurrency=sizes.client_concurrency,
                 probe_count=sizes.qr_probe,
-                deadline_s=sizes.deadline_s * 2,
+                deadline_s=sizes.wait_s,
             )
     finally:
         signal.alarm(0)

@@ -37,10 +37,9 @@ from .serializers import (
 ERROR_400 = OpenApiResponse(
     MessagingErrorSerializer, description="Invalid input; `extra` names the field."
 )
-# Session authentication comes first in REST_FRAMEWORK, and it sends no
-# WWW-Authenticate header, so DRF rejects an anonymous request with 403.
-ERROR_403 = OpenApiResponse(
-    MessagingErrorSerializer, description="Not authenticated (`not_authenticated`)."
+ERROR_401 = OpenApiResponse(
+    MessagingErrorSerializer,
+    description="Not authenticated (`not_authenticated`) or a bad token.",
 )
 ERROR_404 = OpenApiResponse(
     MessagingErrorSerializer, description="No such customer for this user."
@@ -76,13 +75,13 @@ def _query_user_id_check(request) -> None:
         responses={
             200: CustomerSerializer(many=True),
             400: ERROR_400,
-            403: ERROR_403,
+            401: ERROR_401,
             404: ERROR_404_PAGE,
         },
     ),
     retrieve=extend_schema(
         summary="Get a customer",
-        responses={200: CustomerSerializer, 403: ERROR_403, 404: ERROR_404},
+        responses={200: CustomerSerializer, 401: ERROR_401, 404: ERROR_404},
     ),
     create=extend_schema(
         summary="Add a customer",
@@ -90,7 +89,7 @@ def _query_user_id_check(request) -> None:
         responses={
             201: CustomerSerializer,
             400: ERROR_400,
-            403: ERROR_403,
+            401: ERROR_401,
             409: ERROR_409_DUPLICATE,
         },
     ),
@@ -100,7 +99,7 @@ def _query_user_id_check(request) -> None:
         responses={
             200: CustomerSerializer,
             400: ERROR_400,
-            403: ERROR_403,
+            401: ERROR_401,
             404: ERROR_404,
             409: ERROR_409_DUPLICATE,
         },
@@ -111,14 +110,14 @@ def _query_user_id_check(request) -> None:
         responses={
             200: CustomerSerializer,
             400: ERROR_400,
-            403: ERROR_403,
+            401: ERROR_401,
             404: ERROR_404,
             409: ERROR_409_DUPLICATE,
         },
     ),
     destroy=extend_schema(
         summary="Delete a customer and their messages",
-        responses={204: None, 403: ERROR_403, 404: ERROR_404},
+        responses={204: None, 401: ERROR_401, 404: ERROR_404},
     ),
 )
 class CustomerViewSet(viewsets.GenericViewSet):
@@ -204,12 +203,10 @@ class MessageSendApi(APIView):
         responses={
             202: MessageSendResultSerializer,
             400: ERROR_400,
+            401: ERROR_401,
             403: OpenApiResponse(
                 MessagingErrorSerializer,
-                description=(
-                    "Not authenticated (`not_authenticated`), or the "
-                    "subscription is inactive (`subscription_inactive`)."
-                ),
+                description="The subscription is inactive (`subscription_inactive`).",
             ),
             404: ERROR_404,
             409: OpenApiResponse(
@@ -252,7 +249,7 @@ class MessageListApi(GenericAPIView):
         responses={
             200: MessageSerializer(many=True),
             400: ERROR_400,
-            403: ERROR_403,
+            401: ERROR_401,
             404: ERROR_404_PAGE,
         },
     )

@@ -27,6 +27,9 @@ BROADCAST_SERVER = "broadcast"
 NEWSLETTER_SERVER = "newsletter"
 
 # Legacy and current spellings of the phone-number server.
+# NOTE: Baileys 7 also has "hosted" and "hosted.lid" servers for hosted
+# business accounts; they are not on the allow-list, so such senders are
+# ignored until the gateway maps them to a phone or LID JID.
 _PN_SERVERS = frozenset({PN_SERVER, "c.us"})
 
 # E.164 allows at most 15 digits including the country code. The shortest

@@ -27,7 +27,7 @@ CONNECTED_STATE = "connected"
 RECONNECTING_STATE = "disconnected"
 # Session states in which a send is accepted. A `disconnected` session
 # reconnects by itself (a network drop, a gateway restart), so its messages
-# wait in the queue; every other state needs the subscriber to act first.
+# wait in the queue. Every other state needs the subscriber to act first.
 SENDABLE_STATES = frozenset({CONNECTED_STATE, RECONNECTING_STATE})
 # Sources that count toward the daily quota; messages typed on the phone
 # did not go through this service.

@@ -43,6 +43,8 @@ SENT_STATUSES = frozenset({Status.SENT, Status.DELIVERED, Status.READ})
 
 # In eager mode (no Redis) a retry runs at once inside the request, so only
 # a couple are allowed there.
+# NOTE: eager mode has no beat either, so a send that fails there (gateway
+# down, session reconnecting) stays failed; nothing queues it again.
 EAGER_MAX_RETRIES = 2
 
 

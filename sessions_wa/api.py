@@ -15,6 +15,7 @@ from .serializers import SessionRequestSerializer, SessionSerializer
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(description="`user_id` names another user, or is invalid."),
+    401: OpenApiResponse(description="Not authenticated, or the token is invalid."),
     403: OpenApiResponse(
         description="The subscription is not active (code `subscription_inactive`)."
     ),

@@ -86,16 +86,24 @@ class GatewayClient:
     def _url_for(self, user_id: int) -> str:
         return self.base_url or gateway_url_for_user(user_id)
 
-    def request(self, method: str, path: str, *, user_id: int, payload=None, query=None):
+    def request(
+        self, method: str, path: str, *, user_id: int, payload=None, query=None
+    ):
         """Send one signed request and return the decoded JSON answer."""
         base = self._url_for(user_id)
         full_path = path
         if query:
             full_path = f"{path}?{urlencode(query)}"
-        body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        body = (
+            b""
+            if payload is None
+            else json.dumps(payload, separators=(",", ":")).encode()
+        )
         signed_path = urlsplit(base).path.rstrip("/") + full_path
         headers = {
-            SIGNATURE_HEADER: signature_header(method=method, path=signed_path, body=body),
+            SIGNATURE_HEADER: signature_header(
+                method=method, path=signed_path, body=body
+            ),
             "Accept": "application/json",
         }
         if payload is not None:
@@ -103,7 +111,11 @@ class GatewayClient:
 
         try:
             response = _http().request(
-                method, base + full_path, data=body or None, headers=headers, timeout=self.timeout
+                method,
+                base + full_path,
+                data=body or None,
+                headers=headers,
+                timeout=self.timeout,
             )
         except requests.Timeout as exc:
             raise GatewayError(
@@ -123,12 +135,14 @@ class GatewayClient:
 
         if response.status_code >= 400:
             permanent = (
-                response.status_code < 500 and response.status_code not in TRANSIENT_STATUSES
+                response.status_code < 500
+                and response.status_code not in TRANSIENT_STATUSES
             )
             message = data.get("message") if isinstance(data, dict) else None
             code = data.get("code") if isinstance(data, dict) else None
             raise GatewayError(
-                message or f"The gateway answered {response.status_code} to {method} {path}.",
+                message
+                or f"The gateway answered {response.status_code} to {method} {path}.",
                 status=response.status_code,
                 code=code,
                 permanent=permanent,
@@ -136,16 +150,24 @@ class GatewayClient:
         return data
 
     def start(self, user_id: int) -> dict:
-        return self.request("POST", "/start", user_id=user_id, payload={"user_id": user_id})
+        return self.request(
+            "POST", "/start", user_id=user_id, payload={"user_id": user_id}
+        )
 
     def stop(self, user_id: int) -> dict:
-        return self.request("POST", "/stop", user_id=user_id, payload={"user_id": user_id})
+        return self.request(
+            "POST", "/stop", user_id=user_id, payload={"user_id": user_id}
+        )
 
     def logout(self, user_id: int) -> dict:
-        return self.request("POST", "/logout", user_id=user_id, payload={"user_id": user_id})
+        return self.request(
+            "POST", "/logout", user_id=user_id, payload={"user_id": user_id}
+        )
 
     def status(self, user_id: int) -> dict:
-        return self.request("GET", "/status", user_id=user_id, query={"user_id": user_id})
+        return self.request(
+            "GET", "/status", user_id=user_id, query={"user_id": user_id}
+        )
 
     def qr(self, user_id: int) -> dict:
         return self.request("GET", "/qr", user_id=user_id, query={"user_id": user_id})

@@ -27,7 +27,9 @@ class SignatureError(Exception):
     """The signature header is missing, malformed, stale or does not match."""
 
 
-def compute_signature(*, secret: str, timestamp: int, method: str, path: str, body: bytes) -> str:
+def compute_signature(
+    *, secret: str, timestamp: int, method: str, path: str, body: bytes
+) -> str:
     """Return the hex HMAC-SHA256 of one request."""
     prefix = f"{timestamp}.{method.upper()}.{path}.".encode()
     return hmac.new(secret.encode(), prefix + body, hashlib.sha256).hexdigest()

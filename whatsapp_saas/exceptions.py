@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rest_framework import status
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -34,7 +36,12 @@ def api_exception_handler(exc, context):
         return None
 
     detail = response.data
-    code = getattr(exc, "default_code", "error")
+    if isinstance(exc, Http404):
+        code = exceptions.NotFound.default_code
+    elif isinstance(exc, PermissionDenied):
+        code = exceptions.PermissionDenied.default_code
+    else:
+        code = getattr(exc, "default_code", "error")
     if isinstance(detail, dict) and set(detail) == {"detail"}:
         message = str(detail["detail"])
         extra = {}

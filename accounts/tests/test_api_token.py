@@ -65,16 +65,14 @@ def test_api_rotation_revokes_old_token(owner):
 
     response = api.post(ROTATE_API_URL)
 
-    # DRF returns 403 because SessionAuthentication, listed first, sends no
-    # WWW-Authenticate challenge.
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json()["code"] == "authentication_failed"
 
 
 def test_api_rotation_requires_authentication():
     response = APIClient().post(ROTATE_API_URL)
 
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
 
 

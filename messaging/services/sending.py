@@ -170,11 +170,13 @@ def message_send(
 
     The recipient is `customer_code` (the customer's UUID) or `to` (a number
     typed in the user's default country, or a person's JID), which finds or
-    creates the customer. Raises ApplicationError when the input is invalid,
-    the customer is not the user's (404), the subscription is inactive, the
-    WhatsApp session cannot send (``session_not_connected``: never linked,
-    waiting for a QR scan, logged out or failed) or the daily quota would be
-    exceeded. The send task is queued on commit.
+    creates the customer. The send task is queued on commit.
+
+    Raises ApplicationError when the input is invalid, the customer is not
+    the user's (404), the subscription is inactive, or the daily quota would
+    be exceeded. It also raises ``session_not_connected`` when the WhatsApp
+    session cannot send: never linked, waiting for a QR scan, logged out or
+    failed.
     """
     if (customer_code is None) == (to is None):
         raise ApplicationError(
@@ -389,8 +391,8 @@ def message_next_part(message_id: int) -> int | None:
     )
 
 
-# Gateway error codes a retry can resolve although their HTTP status is 4xx:
-# a send still running on the gateway after a timeout answers "in doubt"
+# Gateway error codes a retry can resolve although their HTTP status is 4xx.
+# A send still running on the gateway after a timeout is reported "in doubt"
 # until it ends, and then every repeat gets its result.
 RETRYABLE_GATEWAY_CODES = frozenset({"GW_ERR_SEND_IN_DOUBT"})
 

@@ -179,7 +179,7 @@ def test_customer_malformed_code_is_404(api):
 def test_api_needs_authentication(db):
     response = APIClient().get(CUSTOMERS)
 
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
 
 
@@ -383,7 +383,7 @@ def test_schema_documents_send_errors():
     schema = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
 
     responses = schema["paths"]["/api/messages/send"]["post"]["responses"]
-    assert set(responses) == {"202", "400", "403", "404", "409", "429"}
+    assert set(responses) == {"202", "400", "401", "403", "404", "409", "429"}
 
 
 def test_schema_endpoint_serves_messaging_paths(api):

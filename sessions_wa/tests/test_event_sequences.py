@@ -290,7 +290,9 @@ def test_connected_since_is_the_event_time(client, owner, session):
 def test_gateway_shutdown_shows_connected_session_reconnecting(client, owner, session):
     deliver(client, qr_event(owner.pk, 1), connected_event(owner.pk, 2))
 
-    deliver(client, disconnected_event(owner.pk, 3, reasons.RESTART, will_reconnect=True))
+    deliver(
+        client, disconnected_event(owner.pk, 3, reasons.RESTART, will_reconnect=True)
+    )
 
     session.refresh_from_db()
     assert session.state == State.DISCONNECTED
@@ -299,7 +301,9 @@ def test_gateway_shutdown_shows_connected_session_reconnecting(client, owner, se
 
 def test_connected_after_gateway_shutdown_and_restore(client, owner, session):
     deliver(client, qr_event(owner.pk, 1), connected_event(owner.pk, 2))
-    deliver(client, disconnected_event(owner.pk, 3, reasons.RESTART, will_reconnect=True))
+    deliver(
+        client, disconnected_event(owner.pk, 3, reasons.RESTART, will_reconnect=True)
+    )
 
     deliver(client, connected_event(owner.pk, 4))
 

@@ -210,7 +210,8 @@ def test_token_authentication_reaches_own_session(api, owner, owner_session):
 def test_anonymous_request_is_rejected(api, owner_session):
     response = api.get(SESSION_URL)
 
-    assert response.status_code == 403
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
     assert response.json()["code"] == "not_authenticated"
 
 

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from ..harness import BASE_DIR
 
@@ -60,6 +61,10 @@ def chromium(monkeypatch):
             yield browser
         finally:
             browser.close()
+            # Database connections opened while Playwright's loop runs are
+            # not the ones pytest-django closes, and an open one would keep
+            # the test database from being dropped.
+            connections.close_all()
 
 
 @pytest.fixture
