@@ -24,7 +24,6 @@ from bench.signed import signed_post
 from bench.stack import GATEWAY_SERVER, Stack
 
 QR_TTL_MS = "3600000,3600000"
-SETTLE_S = 2.0
 # Starts a second for the start-to-QR probe.
 PROBE_RATE = 10.0
 
@@ -116,7 +115,13 @@ def _outbox_empty(url: str) -> bool:
 
 
 def gateway_memory(
-    stack: Stack, *, levels: list[int], concurrency: int, probe_count: int, deadline_s
+    stack: Stack,
+    *,
+    levels: list[int],
+    concurrency: int,
+    probe_count: int,
+    settle_s: float,
+    deadline_s: float,
 ):
     """Return RSS at 0 and at each level of idle sessions, and start-to-QR."""
     port = free_port()
@@ -138,7 +143,7 @@ def gateway_memory(
         )
         stack.group.start(gateway)
         try:
-            time.sleep(SETTLE_S)
+            time.sleep(settle_s)
             results["levels"].append({"sessions": 0, "rss": rss_bytes(gateway.pid)})
 
             started_at: dict[int, float] = {}
@@ -162,7 +167,7 @@ def gateway_memory(
                 held = level
                 all_qr = _wait(lambda n=level: len(receiver.qr_at) >= n, deadline_s)
                 _wait(lambda: _outbox_empty(url), deadline_s)
-                time.sleep(SETTLE_S)
+                time.sleep(settle_s)
                 rss = rss_bytes(gateway.pid)
 
                 # Start-to-QR on a gateway that is not busy starting others:

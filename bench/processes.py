@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -231,3 +232,50 @@ def pids_by_cmdline(word: str) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+class CpuMeter:
+    """CPU seconds used by named groups of processes while the meter runs.
+
+    `groups` returns {name: [pid, ...]} and is called at every sample, so
+    processes that start during the interval are counted from zero, and
+    processes that exit count up to their last sample (taken every
+    `interval` seconds in a background thread).
+    """
+
+    def __init__(self, groups: Callable[[], dict[str, list[int]]], interval=0.5):
+        self.groups = groups
+        self.interval = interval
+        self.first: dict[tuple[str, int], float] = {}
+        self.latest: dict[tuple[str, int], float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> dict[tuple[str, int], float]:
+        return {
+            (name, pid): cpu_seconds([pid])
+            for name, pids in self.groups().items()
+            for pid in pids
+        }
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.latest.update(self._sample())
+
+    def __enter__(self):
+        self.first = self._sample()
+        self.latest = dict(self.first)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.latest.update(self._sample())
+
+    def seconds(self) -> dict[str, float]:
+        """Return the CPU seconds each group used between enter and exit."""
+        totals = {name: 0.0 for name in self.groups()}
+        for key, value in self.latest.items():
+            totals[key[0]] = totals.get(key[0], 0.0) + value - self.first.get(key, 0.0)
+        return totals

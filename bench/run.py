@@ -41,6 +41,7 @@ if str(BASE_DIR) not in sys.path:
 from bench import ceilings, inbound, outbound, report  # noqa: E402
 from bench.gateway_memory import gateway_memory  # noqa: E402
 from bench.machine import load_average, machine_describe  # noqa: E402
+from bench.processes import CpuMeter  # noqa: E402
 from bench.stack import Stack, StackConfig  # noqa: E402
 from bench.subscribers import sessions_connect, subscribers_create  # noqa: E402
 
@@ -77,6 +78,8 @@ class Sizes:
     callback_concurrency: int = 4
     # Most seconds to wait for deliveries, sessions and queues to finish.
     wait_s: float = 90.0
+    # Seconds the memory gateway rests before its memory is read.
+    settle_s: float = 2.0
 
 
 FULL = Sizes(
@@ -92,14 +95,15 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     scales=[1, 10],
-    load_seconds=3,
-    half_seconds=3,
+    load_seconds=2,
+    half_seconds=2,
     messages=200,
     inbound_events=500,
-    sessions=[100, 500],
+    sessions=[200],
     noop_requests=300,
     noop_tasks=300,
-    qr_probe=20,
+    qr_probe=10,
+    settle_s=1.0,
     wait_s=60.0,
 )
 
@@ -206,11 +210,10 @@ def django_setup(env: dict[str, str]) -> None:
 def with_cpu(stack, function, *args, **kwargs) -> dict:
     """Call `function`; add the CPU seconds each process used, and the count
     of callback requests gunicorn served, to its result."""
-    before = stack.cpu_usage()
     callbacks_before = stack.callback_requests()
-    result = function(*args, **kwargs)
-    after = stack.cpu_usage()
-    result["cpu"] = {name: after[name] - before[name] for name in before}
+    with CpuMeter(stack.cpu_groups) as meter:
+        result = function(*args, **kwargs)
+    result["cpu"] = meter.seconds()
     result["callback_requests"] = stack.callback_requests() - callbacks_before
     return result
 
@@ -391,6 +394,7 @@ def main(argv=None) -> int:
                 levels=sizes.sessions,
                 concurrency=sizes.client_concurrency,
                 probe_count=sizes.qr_probe,
+                settle_s=sizes.settle_s,
                 deadline_s=sizes.wait_s,
             )
     finally:

@@ -24,7 +24,6 @@ from psycopg import sql
 from bench.processes import (
     ManagedProcess,
     ProcessGroup,
-    cpu_seconds,
     free_port,
     group_pids,
     http_ok,
@@ -268,21 +267,20 @@ class Stack:
             )
         )
 
-    def cpu_usage(self) -> dict[str, float]:
-        """Return CPU seconds used so far by each part, for differences."""
+    def cpu_groups(self) -> dict[str, list[int]]:
+        """Return the process ids of each part, for `CpuMeter`."""
         _admin, database = _admin_url(self.config.database_url)
         # Backends of this database only: the server has other clients.
         postgres = [
             pid for pid in pids_by_cmdline(f" {database} ") if _is_postgres(pid)
         ]
-        times = os.times()
         return {
-            "gunicorn": cpu_seconds(group_pids(self.web.pid)),
-            "celery": cpu_seconds(group_pids(self.worker.pid)),
-            "gateway": cpu_seconds(group_pids(self.gateway.pid)),
-            "postgres": cpu_seconds(postgres),
-            "redis": cpu_seconds(pids_by_cmdline("redis-server")),
-            "bench client": times.user + times.system,
+            "gunicorn": group_pids(self.web.pid),
+            "celery": group_pids(self.worker.pid),
+            "gateway": group_pids(self.gateway.pid),
+            "postgres": postgres,
+            "redis": pids_by_cmdline("redis-server"),
+            "bench client": [os.getpid()],
         }
 
     def callback_requests(self) -> int:

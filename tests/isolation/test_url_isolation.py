@@ -224,10 +224,12 @@ MATRIX: dict[str, Entry] = {
         {"GET": OWN},
         query=lambda owner: {"customer": _customer_code(owner), "status": "received"},
     ),
+    # A body naming another user is rejected; the page form above covers
+    # adding the owner's customer's number as the outsider's own.
     "api/^customers/$": Entry(
-        {"GET": OWN, "POST": OWN},
+        {"GET": OWN, "POST": REJECTED},
         query=lambda owner: {"search": OWNER_CUSTOMER_NAME.split()[0]},
-        payload=_owner_number,
+        payload=lambda owner: {**_owner_number(owner), **_owner_user_id(owner)},
         json=True,
         typed=OWNER_NUMBER_TYPED,
     ),
