@@ -100,11 +100,22 @@ def _outbound_rows(scales: dict, ceiling: float) -> list[list[str]]:
             ),
         ),
         row(
+            "database connections opened / commits per message, full load",
+            lambda s: (
+                f"{_num(full(s)['database']['sessions'] / _delivered(full(s)), 2)} / "
+                f"{_num(full(s)['database']['commits'] / _delivered(full(s)), 1)}"
+            ),
+        ),
+        row(
             "send errors (full + half)",
             lambda s: _num(full(s)["errors"] + half(s)["errors"]),
         ),
         row("statuses at the end, full load", lambda s: _statuses(full(s)["statuses"])),
     ]
+
+
+def _delivered(run: dict) -> int:
+    return max(run["delivered_ms"]["count"], 1)
 
 
 def _statuses(counts: dict) -> str:
@@ -141,6 +152,17 @@ def _inbound_rows(scales: dict, http_rate: float) -> list[list[str]]:
             ]
             + [""]
         )
+    for size in sizes:
+        rows.append(
+            [f"database connections opened / commits per event, batches of {size}"]
+            + [
+                _per_event(scales[key]["inbound"][size], "sessions", 2)
+                + " / "
+                + _per_event(scales[key]["inbound"][size], "commits", 2)
+                for key in keys
+            ]
+            + [""]
+        )
     rows.append(
         ["events posted / stored / errors (all sizes)"]
         + [
@@ -166,6 +188,10 @@ def _inbound_rows(scales: dict, http_rate: float) -> list[list[str]]:
         + [""]
     )
     return rows
+
+
+def _per_event(run: dict, counter: str, digits: int) -> str:
+    return _num(run["database"][counter] / max(run["accepted"], 1), digits)
 
 
 def _gateway_rows(gateway: dict) -> list[list[str]]:

@@ -211,11 +211,33 @@ def with_cpu(stack, function, *args, **kwargs) -> dict:
     """Call `function`; add the CPU seconds each process used, and the count
     of callback requests gunicorn served, to its result."""
     callbacks_before = stack.callback_requests()
+    database_before = database_counters()
     with CpuMeter(stack.cpu_groups) as meter:
         result = function(*args, **kwargs)
     result["cpu"] = meter.seconds()
     result["callback_requests"] = stack.callback_requests() - callbacks_before
+    database_after = database_counters()
+    result["database"] = {
+        name: database_after[name] - database_before[name] for name in database_after
+    }
     return result
+
+
+def database_counters() -> dict[str, int]:
+    """Return the sessions and commits PostgreSQL has counted for this database.
+
+    The server publishes these counters about once a second, so a reading
+    right after a phase can miss its last second.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "select sessions, xact_commit from pg_stat_database "
+            "where datname = current_database()"
+        )
+        sessions, commits = cursor.fetchone()
+    return {"sessions": sessions, "commits": commits}
 
 
 def run_scale(stack, sizes: Sizes, count: int, first_index: int, skip: set) -> dict:
