@@ -156,6 +156,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=120),
 }
 CELERY_TIMEZONE = TIME_ZONE
+# Celery's Django fix-up (celery/fixups/django.py in Celery 5.7) closes every
+# database connection before and after each task unless this is set, so each
+# task would open a new PostgreSQL connection. whatsapp_saas.celery closes
+# broken or old connections around each task instead (by CONN_MAX_AGE, as
+# Django does for requests), and the fix-up then closes them every 1000 tasks.
+CELERY_DB_REUSE_MAX = 1000
 
 if REDIS_URL:
     CACHES = {

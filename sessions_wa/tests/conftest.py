@@ -92,3 +92,14 @@ def enqueued():
     yield mocks
     for patcher in patches:
         patcher.stop()
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run Celery tasks in-process, as the embedded default does without Redis."""
+    from whatsapp_saas.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

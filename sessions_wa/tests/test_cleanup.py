@@ -73,10 +73,8 @@ def test_cleanup_does_not_stop_a_stopped_session_again(
 
 
 def test_cleanup_stop_reaches_the_gateway(
-    fake_gateway, canceled_subscriber, make_session, settings
+    fake_gateway, canceled_subscriber, make_session, eager_tasks
 ):
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        pytest.skip("tasks run in a worker when REDIS_URL is set")
     session = make_session(canceled_subscriber, State.CONNECTED)
 
     run_cleanup()

@@ -232,12 +232,9 @@ def test_sim_scan_skips_session_without_qr(fake_gateway, owner, make_session):
     assert fake_gateway.calls("/sim/scan") == []
 
 
-def test_start_request_runs_start_task_eagerly_without_redis(
-    fake_gateway, owner, settings, django_capture_on_commit_callbacks
+def test_start_request_runs_start_task_in_process_when_eager(
+    fake_gateway, owner, eager_tasks, django_capture_on_commit_callbacks
 ):
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        pytest.skip("tasks run in a worker when REDIS_URL is set")
-
     with django_capture_on_commit_callbacks(execute=True):
         session_start_request(user=owner)
 
