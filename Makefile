@@ -65,9 +65,9 @@ install: $(RUNTIME_STAMP) $(NODE_STAMP)
 
 install-dev: $(DEV_STAMP) $(NODE_STAMP)
 
+# run_all.py checks PORT and GATEWAY_PORT, migrates, creates the demo
+# subscriber, runs collectstatic when DEBUG is off, then starts everything.
 run: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py ensure_demo_subscriber
 	exec $(PY) scripts/run_all.py
 
 # Every step runs even when an earlier one fails, so one run shows all

@@ -40,7 +40,10 @@ def _missing_service(item) -> str | None:
             return "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/NAME"
     if item.get_closest_marker("redis") or item.get_closest_marker("processes"):
         if not _redis_available():
-            return "needs a reachable Redis: set REDIS_URL=redis://127.0.0.1:6379/0"
+            return (
+                "needs a reachable Redis: set REDIS_URL=redis://127.0.0.1:6379/1 "
+                "(a database number nothing else uses)"
+            )
     if item.get_closest_marker("processes") and not shutil.which("node"):
         return "needs node on PATH to start the gateway"
     return None

@@ -25,7 +25,7 @@ def http_noop(stack, token: str, *, total: int, concurrency: int, deadline_s: fl
     def call(_item):
         response = http().get(url, headers=headers, timeout=30)
         if response.status_code != 200:
-            raise RuntimeError(f"noop answered {response.status_code}")
+            raise RuntimeError(f"GET /bench/noop returned {response.status_code}")
 
     # A short warm-up, so every gunicorn worker has its database connection.
     closed_loop(call, range(concurrency * 5), concurrency=concurrency, deadline_s=30)

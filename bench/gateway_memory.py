@@ -1,7 +1,7 @@
 """Gateway memory: resident memory of one gateway process per idle session.
 
 A separate gateway process (sim engine) is started with no sessions, then
-sessions are started through its signed `POST /start` until it holds each
+sessions are started through its signed `POST /start` until it has each
 level. Sessions stay at `qr_pending`: the QR lifetime is set to an hour, so
 nothing rotates or expires while memory is read. Callbacks go to a small
 receiver in the bench process that accepts every batch and notes when each
@@ -155,7 +155,7 @@ def gateway_memory(
                 )
                 if response.status_code != 202:
                     raise RuntimeError(
-                        f"/start answered {response.status_code}: {response.text[:200]}"
+                        f"/start returned {response.status_code}: {response.text[:200]}"
                     )
 
             held = 0

@@ -1,11 +1,13 @@
 """Inbound: signed `message.received` callback batches posted to Django.
 
-Each run posts batches of one size, as the gateway's outbox would, from
-`concurrency` clients at once. Events have distinct ids and WhatsApp message
-ids and come from several customers of each subscriber, so every event is
-stored; Django's duplicate checks (the unique event id and the unique
-WhatsApp id per owner) run on each one. After the timed part, one batch is
-posted again and must come back entirely as duplicates.
+Each run posts batches of one size the way the gateway's outbox does. Every
+batch contains one subscriber's events, and each subscriber has at most one
+batch in flight. Up to `concurrency` batches are in flight in all, like the
+outbox's WA_CALLBACK_CONCURRENCY. Events have distinct ids and WhatsApp
+message ids and come from several customers of each subscriber, so every
+event is stored; Django's duplicate checks (the unique event id and the
+unique WhatsApp id per owner) run on each one. After the timed part, one
+batch is posted again and must come back entirely as duplicates.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime
 
-from bench.load import closed_loop, percentile
+from bench.load import lanes_loop, percentile
 from bench.signed import signed_post
 from bench.stack import CALLBACK_PATH
 
@@ -58,14 +60,29 @@ def _received_event(subscriber, phone: str, message_id: str) -> dict:
     }
 
 
-def _batches(subscribers, *, batch_size: int, total: int, prefix: str) -> list[list]:
-    events = []
-    for number in range(total):
-        subscriber = subscribers[number % len(subscribers)]
+def _lanes(subscribers, *, batch_size: int, total: int, prefix: str) -> list[list]:
+    """Return one list of batches per subscriber, as the gateway builds them.
+
+    The gateway's outbox batches each user's events separately and posts
+    them in order, one batch in flight per user.
+    """
+    # At least one full batch each, so every batch has `batch_size` events.
+    per_subscriber = max(-(-total // len(subscribers)), batch_size)
+    lanes = []
+    for index, subscriber in enumerate(subscribers):
         phones = subscriber.customer_phones
-        phone = phones[(number // len(subscribers)) % len(phones)]
-        events.append(_received_event(subscriber, phone, f"{prefix}{number:08X}"))
-    return [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
+        events = [
+            _received_event(
+                subscriber,
+                phones[number % len(phones)],
+                f"{prefix}{index:04X}{number:06X}",
+            )
+            for number in range(per_subscriber)
+        ]
+        lanes.append(
+            [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
+        )
+    return lanes
 
 
 def _stored(user_ids, prefix: str) -> int:
@@ -80,7 +97,7 @@ def _stored(user_ids, prefix: str) -> int:
 
 def inbound_run(stack, subscribers, *, batch_size, total, concurrency, deadline_s):
     prefix = "BENCH" + uuid.uuid4().hex[:10].upper()
-    batches = _batches(subscribers, batch_size=batch_size, total=total, prefix=prefix)
+    lanes = _lanes(subscribers, batch_size=batch_size, total=total, prefix=prefix)
     accepted = []
 
     def post(batch):
@@ -93,17 +110,20 @@ def inbound_run(stack, subscribers, *, batch_size, total, concurrency, deadline_
         )
         if response.status_code != 200:
             raise RuntimeError(
-                f"callback answered {response.status_code}: {response.text[:200]}"
+                f"the callback returned {response.status_code}: {response.text[:200]}"
             )
         return response.json()
 
-    load = closed_loop(post, batches, concurrency=concurrency, deadline_s=deadline_s)
+    load = lanes_loop(post, lanes, concurrency=concurrency, deadline_s=deadline_s)
     for answer in load.results:
         accepted.append(answer.get("accepted", 0))
-    posted_events = sum(len(batch) for batch in batches[: load.count])
+    posted_events = sum(
+        answer.get("accepted", 0) + answer.get("duplicates", 0)
+        for answer in load.results
+    )
 
     # The same batch again: every event must be reported as a duplicate.
-    repeat = post(batches[0])
+    repeat = post(lanes[0][0])
     user_ids = sorted({subscriber.user_id for subscriber in subscribers})
     stored = _stored(user_ids, prefix)
     return {
@@ -120,6 +140,6 @@ def inbound_run(stack, subscribers, *, batch_size, total, concurrency, deadline_
         "p50_ms": percentile(load.latencies, 50) * 1000,
         "p99_ms": percentile(load.latencies, 99) * 1000,
         "repeat_duplicates": repeat.get("duplicates"),
-        "repeat_size": len(batches[0]),
+        "repeat_size": len(lanes[0][0]),
         "concurrency": concurrency,
     }

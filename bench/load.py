@@ -40,7 +40,7 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 @dataclass
 class LoadResult:
-    """What a load run did: wall time, per-call latencies and errors."""
+    """Result of a load run: wall time, per-call latencies and errors."""
 
     started: float
     finished: float
@@ -122,8 +122,8 @@ def open_loop(
     """Start `call(item)` at a fixed `rate` per second, whatever the replies.
 
     Item i is due at start + i / rate. Up to `max_in_flight` calls run at
-    once; when all of them are busy, a due item waits for a free thread and
-    the offered rate falls below `rate` (the result's `rate` shows it).
+    once. When all of them are busy, a due item waits for a free thread, so
+    the offered rate falls below `rate`, and the result's `rate` shows it.
     """
     due: queue.SimpleQueue = queue.SimpleQueue()
     lock = threading.Lock()
@@ -161,3 +161,53 @@ def open_loop(
 
 
 _STOP = object()
+
+
+def lanes_loop(
+    call: Callable[[Any], Any],
+    lanes: Sequence[Sequence[Any]],
+    *,
+    concurrency: int,
+    deadline_s: float,
+) -> LoadResult:
+    """Call `call(item)` for the items of each lane, one lane item at a time.
+
+    Up to `concurrency` threads run at once, but never two items of the same
+    lane: a thread takes a lane, makes one call, and puts the lane back at
+    the end of the queue. This is how the gateway's outbox posts callbacks,
+    one batch in flight per user. Items not started within `deadline_s`
+    seconds are skipped.
+    """
+    ready: queue.SimpleQueue = queue.SimpleQueue()
+    remaining = 0
+    for lane in lanes:
+        if lane:
+            ready.put((list(lane), 0))
+            remaining += len(lane)
+    lock = threading.Lock()
+    result = LoadResult(started=time.perf_counter(), finished=0.0)
+    stop_at = result.started + deadline_s
+    state = {"remaining": remaining}
+
+    def worker() -> None:
+        while time.perf_counter() < stop_at:
+            with lock:
+                if state["remaining"] == 0:
+                    return
+            try:
+                lane, index = ready.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            _record(result, lock, call, lane[index])
+            with lock:
+                state["remaining"] -= 1
+            if index + 1 < len(lane):
+                ready.put((lane, index + 1))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=max(0.0, stop_at - time.perf_counter()) + 30)
+    result.finished = time.perf_counter()
+    return result

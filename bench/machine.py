@@ -1,4 +1,4 @@
-"""What the bench ran on: the machine, the software versions and the date."""
+"""Description of the bench machine, its software versions and the date."""
 
 from __future__ import annotations
 

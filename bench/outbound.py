@@ -49,7 +49,7 @@ def _sender(stack):
         )
         if response.status_code not in (200, 201, 202):
             raise RuntimeError(
-                f"send answered {response.status_code}: {response.text[:200]}"
+                f"the send returned {response.status_code}: {response.text[:200]}"
             )
 
     return send

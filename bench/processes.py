@@ -48,7 +48,7 @@ def _stop_with_parent() -> None:
 
 
 def http_ok(url: str) -> Callable[[], bool]:
-    """Return a readiness check that succeeds once `url` answers below 500."""
+    """Return a readiness check that passes once `url` returns a status below 500."""
 
     def check() -> bool:
         try:

@@ -235,7 +235,7 @@ def _cpu_rows(scales: dict, part: str, unit_count, unit: str) -> list[list[str]]
 
 
 def standing(results: dict) -> list[str]:
-    """One line per goal: the figure it is judged on, and met or not."""
+    """Return one line per goal: the figure it is judged on, and met or not."""
     ceilings = results["ceilings"]
     ceiling = outbound_ceiling(ceilings)
     scales = results["scales"]
@@ -293,6 +293,23 @@ def standing(results: dict) -> list[str]:
     return lines
 
 
+# A 1-minute load average above this before a run means other work shared
+# the CPUs with the bench (the bench itself raises the load after it).
+BUSY_LOAD = 0.5
+
+
+def _busy_warning(machine: dict) -> str | None:
+    load = float(machine.get("load_before", "0").split()[0])
+    if load <= BUSY_LOAD:
+        return None
+    return (
+        f"**Other work was running**: the 1-minute load average was {load:.2f} "
+        "before the run, so the processes shared the CPUs with it and the "
+        "rates below are lower than on an idle machine. Compare figures only "
+        "with runs made under a similar load."
+    )
+
+
 def render(results: dict) -> str:
     machine = results["machine"]
     config = results["config"]
@@ -331,6 +348,9 @@ def render(results: dict) -> str:
     ]
     lines += [f"- {name}: {text}" for name, text in config["processes"].items()]
     lines += [f"- {text}" for text in config["notes"]]
+    busy = _busy_warning(machine)
+    if busy:
+        lines += ["", busy]
     lines += ["", "### Where the product stands", ""]
     lines += standing(results)
 

@@ -48,18 +48,18 @@ from bench.subscribers import sessions_connect, subscribers_create  # noqa: E402
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wa_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
 
-# The send pacing (a token bucket per session, WA_SEND_RATE_PER_MINUTE and
-# WA_SEND_BURST) exists to keep real numbers from being banned; the bench
-# measures the pipeline, so the bucket is set far above any rate it reaches.
+# Send pacing (a token bucket per session: WA_SEND_RATE_PER_MINUTE and
+# WA_SEND_BURST) keeps real numbers from being banned. The bench measures the
+# pipeline, so it sets the bucket far above any rate it reaches.
 PACING_ENV = {"WA_SEND_RATE_PER_MINUTE": "6000000", "WA_SEND_BURST": "1000000"}
 
 
 @dataclass
 class Sizes:
-    """How much work each part of a run does, and for how long.
+    """Work and time limits of each part of a run.
 
     Load phases stop starting new calls after `load_seconds`, so a slow
-    machine gets a smaller sample rather than a longer run; the counts are
+    machine gets a smaller sample rather than a longer run. The counts are
     upper bounds.
     """
 
@@ -76,7 +76,7 @@ class Sizes:
     customers_each: int = 5
     client_concurrency: int = 8
     callback_concurrency: int = 4
-    # Most seconds to wait for deliveries, sessions and queues to finish.
+    # Maximum seconds to wait for deliveries, sessions and queues to finish.
     wait_s: float = 90.0
     # Seconds the memory gateway rests before its memory is read.
     settle_s: float = 2.0

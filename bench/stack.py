@@ -39,7 +39,7 @@ SETTINGS_MODULE = "bench.bench_settings"
 
 @dataclass
 class StackConfig:
-    """How the processes are started; every value is printed in the report."""
+    """Process settings of a run; the report prints every value."""
 
     database_url: str
     redis_url: str

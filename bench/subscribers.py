@@ -2,10 +2,11 @@
 and a connected WhatsApp session on the gateway's `sim` engine.
 
 Runs in the bench process with Django set up against the bench database.
-Accounts are written through the ORM (a password hash per user would cost
-about a second each and is not what is measured); customers go through
-`messaging.services.customers.customer_create`; sessions are started
-through the product's API and paired through the gateway's `/sim/scan`.
+Accounts are written through the ORM without a password, because Django
+5.2 hashes one with 1,000,000 PBKDF2 iterations, which is not what the bench
+measures. Customers go through `messaging.services.customers.customer_create`.
+Sessions are started through the product's API and paired through the
+gateway's `/sim/scan`.
 """
 
 from __future__ import annotations

@@ -19,8 +19,6 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from whatsapp_saas.exceptions import ApplicationError
-
 from . import selectors, services
 from .models import Customer, Message
 from .serializers import (
@@ -52,16 +50,6 @@ ERROR_409_DUPLICATE = OpenApiResponse(
     MessagingErrorSerializer,
     description="The number is already a customer (`duplicate_customer`).",
 )
-
-
-def _query_user_id_check(request) -> None:
-    value = request.query_params.get("user_id")
-    if value is not None and value != str(request.user.pk):
-        raise ApplicationError(
-            f"user_id {value} is not the authenticated user; omit it.",
-            code="invalid",
-            extra={"field": "user_id"},
-        )
 
 
 @extend_schema_view(
@@ -144,7 +132,6 @@ class CustomerViewSet(viewsets.GenericViewSet):
         return Response(CustomerSerializer(fresh).data, status=status_code)
 
     def list(self, request):
-        _query_user_id_check(request)
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(CustomerSerializer(page, many=True).data)
 
@@ -197,8 +184,26 @@ class MessageSendApi(APIView):
             "happens in the background, and the status of each message moves "
             "queued → sending → sent → delivered → read, or to failed with a "
             "reason. A text longer than 4096 characters becomes several "
-            "messages, sent in order."
+            "messages, sent in order. Sends are paced a few seconds apart "
+            "per WhatsApp number, so a message may stay queued for a while. "
+            "A repeated request with the same "
+            "`Idempotency-Key` header within 24 hours returns the messages of "
+            "the first one and sends nothing again."
         ),
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description=(
+                    "A unique value per message, such as a UUID, at most 64 "
+                    "characters. Retrying with the same key never sends twice; "
+                    "the same key with another text or customer gets 422 "
+                    "`idempotency_key_reused`. Keys are scoped to the user."
+                ),
+            )
+        ],
         request=MessageSendSerializer,
         responses={
             202: MessageSendResultSerializer,
@@ -212,6 +217,13 @@ class MessageSendApi(APIView):
             409: OpenApiResponse(
                 MessagingErrorSerializer,
                 description="WhatsApp is not connected (`session_not_connected`).",
+            ),
+            422: OpenApiResponse(
+                MessagingErrorSerializer,
+                description=(
+                    "The `Idempotency-Key` was used for another message "
+                    "(`idempotency_key_reused`)."
+                ),
             ),
             429: OpenApiResponse(
                 MessagingErrorSerializer,
@@ -234,6 +246,7 @@ class MessageSendApi(APIView):
             customer_code=data.get("customer_id"),
             to=data.get("to"),
             source=Message.Source.API,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
         )
         body = {"messages": MessageSerializer(messages, many=True).data}
         return Response(body, status=status.HTTP_202_ACCEPTED)
@@ -254,7 +267,6 @@ class MessageListApi(GenericAPIView):
         },
     )
     def get(self, request):
-        _query_user_id_check(request)
         filters = MessageFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         data = filters.validated_data

@@ -6,6 +6,8 @@ checked by `messaging.services`, whose errors the views attach to fields.
 
 from __future__ import annotations
 
+import uuid
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
@@ -44,4 +46,9 @@ class MessageSendForm(forms.Form):
         label=_("Message"),
         strip=False,
         widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    # A new key per rendered form: a second submit of the same form (double
+    # click, browser retry) returns the first send instead of a second copy.
+    idempotency_key = forms.UUIDField(
+        required=False, widget=forms.HiddenInput, initial=uuid.uuid4
     )

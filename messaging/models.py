@@ -160,6 +160,15 @@ class Message(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     reactions = models.JSONField(default=dict, blank=True)
     unread = models.BooleanField(default=False)
+    idempotency_key = models.CharField(
+        _("idempotency key"),
+        max_length=64,
+        blank=True,
+        help_text=_(
+            "The key the sender gave to make a repeated send return this "
+            "message instead of sending again."
+        ),
+    )
     previous_part = models.OneToOneField(
         "self",
         on_delete=models.CASCADE,
@@ -178,6 +187,13 @@ class Message(models.Model):
                 fields=["owner", "gateway_message_id", "direction"],
                 condition=Q(gateway_message_id__isnull=False),
                 name="message_unique_gateway_id_per_owner",
+            ),
+            # Every part of a long text carries the key. Only the first part
+            # must be unique.
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~Q(idempotency_key="") & Q(previous_part__isnull=True),
+                name="message_unique_idempotency_key_per_owner",
             ),
         ]
         indexes = [

@@ -115,8 +115,9 @@ def customer_list(*, user, search: str | None = None) -> QuerySet:
         unread_count=Coalesce(Subquery(unread, output_field=IntegerField()), 0),
     )
 
-    if search:
-        term = search.strip()
+    # PostgreSQL rejects NUL in a query parameter, and no stored text has one.
+    term = (search or "").replace("\x00", "").strip()
+    if term:
         condition = Q(name__icontains=term) | Q(push_name__icontains=term)
         digits = "".join(char for char in term if char.isascii() and char.isdigit())
         if digits:

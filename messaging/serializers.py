@@ -114,6 +114,19 @@ class MessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class StrictCharField(serializers.CharField):
+    """A CharField that takes only JSON strings, never numbers or booleans."""
+
+    default_error_messages = {
+        "not_a_string": _("Must be a JSON string (in quotes), not %(type)s."),
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string", type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 class MessageSendSerializer(CallerIdMixin):
     customer_id = serializers.UUIDField(
         required=False, help_text=_("The customer's id; give this or `to`.")
@@ -126,7 +139,7 @@ class MessageSendSerializer(CallerIdMixin):
             "created when new. Give this or `customer_id`."
         ),
     )
-    content = serializers.CharField(
+    content = StrictCharField(
         trim_whitespace=False,
         help_text=_("The text; longer than 4096 characters it is sent in parts."),
     )

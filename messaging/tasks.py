@@ -7,12 +7,14 @@ broker or the task logs.
 from __future__ import annotations
 
 import random
-import time
+import threading
 from datetime import timedelta
 
+import requests
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
+from django import db
 from django.conf import settings
 from django.utils import timezone
 
@@ -26,10 +28,10 @@ from .services.sending import (
     message_claim,
     message_fail,
     message_log_label,
+    message_metadata_with_recipient,
     message_next_part,
     message_postpone,
     message_recipient,
-    message_recipient_keep,
     message_record_sent,
     message_release,
     message_send_enqueue,
@@ -43,15 +45,50 @@ SENT_STATUSES = frozenset({Status.SENT, Status.DELIVERED, Status.READ})
 
 # In eager mode (no Redis) a retry runs at once inside the request, so only
 # a couple are allowed there.
-# NOTE: eager mode has no beat either, so a send that fails there (gateway
-# down, session reconnecting) stays failed; nothing queues it again.
+# NOTE: the embedded mode (no Redis) runs each send inside the web request
+# that queued it, and has no broker and no beat. So there:
+# - a gateway call waits at most EAGER_GATEWAY_TIMEOUT, and a timeout is
+#   repeated once, so a stuck gateway keeps a send request waiting about
+#   10 s (two timeouts);
+# - a send the pacing holds back stays `queued` and a timer thread of this
+#   process sends it when its slot comes. After a restart before then it
+#   stays queued, because no beat runs `message_requeue_stuck`;
+# - a send that fails (gateway down, session reconnecting) stays failed,
+#   since nothing queues it again.
 EAGER_MAX_RETRIES = 2
+EAGER_TIMEOUT_RETRIES = 1
+EAGER_GATEWAY_TIMEOUT = 5.0
 
 
 def _backoff_seconds(attempt: int) -> float:
     """Exponential backoff with jitter: about 2, 4, 8 ... s, at most 300 s."""
     base = min(2.0 * (2**attempt), 300.0)
     return base + random.uniform(0, base / 4)
+
+
+def _gateway_client(task) -> GatewayClient:
+    if task.request.is_eager:
+        return GatewayClient(
+            timeout=min(settings.WA_GATEWAY_TIMEOUT, EAGER_GATEWAY_TIMEOUT)
+        )
+    return GatewayClient()
+
+
+def _eager_send_run(message_id: int) -> None:
+    try:
+        message_send_enqueue(message_id)
+    except Exception:
+        logger.exception("Paced send of message %s failed in-process", message_id)
+    finally:
+        db.connections.close_all()
+
+
+def _eager_send_later(message_id: int, delay: float) -> threading.Timer:
+    """Send a paced message from a timer thread (no broker to delay a task on)."""
+    timer = threading.Timer(delay, _eager_send_run, args=(message_id,))
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _previous_part_state(message: Message) -> str | None:
@@ -110,26 +147,32 @@ def message_send(self, message_id: int) -> str:
         return "failed"
 
     wait = send_slot_take(message.owner_id)
-    while wait > 0 and self.request.is_eager:
-        # Embedded mode has no broker to delay a task on.
-        time.sleep(wait)
-        wait = send_slot_take(message.owner_id)
+    if wait > 0 and self.request.is_eager:
+        # Never sleep inside the web request: the message stays queued.
+        logger.info(
+            "Pacing %s in-process: sending in %.1f s", message_log_label(message), wait
+        )
+        message_postpone(message_id)
+        _eager_send_later(message_id, wait)
+        return "paced"
     if wait > 0:
         logger.info("Pacing %s: next slot in %.1f s", message_log_label(message), wait)
         message_postpone(message_id)
         message_send_enqueue(message_id, countdown=wait)
         return "paced"
 
-    if not message_claim(message_id):
+    metadata = message_metadata_with_recipient(message, recipient)
+    if not message_claim(message_id, metadata=metadata):
         logger.info("Message %s was claimed by another run", message_id)
         return "skipped"
-    message_recipient_keep(message, recipient)
+    if metadata is not None:
+        message.metadata = metadata
 
     logger.info(
         "Sending %s (attempt %s)", message_log_label(message), self.request.retries + 1
     )
     try:
-        answer = GatewayClient().send(
+        answer = _gateway_client(self).send(
             message.owner_id,
             message_id=str(message.code),
             to=recipient,
@@ -178,6 +221,10 @@ def _send_failed(task, message: Message, error: GatewayError) -> str:
     max_retries = settings.WA_SEND_MAX_RETRIES
     if task.request.is_eager:
         max_retries = min(max_retries, EAGER_MAX_RETRIES)
+        if isinstance(error.__cause__, requests.Timeout):
+            # One repeat collects the answer of a slow gateway; more waits
+            # would only hold the web request longer.
+            max_retries = min(max_retries, EAGER_TIMEOUT_RETRIES)
     attempt = task.request.retries
     if attempt >= max_retries and error.permanent:
         code, reason = gateway_failure_reason(
@@ -197,7 +244,9 @@ def _send_failed(task, message: Message, error: GatewayError) -> str:
             code="gateway_unavailable",
             reason=(
                 f"The WhatsApp gateway could not be reached after {attempt + 1} "
-                "attempts. Send the message again later."
+                "attempts. If the gateway sent the message anyway, its status "
+                "changes when WhatsApp confirms it, so check the chat before "
+                "sending it again."
             ),
         )
         logger.error(

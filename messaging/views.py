@@ -188,6 +188,7 @@ def conversation_send(request, code):
                 content=form.cleaned_data["content"],
                 customer_code=customer.code,
                 source=Message.Source.DASHBOARD,
+                idempotency_key=str(form.cleaned_data["idempotency_key"] or ""),
             )
         except ApplicationError as exc:
             error = exc

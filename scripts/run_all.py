@@ -1,6 +1,8 @@
 """Run the development processes in the foreground and stop them together.
 
-Starts Django's runserver, the Node gateway with its `sim` engine and, when
+First checks PORT and GATEWAY_PORT, applies migrations, creates the demo
+subscriber and, when DEBUG is off, collects static files. Then starts
+Django's runserver, the Node gateway with its `sim` engine and, when
 REDIS_URL is set, a Celery worker and beat. Each line a child prints is shown
 with the child's name in front. One Ctrl-C (SIGINT) or SIGTERM stops every
 child. When one child exits by itself, the runner prints which one, stops
@@ -41,6 +43,13 @@ READY_TIMEOUT = 90.0
 
 # Files the processes write at run time (beat's schedule); ignored by git.
 RUN_DIR = BASE_DIR / ".run"
+
+GATEWAY_DATA_ROOT = BASE_DIR / "gateway_node" / "data"
+
+DEMO_EMAIL = "demo@example.com"
+
+# The values django-environ's env.bool() reads as true.
+TRUE_STRINGS = ("true", "on", "ok", "y", "yes", "1")
 
 COLOURS = ["36", "35", "33", "32", "34", "31"]
 
@@ -337,10 +346,29 @@ def gateway_data_dir(env: dict[str, str]) -> str:
         return env["WA_DATA_DIR"]
 
     url = urlsplit(env.get("DATABASE_URL") or "sqlite:///db.sqlite3")
-    parts = [url.scheme, url.hostname or "", str(url.port or ""), url.path]
+    path = url.path
+    if url.scheme.startswith("sqlite"):
+        # Without the file's suffix the folder does not look like a
+        # database file itself: db.sqlite3 -> sqlite-db.
+        path = re.sub(r"\.(sqlite3?|db)$", "", path)
+    parts = [url.scheme, url.hostname or "", str(url.port or ""), path]
     name = "-".join(part.strip("/") for part in parts if part.strip("/"))
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-    return str(BASE_DIR / "gateway_node" / "data" / name)
+    return str(GATEWAY_DATA_ROOT / name)
+
+
+def move_old_sqlite_data_dir(data_dir: str, report) -> None:
+    """Rename the folder earlier versions used for the SQLite database's logins.
+
+    They named it after the file, `sqlite-db.sqlite3`; the WhatsApp logins in
+    it move to the new name instead of being left behind.
+    """
+    new = Path(data_dir)
+    old = new.with_name(new.name + ".sqlite3")
+    if new.parent != GATEWAY_DATA_ROOT or not old.is_dir() or new.exists():
+        return
+    old.rename(new)
+    report(f"Renamed the gateway data folder {old} to {new}.")
 
 
 def build_project_processes(env: dict[str, str]) -> list[ProcessSpec]:
@@ -403,19 +431,99 @@ def build_project_processes(env: dict[str, str]) -> list[ProcessSpec]:
     return specs
 
 
-def project_banner(env: dict[str, str]) -> str:
+def port_errors(env: dict[str, str]) -> list[str]:
+    """Return one message for each of PORT and GATEWAY_PORT that is not a port."""
+    errors = []
+    for name in ("PORT", "GATEWAY_PORT"):
+        value = env.get(name)
+        if value is None or value == "":
+            continue
+        if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
+            errors.append(
+                f"{name} must be a port number from 1 to 65535, got {value!r}."
+            )
+    return errors
+
+
+def debug_enabled(env: dict[str, str]) -> bool:
+    """Return Django's DEBUG for this environment (on unless DEBUG says off)."""
+    value = env.get("DEBUG")
+    if value is None or value == "":
+        return True
+    return value.strip().lower() in TRUE_STRINGS
+
+
+def setup_commands(env: dict[str, str]) -> list[list[str]]:
+    """Return the manage.py commands to run before the processes start.
+
+    With DEBUG off, Django serves static files through the manifest that
+    collectstatic writes, so every page fails without it.
+    """
+    python = sys.executable
+    commands = [
+        [python, "manage.py", "migrate", "--noinput"],
+        [python, "manage.py", "ensure_demo_subscriber", "--email", DEMO_EMAIL],
+    ]
+    if not debug_enabled(env):
+        commands.append([python, "manage.py", "collectstatic", "--noinput"])
+    return commands
+
+
+def run_setup(
+    commands: list[list[str]], *, env: dict[str, str], report, cwd: Path = BASE_DIR
+) -> tuple[int, str]:
+    """Run `commands` in order, showing their output; stop at the first failure.
+
+    Returns the failing command's exit status (0 when all succeeded) and the
+    output of all of them.
+    """
+    output = []
+    for argv in commands:
+        step = " ".join(argv[1:])
+        report(f"Running {step}")
+        completed = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        output.append(completed.stdout)
+        for line in completed.stdout.splitlines():
+            report(line)
+        if completed.returncode != 0:
+            report(f"{step} failed with status {completed.returncode}.")
+            return completed.returncode, "".join(output)
+    return 0, "".join(output)
+
+
+def demo_created(setup_output: str) -> bool:
+    """Return whether ensure_demo_subscriber created the account (and printed it)."""
+    return f"Created the demo subscriber {DEMO_EMAIL}" in setup_output
+
+
+def project_banner(env: dict[str, str], *, demo_was_created: bool) -> str:
     web_port = env.get("PORT", "8000")
     tasks = (
         "Celery worker and beat use REDIS_URL."
         if env.get("REDIS_URL")
         else "REDIS_URL is not set, so tasks run eagerly inside the web process."
     )
+    if demo_was_created:
+        login = [f"The demo login ({DEMO_EMAIL} and its password) is printed above."]
+    else:
+        login = [
+            f"Log in as {DEMO_EMAIL}. To set a new password, run",
+            f"  .venv/bin/python manage.py changepassword {DEMO_EMAIL}",
+        ]
     return "\n".join(
         [
             "",
             f"Open http://127.0.0.1:{web_port}/settings/",
-            "The demo login was printed above by `manage.py ensure_demo_subscriber`",
-            "when it created the account (the first run only).",
+            *login,
             tasks,
             "Press Ctrl-C once to stop everything.",
             "",
@@ -436,13 +544,22 @@ def main(argv: list[str] | None = None) -> int:
     # The shell's values win over the .env file, as in Django's settings. The
     # children get both, so the gateway uses the same secret as Django.
     env = {**read_env_file(BASE_DIR / ".env"), **os.environ}
+    errors = port_errors(env)
+    if errors:
+        for error in errors:
+            print(f"run_all: {error}", file=sys.stderr)
+        return 2
+
     RUN_DIR.mkdir(exist_ok=True)
-    supervisor = Supervisor(
-        build_project_processes(env),
-        stop_timeout=args.stop_timeout,
-        banner=project_banner(env),
-        base_env=env,
-    )
+    specs = build_project_processes(env)
+    supervisor = Supervisor(specs, stop_timeout=args.stop_timeout, base_env=env)
+    move_old_sqlite_data_dir(gateway_data_dir(env), supervisor.report)
+
+    status, output = run_setup(setup_commands(env), env=env, report=supervisor.report)
+    if status:
+        return status
+
+    supervisor.banner = project_banner(env, demo_was_created=demo_created(output))
     return supervisor.run()
 
 

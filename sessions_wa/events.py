@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from whatsapp_saas.exceptions import ApplicationError
 
@@ -143,7 +143,11 @@ def _event_validate(index: int, event) -> GatewayEventIn:
     if _nesting_depth(data) > MAX_DATA_DEPTH:
         fail("data", f"a JSON object nested at most {MAX_DATA_DEPTH} levels deep")
 
+    # Every string is cleaned once here, so no later step can hand a NUL
+    # character to the database, whichever field it arrived in.
+    data = strings_clean(data)
     _session_data_validate(index, event_type, data)
+    _messaging_data_validate(index, event_type, data)
     return GatewayEventIn(
         event_id=event_id,
         seq=seq,
@@ -151,7 +155,7 @@ def _event_validate(index: int, event) -> GatewayEventIn:
         user_id=user_id,
         occurred_at=occurred_at,
         data=data,
-        raw=event,
+        raw={**event, "data": data},
     )
 
 
@@ -196,6 +200,74 @@ def _session_data_validate(index: int, event_type: str, data: dict) -> None:
             fail("reason", "a reason such as device_removed or requested")
 
 
+# The JSON type of each messaging event field that is present and not null.
+# Messaging decides what a missing field means. A field of the wrong type
+# comes from a broken gateway, so it rejects the batch before anything runs.
+_STRING = (str, "a string or null")
+_OBJECT = (dict, "a JSON object or null")
+_BOOLEAN = (bool, "true, false or null")
+_MESSAGING_FIELD_TYPES = {
+    "message.received": {
+        "gateway_message_id": _STRING,
+        "chat_jid": _STRING,
+        "chat_type": _STRING,
+        "sender_jid": _STRING,
+        "sender_phone": _STRING,
+        "sender_lid": _STRING,
+        "peer_jid": _STRING,
+        "peer_phone": _STRING,
+        "peer_lid": _STRING,
+        "push_name": _STRING,
+        "from_me": _BOOLEAN,
+        "kind": _STRING,
+        "text": _STRING,
+        "quoted_id": _STRING,
+        "metadata": _OBJECT,
+        "media": _OBJECT,
+        "offline": _BOOLEAN,
+    },
+    "message.updated": {
+        "gateway_message_id": _STRING,
+        "chat_jid": _STRING,
+        "change": _STRING,
+        "text": _STRING,
+    },
+    "message.reaction": {
+        "gateway_message_id": _STRING,
+        "chat_jid": _STRING,
+        "sender_jid": _STRING,
+        "emoji": _STRING,
+    },
+    "message.status": {
+        "gateway_message_id": _STRING,
+        "message_id": _STRING,
+        "chat_jid": _STRING,
+        "status": _STRING,
+        "error": _STRING,
+    },
+    "contact.lid_mapped": {
+        "lid": _STRING,
+        "phone": _STRING,
+        "jid": _STRING,
+    },
+}
+
+
+def _messaging_data_validate(index: int, event_type: str, data: dict) -> None:
+    for field, (expected_type, expected) in _MESSAGING_FIELD_TYPES.get(
+        event_type, {}
+    ).items():
+        value = data.get(field)
+        if value is None or isinstance(value, expected_type):
+            continue
+        raise EventBatchError(
+            f"events[{index}].data.{field} is invalid ({value!r:.60}); "
+            f"expected {expected}.",
+            index=index,
+            field=f"data.{field}",
+        )
+
+
 def _nesting_depth(value) -> int:
     """Return how deeply lists and objects nest inside `value`, iteratively."""
     deepest = 0
@@ -230,6 +302,12 @@ def parse_time(value) -> datetime | None:
         return None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         return None
+    try:
+        # Times near year 1 or 9999 with an offset fall outside what datetime
+        # can hold once moved to UTC, which every comparison and save does.
+        parsed.astimezone(UTC)
+    except OverflowError:
+        return None
     return parsed
 
 
@@ -247,6 +325,21 @@ def data_redact(value):
         }
     if isinstance(value, list):
         return [data_redact(item) for item in value]
+    if isinstance(value, str):
+        return text_clean(value)
+    return value
+
+
+def strings_clean(value):
+    """Return a copy of JSON data with NUL removed from every key and string.
+
+    Everything else is kept exactly, emoji, direction marks and joiners
+    included. The data must already be checked against MAX_DATA_DEPTH.
+    """
+    if isinstance(value, dict):
+        return {text_clean(key): strings_clean(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [strings_clean(item) for item in value]
     if isinstance(value, str):
         return text_clean(value)
     return value

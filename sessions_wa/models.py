@@ -90,6 +90,7 @@ class GatewayEvent(models.Model):
         STALE = "stale", _("Stale")
         REJECTED = "rejected", _("Rejected")
         DUPLICATE = "duplicate", _("Duplicate")
+        FAILED = "failed", _("Failed")
 
     event_id = models.UUIDField(unique=True)
     user = models.ForeignKey(

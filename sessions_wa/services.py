@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import deque
+import uuid
+from collections import defaultdict, deque
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -504,22 +505,36 @@ def gateway_events_apply(payload) -> dict:
             .filter(user_id__in=user_ids)
             .order_by("pk")
         }
+        # Messaging reads user.whatsapp_session for each event; the rows
+        # locked above go into the relation cache so that costs no query.
+        for user_id, user in users.items():
+            User.whatsapp_session.related.set_cached_value(user, sessions.get(user_id))
         active_user_ids = set()
+        new_event_ids = _events_record(events, users)
+        # (outcome, detail) -> event ids; rows were inserted as applied.
+        changed_outcomes = defaultdict(list)
 
         for event in events:
-            user = users.get(event.user_id)
-            record = _event_record(event, user)
-            if record is None:
+            if event.event_id not in new_event_ids:
                 duplicates += 1
                 continue
+            # A second copy of the id later in this batch is a duplicate.
+            new_event_ids.discard(event.event_id)
 
             accepted += 1
-            outcome, detail = _event_dispatch(event, user, sessions.get(event.user_id))
-            record.outcome = outcome
-            record.detail = detail[:255]
-            record.save(update_fields=["outcome", "detail"])
+            user = users.get(event.user_id)
+            outcome, detail = _event_dispatch_isolated(
+                event, user, sessions.get(event.user_id)
+            )
+            if outcome != Outcome.APPLIED or detail:
+                changed_outcomes[(outcome, detail[:255])].append(event.event_id)
             if user is not None and outcome == Outcome.APPLIED:
                 active_user_ids.add(user.pk)
+
+        for (outcome, detail), event_ids in changed_outcomes.items():
+            GatewayEvent.objects.filter(event_id__in=event_ids).update(
+                outcome=outcome, detail=detail
+            )
 
         if active_user_ids:
             WhatsAppSession.objects.filter(user_id__in=active_user_ids).update(
@@ -532,24 +547,117 @@ def gateway_events_apply(payload) -> dict:
     return {"accepted": accepted, "duplicates": duplicates}
 
 
+def _events_record(events: list[GatewayEventIn], users: dict) -> set[uuid.UUID]:
+    """Insert the log rows of a batch's new events; return their event ids.
+
+    One query finds the ids already recorded and one bulk insert records the
+    rest, instead of a savepoint and an insert per event. When a concurrent
+    delivery of the same events commits between the two, the bulk insert
+    fails on the unique event id and the events are recorded one by one,
+    which counts those as duplicates.
+    """
+    event_ids = list(dict.fromkeys(event.event_id for event in events))
+    known = set(
+        GatewayEvent.objects.filter(event_id__in=event_ids).values_list(
+            "event_id", flat=True
+        )
+    )
+    new_events = {}
+    for event in events:
+        if event.event_id not in known and event.event_id not in new_events:
+            new_events[event.event_id] = event
+    if not new_events:
+        return set()
+
+    rows = [
+        _event_row(event, users.get(event.user_id)) for event in new_events.values()
+    ]
+    try:
+        with transaction.atomic():
+            GatewayEvent.objects.bulk_create(rows)
+    except IntegrityError:
+        logger.info(
+            "Gateway events of this batch were recorded concurrently; "
+            "recording them one by one"
+        )
+        return {
+            event.event_id
+            for event in new_events.values()
+            if _event_record(event, users.get(event.user_id)) is not None
+        }
+    return set(new_events)
+
+
+def _event_row(event: GatewayEventIn, user: User | None) -> GatewayEvent:
+    return GatewayEvent(
+        event_id=event.event_id,
+        user=user,
+        gateway_user_id=event.user_id,
+        seq=event.seq,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        data=data_redact(event.data),
+        outcome=Outcome.APPLIED,
+    )
+
+
 def _event_record(event: GatewayEventIn, user: User | None) -> GatewayEvent | None:
     """Insert the event's log row; None when its id was already recorded."""
     try:
         with transaction.atomic():
-            return GatewayEvent.objects.create(
-                event_id=event.event_id,
-                user=user,
-                gateway_user_id=event.user_id,
-                seq=event.seq,
-                type=event.type,
-                occurred_at=event.occurred_at,
-                data=data_redact(event.data),
-                outcome=Outcome.APPLIED,
-            )
+            record = _event_row(event, user)
+            record.save(force_insert=True)
+            return record
     except IntegrityError:
         if GatewayEvent.objects.filter(event_id=event.event_id).exists():
             return None
         raise
+
+
+# Errors that say this one event's data cannot be applied; retrying the batch
+# would fail the same way forever. Anything else (a lost connection, a
+# deadlock) rolls the batch back so the gateway retries it.
+EVENT_DATA_ERRORS = (
+    DataError,
+    IntegrityError,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    ValueError,
+)
+
+
+def _event_dispatch_isolated(
+    event: GatewayEventIn, user: User | None, session: WhatsAppSession | None
+) -> tuple[str, str]:
+    """Dispatch one event in a savepoint; a data error fails only this event.
+
+    The event stays in the log with outcome `failed` for an operator, and
+    the rest of the batch is applied.
+    """
+    try:
+        with transaction.atomic():
+            return _event_dispatch(event, user, session)
+    except ApplicationError as error:
+        logger.warning(
+            "Gateway event %s (%s) of user %s rejected: %s",
+            event.event_id,
+            event.type,
+            event.user_id,
+            error.message,
+        )
+        return Outcome.REJECTED, error.message
+    except EVENT_DATA_ERRORS as error:
+        logger.exception(
+            "Gateway event %s (%s) of user %s failed; recorded as failed",
+            event.event_id,
+            event.type,
+            event.user_id,
+        )
+        if session is not None:
+            # The savepoint undid the row; the cached object must match it.
+            session.refresh_from_db()
+        return Outcome.FAILED, f"{type(error).__name__} while applying the event"
 
 
 def _event_dispatch(
@@ -581,19 +689,9 @@ def _event_dispatch(
 def _messaging_event_apply(event: GatewayEventIn, user: User) -> tuple[str, str]:
     from messaging import services as messaging_services
 
-    try:
-        # A savepoint, so a rejected event leaves no partial rows behind.
-        with transaction.atomic():
-            outcome = messaging_services.gateway_event_apply(user=user, event=event.raw)
-    except ApplicationError as error:
-        logger.warning(
-            "Messaging rejected gateway event %s (%s) of user %s: %s",
-            event.event_id,
-            event.type,
-            user.pk,
-            error.message,
-        )
-        return Outcome.REJECTED, error.message
+    # ApplicationError (a rejected event) leaves through the savepoint of
+    # _event_dispatch_isolated, so it leaves no partial rows behind.
+    outcome = messaging_services.gateway_event_apply(user=user, event=event.raw)
     return str(outcome or Outcome.APPLIED)[:16], ""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 import phonenumbers
 from django.conf import settings
@@ -184,6 +185,17 @@ def _error(message: str, code: str, status: int) -> JsonResponse:
     return JsonResponse({"message": message, "code": code}, status=status)
 
 
+def _json_constant_reject(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
+
+
 @csrf_exempt
 @require_POST
 def gateway_callback(request):
@@ -225,8 +237,12 @@ def gateway_callback(request):
         return _error(str(error), "invalid_signature", 401)
 
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        payload = json.loads(
+            body, parse_constant=_json_constant_reject, parse_float=_json_float
+        )
+    except ValueError as error:
+        # Also an integer too long to convert (Python caps them at 4300
+        # digits), NaN, Infinity and floats too large to hold.
         return _error(f"The body is not valid JSON: {error}.", "invalid_json", 400)
     except RecursionError:
         return _error("The body's JSON nests too deeply.", "invalid_json", 400)

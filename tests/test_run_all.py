@@ -298,7 +298,107 @@ def test_gateway_data_dir_follows_database_url():
 def test_gateway_data_dir_without_database_url_is_sqlite():
     data_dir = run_all.gateway_data_dir({})
 
-    assert data_dir.endswith("/gateway_node/data/sqlite-db.sqlite3")
+    assert data_dir.endswith("/gateway_node/data/sqlite-db")
+
+
+def test_gateway_data_dir_keeps_sqlite_files_apart():
+    first = run_all.gateway_data_dir({"DATABASE_URL": "sqlite:////srv/a/db.sqlite3"})
+    second = run_all.gateway_data_dir({"DATABASE_URL": "sqlite:////srv/b/db.sqlite3"})
+
+    assert first.endswith("/gateway_node/data/sqlite-srv_a_db")
+    assert second.endswith("/gateway_node/data/sqlite-srv_b_db")
+
+
+def test_old_sqlite_data_dir_is_renamed(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_all, "GATEWAY_DATA_ROOT", tmp_path)
+    old = tmp_path / "sqlite-db.sqlite3"
+    (old / "auth" / "1").mkdir(parents=True)
+    reports = []
+
+    run_all.move_old_sqlite_data_dir(str(tmp_path / "sqlite-db"), reports.append)
+
+    assert (tmp_path / "sqlite-db" / "auth" / "1").is_dir()
+    assert not old.exists()
+    assert len(reports) == 1
+
+
+@pytest.mark.parametrize("name", ["PORT", "GATEWAY_PORT"])
+@pytest.mark.parametrize("value", ["abc", "0", "65536", "-1", "80.5", "\u0663"])
+def test_invalid_port_is_named(name, value):
+    errors = run_all.port_errors({name: value})
+
+    assert errors == [f"{name} must be a port number from 1 to 65535, got {value!r}."]
+
+
+def test_valid_ports_pass():
+    assert run_all.port_errors({"PORT": "8000", "GATEWAY_PORT": "65535"}) == []
+
+
+def test_invalid_port_stops_before_setup(monkeypatch, capsys):
+    monkeypatch.setenv("PORT", "abc")
+    monkeypatch.setattr(run_all, "read_env_file", lambda path: {})
+    monkeypatch.setattr(
+        run_all, "run_setup", lambda *args, **kwargs: pytest.fail("setup ran")
+    )
+
+    status = run_all.main([])
+
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "run_all: PORT must be a port number from 1 to 65535, got 'abc'.\n"
+    )
+
+
+@pytest.mark.parametrize("debug", ["False", "off", "0", "no"])
+def test_setup_collects_static_without_debug(debug):
+    commands = run_all.setup_commands({"DEBUG": debug})
+
+    assert commands[-1][1:] == ["manage.py", "collectstatic", "--noinput"]
+
+
+@pytest.mark.parametrize("env", [{}, {"DEBUG": "True"}, {"DEBUG": "1"}])
+def test_setup_skips_collectstatic_with_debug(env):
+    commands = run_all.setup_commands(env)
+
+    assert all("collectstatic" not in argv for argv in commands)
+
+
+def test_setup_stops_at_first_failure(tmp_path):
+    reports = []
+    commands = [
+        [sys.executable, "-c", "print('first'); raise SystemExit(4)"],
+        [sys.executable, "-c", "print('second')"],
+    ]
+
+    status, output = run_all.run_setup(
+        commands, env=dict(os.environ), report=reports.append, cwd=tmp_path
+    )
+
+    assert status == 4
+    assert output == "first\n"
+    assert "first" in reports
+
+
+def test_demo_created_reads_command_output():
+    created = "Created the demo subscriber demo@example.com.\nPassword (shown..."
+    existing = "The demo subscriber demo@example.com already exists; ..."
+
+    assert run_all.demo_created(created) is True
+    assert run_all.demo_created(existing) is False
+
+
+def test_banner_points_to_new_demo_login():
+    banner = run_all.project_banner({}, demo_was_created=True)
+
+    assert "printed above" in banner
+    assert "changepassword" not in banner
+
+
+def test_banner_explains_password_reset_later():
+    banner = run_all.project_banner({}, demo_was_created=False)
+
+    assert "printed above" not in banner
+    assert "manage.py changepassword demo@example.com" in banner
 
 
 def test_gateway_data_dir_setting_wins():
@@ -307,3 +407,17 @@ def test_gateway_data_dir_setting_wins():
     )
 
     assert data_dir == "/srv/wa"
+
+
+@pytest.mark.django_db
+def test_demo_created_matches_real_command():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    first, second = StringIO(), StringIO()
+    call_command("ensure_demo_subscriber", "--email", run_all.DEMO_EMAIL, stdout=first)
+    call_command("ensure_demo_subscriber", "--email", run_all.DEMO_EMAIL, stdout=second)
+
+    assert run_all.demo_created(first.getvalue()) is True
+    assert run_all.demo_created(second.getvalue()) is False

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -25,11 +26,27 @@ class ApplicationError(Exception):
         self.status_code = status_code
 
 
+def payload_too_large_body(limit: int | None) -> dict:
+    return {
+        "message": (
+            f"The request body is larger than {limit} bytes; send a smaller request."
+        ),
+        "code": "payload_too_large",
+        "extra": {"max_bytes": limit},
+    }
+
+
 def api_exception_handler(exc, context):
     """Answer every API error as `{"message", "code", "extra"}`."""
     if isinstance(exc, ApplicationError):
         body = {"message": exc.message, "code": exc.code, "extra": exc.extra}
         return Response(body, status=exc.status_code)
+
+    if isinstance(exc, RequestDataTooBig):
+        # Raised while DRF reads a body over DATA_UPLOAD_MAX_MEMORY_SIZE;
+        # Django alone would answer it with an HTML 400 page.
+        body = payload_too_large_body(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        return Response(body, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
 
     response = exception_handler(exc, context)
     if response is None:

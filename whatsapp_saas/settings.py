@@ -8,6 +8,9 @@ gateway is expected on 127.0.0.1:3000 with its `sim` engine.
 
 from __future__ import annotations
 
+import math
+import os
+import warnings
 from pathlib import Path
 
 import environ
@@ -19,7 +22,63 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=True)
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+
+def _env_raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    return None if value is None or not value.strip() else value.strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Read a boolean word; anything unrecognised stops the start."""
+    value = _env_raw(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE_WORDS:
+        return True
+    if value.lower() in _FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={value!r} is not a boolean; use true or false (also 1/0, "
+        "yes/no, on/off)."
+    )
+
+
+def _env_number(name: str, default, parse, is_valid, expected: str):
+    value = _env_raw(name)
+    if value is None:
+        return default
+    try:
+        number = parse(value)
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number) or not is_valid(number):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not valid; set it to {expected}."
+        )
+    return number
+
+
+def env_int(name: str, default: int, *, minimum: int = 1) -> int:
+    """Read a whole number of at least `minimum` (1 unless given)."""
+    expected = (
+        "a positive whole number"
+        if minimum == 1
+        else f"a whole number of at least {minimum}"
+    )
+    return _env_number(name, default, int, lambda n: n >= minimum, expected)
+
+
+def env_float(name: str, default: float) -> float:
+    """Read a number above 0, such as 10 or 2.5."""
+    return _env_number(
+        name, default, float, lambda n: n > 0, "a positive number such as 10 or 2.5"
+    )
+
+
+DEBUG = env_bool("DEBUG", default=True)
 
 DEVELOPMENT_SECRET_KEY = "django-insecure-development-only-key-change-me"
 SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
@@ -40,6 +99,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "sessions_wa",
     "messaging",
@@ -78,17 +138,46 @@ TEMPLATES = [
 WSGI_APPLICATION = "whatsapp_saas.wsgi.application"
 ASGI_APPLICATION = "whatsapp_saas.asgi.application"
 
-DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+try:
+    with warnings.catch_warnings():
+        # An unknown scheme only warns; the check below names the variable.
+        warnings.simplefilter("ignore")
+        DATABASES = {
+            "default": env.db_url(
+                "DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+            )
+        }
+except ValueError as error:
+    raise ImproperlyConfigured(
+        f"DATABASE_URL is not a valid database URL ({error}); use a URL such as "
+        "postgres://user:password@host:5432/name or sqlite:////path/db.sqlite3."
+    ) from None
+if "." not in DATABASES["default"].get("ENGINE", ""):
+    # Only the scheme is quoted: the rest of the URL may hold a password.
+    _scheme = os.environ.get("DATABASE_URL", "").partition("://")
+    raise ImproperlyConfigured(
+        (
+            f"DATABASE_URL has the unknown scheme {_scheme[0][:20]!r}"
+            if _scheme[1]
+            else "DATABASE_URL has no scheme (such as postgres://)"
+        )
+        + "; use a URL such as postgres://user:password@host:5432/name or "
+        "sqlite:////path/db.sqlite3."
     )
-}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_MAX_AGE"] = env_int(
+    "DATABASE_CONN_MAX_AGE", default=60, minimum=0
+)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; a busy timeout lets the eager-task path and
     # the callback view wait for each other instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    sqlite_options = DATABASES["default"].setdefault("OPTIONS", {})
+    sqlite_options["timeout"] = 20
+    # A transaction that reads first and writes later cannot wait on the busy
+    # timeout: SQLite fails its upgrade to a write lock at once with
+    # "database is locked". Taking the write lock at BEGIN makes every
+    # writer queue on the timeout instead.
+    sqlite_options["transaction_mode"] = "IMMEDIATE"
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -135,10 +224,15 @@ STORAGES = {
 # Callback batches hold at most 100 events; 1 MiB is far above a real batch
 # and far below Django's default upload limit, so oversized bodies get a clear
 # 413 from the callback view before the body is parsed.
-WA_CALLBACK_MAX_BYTES = env.int("WA_CALLBACK_MAX_BYTES", default=1024 * 1024)
+WA_CALLBACK_MAX_BYTES = env_int("WA_CALLBACK_MAX_BYTES", default=1024 * 1024)
 
 # Redis, Celery and the cache.
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = env.str("REDIS_URL", default="").strip()
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        f"REDIS_URL={REDIS_URL.split('@')[-1][:60]!r} is not a Redis URL; use "
+        "redis://host:6379/0, rediss:// for TLS or unix:///path/redis.sock."
+    )
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
@@ -147,13 +241,13 @@ CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=20)
-CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=30)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", default=20)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", default=30)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of an unacknowledged task after a worker dies; it must stay
     # above the hard time limit so a slow task is not delivered twice.
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=120),
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", default=120),
 }
 CELERY_TIMEZONE = TIME_ZONE
 # Celery's Django fix-up (celery/fixups/django.py in Celery 5.7) closes every
@@ -175,16 +269,16 @@ else:
 
 # The Node gateway.
 WA_GATEWAY_URL = env.str("WA_GATEWAY_URL", default="http://127.0.0.1:3000")
-WA_GATEWAY_TIMEOUT = env.float("WA_GATEWAY_TIMEOUT", default=10.0)
+WA_GATEWAY_TIMEOUT = env_float("WA_GATEWAY_TIMEOUT", default=10.0)
 
 DEVELOPMENT_GATEWAY_SECRET = "development-gateway-secret-change-me"
 WA_GATEWAY_SECRETS = env.list("WA_GATEWAY_SECRET", default=[DEVELOPMENT_GATEWAY_SECRET])
 WA_GATEWAY_SECRETS = [secret.strip() for secret in WA_GATEWAY_SECRETS if secret.strip()]
 if not WA_GATEWAY_SECRETS:
-    raise ImproperlyConfigured("WA_GATEWAY_SECRET must hold at least one secret.")
+    raise ImproperlyConfigured("WA_GATEWAY_SECRET must contain at least one secret.")
 if not DEBUG and DEVELOPMENT_GATEWAY_SECRET in WA_GATEWAY_SECRETS:
     raise ImproperlyConfigured(
-        "WA_GATEWAY_SECRET still holds the development value; set a random "
+        "WA_GATEWAY_SECRET still contains the development value; set a random "
         "secret shared with the gateway when DEBUG is off."
     )
 
@@ -199,7 +293,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # UserIdIsCaller answers 400 `invalid_user_id` to a user_id that is not
+    # the caller's, in the query string or the body of any endpoint.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "whatsapp_saas.permissions.UserIdIsCaller",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -212,9 +311,20 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc come from drf-spectacular-sidecar's static files,
+    # so /api/docs/ works offline and with a pinned version.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").strip().upper()
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+if LOG_LEVEL not in LOG_LEVELS:
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL={os.environ['LOG_LEVEL']!r} is not a log level; use one of "
+        f"{', '.join(LOG_LEVELS)}."
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -238,40 +348,42 @@ WA_GATEWAY_URLS = env.list("WA_GATEWAY_URLS", default=[])
 # WhatsApp sessions (sessions_wa): periodic repair and clean-up.
 # Days a session that is not connected may stay unused before cleanup logs
 # it out on the gateway (wiping its login) and deletes it.
-WA_SESSION_MAX_IDLE_DAYS = env.int("WA_SESSION_MAX_IDLE_DAYS", default=30)
+WA_SESSION_MAX_IDLE_DAYS = env_int("WA_SESSION_MAX_IDLE_DAYS", default=30)
 # Days gateway events stay in the event log; a redelivery older than this is
 # no longer recognised by its event id.
-WA_EVENT_LOG_RETENTION_DAYS = env.int("WA_EVENT_LOG_RETENTION_DAYS", default=30)
+WA_EVENT_LOG_RETENTION_DAYS = env_int("WA_EVENT_LOG_RETENTION_DAYS", default=30)
 # Seconds a session must go without updates before reconcile compares it with
 # the gateway, so it does not race a start that is still in flight.
-WA_RECONCILE_GRACE_SECONDS = env.int("WA_RECONCILE_GRACE_SECONDS", default=60)
+WA_RECONCILE_GRACE_SECONDS = env_int(
+    "WA_RECONCILE_GRACE_SECONDS", default=60, minimum=0
+)
 
 # Other apps add their own entries to the same dict, before or after these.
 CELERY_BEAT_SCHEDULE = globals().get("CELERY_BEAT_SCHEDULE", {})
 CELERY_BEAT_SCHEDULE["sessions-wa-reconcile"] = {
     "task": "sessions_wa.tasks.reconcile",
-    "schedule": env.float("WA_RECONCILE_INTERVAL_SECONDS", default=60.0),
+    "schedule": env_float("WA_RECONCILE_INTERVAL_SECONDS", default=60.0),
 }
 CELERY_BEAT_SCHEDULE["sessions-wa-cleanup"] = {
     "task": "sessions_wa.tasks.cleanup",
-    "schedule": env.float("WA_CLEANUP_INTERVAL_SECONDS", default=3600.0),
+    "schedule": env_float("WA_CLEANUP_INTERVAL_SECONDS", default=3600.0),
 }
 
 # Messaging: outbound pacing, retries and recovery.
 # Each WhatsApp session may send WA_SEND_BURST messages at once, then
 # WA_SEND_RATE_PER_MINUTE a minute; faster sending risks a ban.
-WA_SEND_RATE_PER_MINUTE = env.float("WA_SEND_RATE_PER_MINUTE", default=20.0)
-WA_SEND_BURST = env.int("WA_SEND_BURST", default=5)
+WA_SEND_RATE_PER_MINUTE = env_float("WA_SEND_RATE_PER_MINUTE", default=20.0)
+WA_SEND_BURST = env_int("WA_SEND_BURST", default=5)
 # Retries of a send after a timeout, connection error or 5xx from the gateway.
-WA_SEND_MAX_RETRIES = env.int("WA_SEND_MAX_RETRIES", default=6)
+WA_SEND_MAX_RETRIES = env_int("WA_SEND_MAX_RETRIES", default=6, minimum=0)
 # Minutes a message may stay queued (or sending) before it is queued again.
-WA_SEND_STUCK_MINUTES = env.int("WA_SEND_STUCK_MINUTES", default=5)
+WA_SEND_STUCK_MINUTES = env_int("WA_SEND_STUCK_MINUTES", default=5)
 # Days a receipt, edit or reaction waits for its message before it is dropped.
-WA_PENDING_UPDATE_MAX_AGE_DAYS = env.int("WA_PENDING_UPDATE_MAX_AGE_DAYS", default=7)
+WA_PENDING_UPDATE_MAX_AGE_DAYS = env_int("WA_PENDING_UPDATE_MAX_AGE_DAYS", default=7)
 
 CELERY_BEAT_SCHEDULE["messaging-requeue-stuck"] = {
     "task": "messaging.message_requeue_stuck",
-    "schedule": env.float("WA_REQUEUE_INTERVAL_SECONDS", default=60.0),
+    "schedule": env_float("WA_REQUEUE_INTERVAL_SECONDS", default=60.0),
 }
 CELERY_BEAT_SCHEDULE["messaging-pending-updates-purge"] = {
     "task": "messaging.pending_updates_purge",

@@ -20,3 +20,5 @@ urlpatterns = [
         name="api-docs",
     ),
 ]
+
+handler404 = "whatsapp_saas.views.page_not_found"

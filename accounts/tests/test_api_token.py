@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 import pytest
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
@@ -17,6 +19,20 @@ def test_settings_page_creates_token_and_shows_it_once(client, owner):
     token = Token.objects.get(user=owner)
     assert token.key in response.content.decode()
     assert token.key not in client.get(reverse("sessions_wa:settings")).content.decode()
+
+
+def test_settings_page_token_date_ends_without_double_period(client, owner):
+    token = Token.objects.create(user=owner)
+    Token.objects.filter(pk=token.pk).update(
+        created=datetime(2026, 12, 4, 16, 31, tzinfo=UTC)
+    )
+    client.force_login(owner)
+
+    page = client.get(reverse("sessions_wa:settings"), HTTP_ACCEPT_LANGUAGE="en")
+
+    text = page.content.decode()
+    assert "created on" in text
+    assert "p.m.." not in text
 
 
 def test_settings_page_token_response_is_not_cached(client, owner):

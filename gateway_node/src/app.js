@@ -16,11 +16,20 @@ import { installRequestChecks } from './request-checks.js'
 import healthRoutes from './routes/health.js'
 import messageRoutes from './routes/messages.js'
 import sessionRoutes from './routes/sessions.js'
+import { MAX_TEXT_LENGTH } from './routes/schemas.js'
 import simRoutes from './routes/sim.js'
 import { SendStore } from './send-store.js'
 import { SessionManager } from './session-manager.js'
 
-export const BODY_LIMIT_BYTES = 64 * 1024
+// A text of MAX_TEXT_LENGTH code points must fit in one body. The worst case
+// is a character outside the Basic Multilingual Plane (most emoji) that the
+// sender escapes as a surrogate pair, "\ud83d\ude00": 12 bytes. Python's
+// json.dumps escapes that way by default. The other fields of /send and
+// /sim/inbound (ids, numbers, push_name) are a few hundred characters at most,
+// which the 16 KiB on top covers even when escaped.
+const MAX_BYTES_PER_TEXT_CHARACTER = 12
+const OTHER_FIELDS_BYTES = 16 * 1024
+export const BODY_LIMIT_BYTES = MAX_TEXT_LENGTH * MAX_BYTES_PER_TEXT_CHARACTER + OTHER_FIELDS_BYTES
 
 const SEND_RECORD_PURGE_MS = 60 * 60 * 1000
 

@@ -35,13 +35,13 @@ function isPlainObject (value) {
 }
 
 // Fastify's own errors that are the caller's fault, mapped to our codes.
-function fromFastifyError (error) {
+function fromFastifyError (error, bodyLimit) {
   if (error.validation) {
     return new GatewayError('GW_ERR_INVALID_BODY', [error.message])
   }
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new GatewayError('GW_ERR_BODY_TOO_LARGE', [error.bodyLimit ?? 'the limit'])
+      return new GatewayError('GW_ERR_BODY_TOO_LARGE', [bodyLimit])
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', [error.contentType ?? 'of this request'])
   }
@@ -51,10 +51,10 @@ function fromFastifyError (error) {
   return null
 }
 
-function toGatewayError (error) {
+function toGatewayError (error, bodyLimit) {
   if (error instanceof GatewayError) return error
   if (isGatewayCode(error.code) && error.statusCode) return error
-  return fromFastifyError(error)
+  return fromFastifyError(error, bodyLimit)
 }
 
 /**
@@ -125,7 +125,7 @@ export function installRequestChecks (app, { secrets, bodyLimit, clock = Date.no
   })
 
   app.setErrorHandler((error, request, reply) => {
-    const known = toGatewayError(error)
+    const known = toGatewayError(error, bodyLimit)
     const statusCode = known?.statusCode ?? 500
     const code = known?.code ?? 'GW_ERR_INTERNAL'
     const context = { code, statusCode, method: request.method, route: request.routeOptions?.url }

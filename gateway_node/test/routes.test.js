@@ -1,8 +1,27 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 
+import { BODY_LIMIT_BYTES } from '../src/app.js'
 import { createEngine as createSimEngine } from '../src/engines/sim.js'
+import { MAX_TEXT_LENGTH } from '../src/routes/schemas.js'
 import { SECRET, buildTestApp, call, get, post, signature } from './helpers.js'
+
+// One code point outside the Basic Multilingual Plane: two UTF-16 units, four
+// UTF-8 bytes, twelve bytes once escaped.
+const EMOJI = '\u{1F600}'
+
+/** JSON with every non-ASCII UTF-16 unit escaped, as Python's json.dumps writes it. */
+function asciiJson (value) {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
+async function connectedTestApp (t) {
+  const app = await buildTestApp(t)
+  await post(app, '/start', { user_id: 1 })
+  const scan = await post(app, '/sim/scan', { user_id: 1, phone: '+5511900000009' })
+  assert.equal(scan.json().state, 'connected')
+  return app
+}
 
 const USER_SCOPED = [
   ['POST', '/start', {}],
@@ -59,12 +78,36 @@ describe('request body', () => {
     assert.equal(response.json().code, 'GW_ERR_INVALID_JSON')
   })
 
-  it('answers 413 above 64 KiB', async (t) => {
+  it('accepts a /send text of the maximum length in escaped emoji', async (t) => {
+    const app = await connectedTestApp(t)
+    const body = { user_id: 1, message_id: 'm1', to: '+5511900000001', text: EMOJI.repeat(MAX_TEXT_LENGTH) }
+    const response = await post(app, '/send', asciiJson(body))
+    assert.equal(response.statusCode, 202, response.body)
+  })
+
+  it('accepts a /sim/inbound text of the maximum length in escaped emoji', async (t) => {
+    const app = await connectedTestApp(t)
+    const body = { user_id: 1, from: '+5511900000001', text: EMOJI.repeat(MAX_TEXT_LENGTH), push_name: EMOJI.repeat(256) }
+    const response = await post(app, '/sim/inbound', asciiJson(body))
+    assert.equal(response.statusCode, 202, response.body)
+  })
+
+  it('answers 400 naming the text for one character over the maximum length', async (t) => {
+    const app = await connectedTestApp(t)
+    const body = { user_id: 1, message_id: 'm1', to: '+5511900000001', text: EMOJI.repeat(MAX_TEXT_LENGTH + 1) }
+    const response = await post(app, '/send', asciiJson(body))
+    assert.equal(response.statusCode, 400)
+    assert.equal(response.json().code, 'GW_ERR_INVALID_BODY')
+    assert.match(response.json().message, /text must NOT have more than 65536 characters/)
+  })
+
+  it('answers 413 naming the limit in bytes for a larger body', async (t) => {
     const app = await buildTestApp(t)
-    const text = 'x'.repeat(70 * 1024)
+    const text = 'x'.repeat(BODY_LIMIT_BYTES)
     const response = await post(app, '/send', { user_id: 1, message_id: 'm1', to: '+5511900000001', text })
     assert.equal(response.statusCode, 413)
     assert.equal(response.json().code, 'GW_ERR_BODY_TOO_LARGE')
+    assert.equal(response.json().message, `The request body is larger than ${BODY_LIMIT_BYTES} bytes.`)
   })
 
   it('answers 415 for a body that is not JSON', async (t) => {

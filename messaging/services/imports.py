@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 CSV_MAX_BYTES = 2 * 1024 * 1024
 CSV_MAX_ROWS = 10_000
+# A report page lists this many rows; a count stands for the rest.
+REPORT_ROWS_SHOWN = 200
 
 # Header names accepted for each column, compared in lower case.
 PHONE_HEADERS = ("phone", "phone number", "number", "mobile", "whatsapp", "telefone")
@@ -73,6 +75,21 @@ class ImportReport:
     def skipped(self) -> int:
         return self._count(RowStatus.SKIPPED)
 
+    def _listed(self) -> list[ImportRow]:
+        if self.committed:
+            return self.rows
+        return [row for row in self.rows if row.status == RowStatus.REJECTED]
+
+    @property
+    def rows_shown(self) -> list[ImportRow]:
+        """The rows a report page lists: the rejected ones when nothing was
+        imported, at most REPORT_ROWS_SHOWN of them."""
+        return self._listed()[:REPORT_ROWS_SHOWN]
+
+    @property
+    def rows_not_shown(self) -> int:
+        return max(len(self._listed()) - REPORT_ROWS_SHOWN, 0)
+
 
 def _file_error(message: str) -> ApplicationError:
     return ApplicationError(message, code="invalid_csv", extra={"field": "file"})
@@ -87,6 +104,13 @@ def _read_text(file) -> tuple[str, str]:
             _("The file is larger than %(size)s MiB; split it into smaller files.")
             % {"size": CSV_MAX_BYTES // (1024 * 1024)}
         )
+    if _looks_utf16(raw):
+        raise _file_error(
+            _(
+                "The file is saved as UTF-16 (Unicode) text, which cannot be "
+                "read; save it as CSV UTF-8 and upload it again."
+            )
+        )
     try:
         return raw.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
@@ -99,6 +123,18 @@ def _read_text(file) -> tuple[str, str]:
         raise _file_error(
             _("The file is neither UTF-8 nor Windows-1252 text; save it as CSV UTF-8.")
         ) from None
+
+
+def _looks_utf16(raw: bytes) -> bool:
+    """Return True for UTF-16 text: a UTF-16 byte order mark, or many NULs.
+
+    Text in UTF-16 without a mark has a NUL byte beside every Latin
+    character, which no UTF-8 or Windows-1252 CSV has.
+    """
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    sample = raw[:4096]
+    return len(sample) >= 4 and sample.count(0) * 4 >= len(sample)
 
 
 def _dialect(text: str):
@@ -188,6 +224,13 @@ def customer_import_csv(*, owner, file) -> ImportReport:
 
 
 def _row_check(owner, item: ImportRow, seen: dict[str, int]) -> None:
+    if "\x00" in item.name or "\x00" in item.phone_input:
+        item.status = RowStatus.REJECTED
+        item.reason = _(
+            "The row contains a NUL character (\\x00), which is not text. Delete "
+            "it, or save the file again as CSV UTF-8."
+        )
+        return
     if len(item.name) > NAME_MAX_LENGTH:
         item.status = RowStatus.REJECTED
         item.reason = _("The name is longer than %(max)s characters.") % {

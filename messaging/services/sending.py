@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from functools import partial
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError
 
-from accounts.models import Subscription
+from accounts.models import Subscription, User
 from accounts.services import subscription_require_active
 from messaging.models import Customer, Message
 from messaging.phones import JidKind, jid_parse, phone_mask
@@ -122,13 +123,25 @@ def session_require_sendable(user) -> None:
         )
 
 
+def subscription_lock(user) -> Subscription | None:
+    """Lock the user's subscription row until the transaction ends.
+
+    Concurrent sends of one user then count the daily quota one after the
+    other. The locked row goes into `user.subscription`, so the checks that
+    follow read it without another query.
+    """
+    subscription = Subscription.objects.select_for_update().filter(user=user).first()
+    User.subscription.related.set_cached_value(user, subscription)
+    return subscription
+
+
 def quota_require(user, parts: int) -> None:
     """Raise ApplicationError ``daily_quota_exceeded`` past today's quota.
 
-    Locks the subscription row so concurrent sends of one user are counted
-    one after the other.
+    Call it after `subscription_lock` in the same transaction, so that
+    concurrent sends of one user are counted one after the other.
     """
-    subscription = Subscription.objects.select_for_update().filter(user=user).first()
+    subscription = getattr(user, "subscription", None)
     usage = daily_quota_usage(user=user)
     limit = subscription.daily_message_quota if subscription is not None else 0
     if usage.used + parts <= limit:
@@ -165,12 +178,17 @@ def message_send(
     customer_code=None,
     to=None,
     source: str = Message.Source.API,
+    idempotency_key: str = "",
 ) -> list[Message]:
     """Queue a text to one customer; return the stored message parts.
 
     The recipient is `customer_code` (the customer's UUID) or `to` (a number
     typed in the user's default country, or a person's JID), which finds or
     creates the customer. The send task is queued on commit.
+
+    A repeated call with the same `idempotency_key` within
+    IDEMPOTENCY_WINDOW returns the messages the first call stored and sends
+    nothing; keys belong to one user.
 
     Raises ApplicationError when the input is invalid, the customer is not
     the user's (404), the subscription is inactive, or the daily quota would
@@ -188,18 +206,30 @@ def message_send(
     customer = _customer_by_code(user, customer_code) if to is None else None
     recipient = _recipient_from_to(user, to) if to is not None else None
 
-    subscription_require_active(user)
-    session_require_sendable(user)
     parts = text_split(text)
+    key = _idempotency_key_clean(idempotency_key)
 
-    with transaction.atomic():
-        quota_require(user, len(parts))
-        if customer is None and "phone" in recipient:
-            customer = customer_for_phone(owner=user, phone=recipient["phone"])
-        elif customer is None:
-            customer = customer_identify(owner=user, lid=recipient["lid"])
-        messages = _parts_create(user, customer, parts, source)
-        transaction.on_commit(partial(message_send_enqueue, messages[0].pk))
+    try:
+        with transaction.atomic():
+            # The lock also makes a repeat of this send wait for the first.
+            subscription_lock(user)
+            earlier = _idempotent_replay(user, key, parts=parts, customer=customer)
+            if earlier:
+                return earlier
+            subscription_require_active(user)
+            session_require_sendable(user)
+            quota_require(user, len(parts))
+            if customer is None and "phone" in recipient:
+                customer = customer_for_phone(owner=user, phone=recipient["phone"])
+            elif customer is None:
+                customer = customer_identify(owner=user, lid=recipient["lid"])
+            messages = _parts_create(user, customer, parts, source, key=key)
+            transaction.on_commit(partial(message_send_enqueue, messages[0].pk))
+    except IntegrityError:
+        earlier = _idempotent_replay(user, key, parts=parts, customer=customer)
+        if not earlier:
+            raise
+        return earlier
 
     logger.info(
         "Queued message %s (%s parts) for user %s to customer %s",
@@ -211,7 +241,70 @@ def message_send(
     return messages
 
 
-def _parts_create(user, customer, parts: list[str], source: str) -> list[Message]:
+# How long a send's idempotency key returns its messages. A later send with
+# the key is a new message.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+IDEMPOTENCY_KEY_MAX_LENGTH = Message._meta.get_field("idempotency_key").max_length
+
+
+def _idempotency_key_clean(value) -> str:
+    key = value.strip() if isinstance(value, str) else ""
+    if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH or any(
+        not char.isprintable() for char in key
+    ):
+        raise ApplicationError(
+            _(
+                "The idempotency key must be at most %(max)s printable "
+                "characters, such as a UUID."
+            )
+            % {"max": IDEMPOTENCY_KEY_MAX_LENGTH},
+            code="invalid_idempotency_key",
+            extra={"field": "idempotency_key"},
+        )
+    return key
+
+
+def _idempotent_replay(user, key: str, *, parts, customer) -> list[Message]:
+    """Return the messages an earlier send with `key` stored, or [].
+
+    An earlier send older than IDEMPOTENCY_WINDOW gives its key up. A key
+    reused for another text or customer is an error, so a client bug does
+    not answer with the wrong message.
+    """
+    if not key:
+        return []
+    earlier = list(
+        Message.objects.filter(owner=user, idempotency_key=key).order_by("pk")
+    )
+    if not earlier:
+        return []
+    if earlier[0].created_at < timezone.now() - IDEMPOTENCY_WINDOW:
+        Message.objects.filter(pk__in=[m.pk for m in earlier]).update(
+            idempotency_key=""
+        )
+        return []
+    same_customer = customer is None or earlier[0].customer_id == customer.pk
+    if not same_customer or [m.body for m in earlier] != parts:
+        raise ApplicationError(
+            _(
+                "This idempotency key was used for another message in the last "
+                "24 hours; use a new key for each message."
+            ),
+            code="idempotency_key_reused",
+            extra={"field": "idempotency_key"},
+            status_code=422,
+        )
+    logger.info(
+        "Send of user %s repeats idempotency key of message %s; nothing sent",
+        user.pk,
+        earlier[0].pk,
+    )
+    return earlier
+
+
+def _parts_create(
+    user, customer, parts: list[str], source: str, *, key: str = ""
+) -> list[Message]:
     now = timezone.now()
     messages: list[Message] = []
     previous = None
@@ -229,6 +322,7 @@ def _parts_create(user, customer, parts: list[str], source: str) -> list[Message
             chat_jid=customer.wa_jid,
             timestamp=now,
             previous_part=previous,
+            idempotency_key=key,
         )
         messages.append(previous)
     return messages
@@ -271,24 +365,32 @@ def message_recipient(message: Message) -> str | None:
     return customer.wa_jid or customer.phone or customer.lid or None
 
 
-def message_recipient_keep(message: Message, recipient: str) -> None:
-    """Store the recipient of a claimed message's first send attempt."""
-    if message.metadata.get("send_to") == recipient:
-        return
-    message.metadata = {**message.metadata, "send_to": recipient}
-    Message.objects.filter(pk=message.pk).update(metadata=message.metadata)
-
-
-def message_claim(message_id: int) -> bool:
+def message_claim(message_id: int, *, metadata: dict | None = None) -> bool:
     """Move a queued message to `sending`; False when another run has it.
 
     The conditional UPDATE is the lock. Of two task runs for one message,
     only one changes the row, so a redelivered task never sends twice.
+    `metadata`, when given, replaces the message's metadata in the same
+    UPDATE (see `message_metadata_with_recipient`).
     """
+    changes = {"status": Status.SENDING, "updated_at": timezone.now()}
+    if metadata is not None:
+        changes["metadata"] = metadata
     claimed = Message.objects.filter(pk=message_id, status=Status.QUEUED).update(
-        status=Status.SENDING, updated_at=timezone.now()
+        **changes
     )
     return claimed == 1
+
+
+def message_metadata_with_recipient(message: Message, recipient: str) -> dict | None:
+    """Return the metadata that keeps the first attempt's recipient.
+
+    None when ``metadata["send_to"]`` already holds it. The task stores the
+    result with its claim, so a retry sends to the same JID.
+    """
+    if message.metadata.get("send_to") == recipient:
+        return None
+    return {**message.metadata, "send_to": recipient}
 
 
 def message_postpone(message_id: int) -> None:
@@ -317,39 +419,54 @@ def message_record_sent(*, message_id: int, gateway_message_id, to_jid=None) -> 
     and the customer's `wa_jid` becomes the JID the gateway sent to.
     """
     with transaction.atomic():
-        message = Message.objects.select_for_update().get(pk=message_id)
-        if isinstance(gateway_message_id, str) and gateway_message_id:
-            gateway_id_assign(message, gateway_message_id)
-
+        message = (
+            Message.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .get(pk=message_id)
+        )
         fields = []
+        if (
+            isinstance(gateway_message_id, str)
+            and gateway_message_id
+            and message.gateway_message_id != gateway_message_id
+        ):
+            # Saved with the status below: one UPDATE instead of two.
+            gateway_id_assign(message, gateway_message_id, save=False)
+            fields.append("gateway_message_id")
         if STATUS_RANK.get(message.status, -1) < STATUS_RANK[Status.SENT]:
             message.status = Status.SENT
             fields.append("status")
         if message.sent_at is None:
             message.sent_at = timezone.now()
             fields.append("sent_at")
+        jid = _sent_to_jid(message, to_jid)
+        if jid is not None and not message.chat_jid:
+            message.chat_jid = jid
+            fields.append("chat_jid")
         if fields:
             message.save(update_fields=[*fields, "updated_at"])
 
-        _customer_jid_update(message, to_jid)
+        # Most sends go to the JID the customer already has; skipping the
+        # UPDATE then saves a query and a row write per message.
+        if jid is not None and message.customer.wa_jid != jid:
+            Customer.objects.filter(pk=message.customer_id).update(wa_jid=jid)
     return message
 
 
-def _customer_jid_update(message: Message, to_jid) -> None:
+def _sent_to_jid(message: Message, to_jid) -> str | None:
+    """Return the customer JID the gateway sent to, or None when unusable."""
     if not isinstance(to_jid, str):
-        return
+        return None
     try:
         jid = jid_parse(to_jid)
     except ValidationError:
         logger.warning(
             "The gateway returned an invalid to_jid for message %s", message.pk
         )
-        return
+        return None
     if not jid.is_customer:
-        return
-    Customer.objects.filter(pk=message.customer_id).update(wa_jid=str(jid))
-    if not message.chat_jid:
-        Message.objects.filter(pk=message.pk).update(chat_jid=str(jid))
+        return None
+    return str(jid)
 
 
 def message_fail(*, message_id: int, code: str, reason: str) -> bool:

@@ -33,7 +33,8 @@ class Outcome:
 
 
 # A status only moves up this order. `failed` ranks highest, so it is final
-# and any order of the same receipts ends in the same state.
+# and any order of the same receipts ends in the same state. The exception is
+# a failure with an unknown outcome (see UNKNOWN_OUTCOME_FAILURES).
 STATUS_RANK = {
     Status.QUEUED: 0,
     Status.SENDING: 1,
@@ -49,6 +50,38 @@ STATUS_TIME_FIELDS = {
     Status.FAILED: "failed_at",
 }
 
+# Failures the send task decided by itself while the outcome was unknown: the
+# gateway could not be reached, or the send was still in doubt when the task
+# gave up. The gateway may still have sent the message, so any receipt from
+# WhatsApp undoes them. A failure WhatsApp or the gateway reported stays final.
+UNKNOWN_OUTCOME_FAILURES = frozenset({"gateway_unavailable", "send_in_doubt"})
+
+
+def failure_outcome_unknown(message: Message) -> bool:
+    """Return True when the message failed only because its outcome was unknown."""
+    return (
+        message.status == Status.FAILED
+        and message.error_code in UNKNOWN_OUTCOME_FAILURES
+    )
+
+
+def _unknown_failure_clear(message: Message) -> list[str]:
+    """Undo a local give-up once WhatsApp reports on the message.
+
+    The message is back to `sending`, the rank a receipt starts from, so the
+    receipts that follow end in the same state whatever their order.
+    """
+    logger.info(
+        "A receipt for message %s replaces its %s failure",
+        message.pk,
+        message.error_code,
+    )
+    message.status = Status.SENDING
+    message.error_code = ""
+    message.error = ""
+    message.failed_at = None
+    return ["status", "error_code", "error", "failed_at"]
+
 
 def status_apply(message: Message, *, status: str, at: datetime, error=None) -> str:
     """Move an outbound message's status forward and record when.
@@ -61,6 +94,8 @@ def status_apply(message: Message, *, status: str, at: datetime, error=None) -> 
         return Outcome.IGNORED
 
     fields = []
+    if failure_outcome_unknown(message):
+        fields += _unknown_failure_clear(message)
     time_field = STATUS_TIME_FIELDS[status]
     # The earliest time wins, so a `played` (read) receipt that arrives
     # before the `read` one does not decide when the message was read.
@@ -211,13 +246,17 @@ def pending_updates_apply(message: Message) -> int:
     return len(pending)
 
 
-def gateway_id_assign(message: Message, gateway_message_id: str) -> None:
+def gateway_id_assign(
+    message: Message, gateway_message_id: str, *, save: bool = True
+) -> None:
     """Record the WhatsApp id of a message sent through the gateway.
 
     The engine may report the echo of a send (a `from_me` message) before
     the send task records the id. That echo was then stored as a separate
     phone message, so its receipts and reactions move here and the echo is
-    deleted. Held updates for the id are applied afterwards.
+    deleted. Held updates for the id are applied afterwards. With
+    `save=False` the caller saves `gateway_message_id` itself, in an UPDATE
+    it makes anyway.
     """
     if message.gateway_message_id == gateway_message_id:
         return
@@ -236,11 +275,14 @@ def gateway_id_assign(message: Message, gateway_message_id: str) -> None:
         _echo_absorb(message, echo)
 
     message.gateway_message_id = gateway_message_id
-    message.save(update_fields=["gateway_message_id", "updated_at"])
+    if save:
+        message.save(update_fields=["gateway_message_id", "updated_at"])
     pending_updates_apply(message)
 
 
 def _echo_absorb(message: Message, echo: Message) -> None:
+    if failure_outcome_unknown(message) and echo.status != Status.FAILED:
+        _unknown_failure_clear(message)
     for time_field in STATUS_TIME_FIELDS.values():
         if getattr(message, time_field) is None and getattr(echo, time_field):
             setattr(message, time_field, getattr(echo, time_field))

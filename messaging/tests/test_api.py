@@ -383,7 +383,16 @@ def test_schema_documents_send_errors():
     schema = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
 
     responses = schema["paths"]["/api/messages/send"]["post"]["responses"]
-    assert set(responses) == {"202", "400", "401", "403", "404", "409", "429"}
+    assert set(responses) == {"202", "400", "401", "403", "404", "409", "422", "429"}
+
+
+def test_schema_documents_send_idempotency_key_header():
+    patterns = [path("api/", include("messaging.api_urls"))]
+
+    schema = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
+
+    parameters = schema["paths"]["/api/messages/send"]["post"]["parameters"]
+    assert {"name": "Idempotency-Key", "in": "header"}.items() <= parameters[0].items()
 
 
 def test_schema_endpoint_serves_messaging_paths(api):

@@ -110,3 +110,19 @@ def test_message_text_is_not_kept_in_event_log(alice):
 
     assert "segredo" not in json.dumps(list(GatewayEvent.objects.values_list("data")))
     assert Message.objects.get(owner=alice).body == "segredo"
+
+
+def test_nul_in_inbound_text_is_stored_without_it(alice):
+    text = "Ol\x00á \U0001f44b\u200f\u05e9\u05dc\u05d5\u05dd \U0001f468\u200d\U0001f469"
+    _post([event(alice, "message.received", received_data(text=text))])
+
+    assert Message.objects.get(owner=alice).body == text.replace("\x00", "")
+
+
+def test_nul_in_push_name_and_metadata_is_stored_without_it(alice):
+    data = received_data(push_name="An\x00a", metadata={"filename": "a\x00.pdf"})
+    _post([event(alice, "message.received", data)])
+
+    message = Message.objects.get(owner=alice)
+    assert message.metadata["filename"] == "a.pdf"
+    assert message.customer.push_name == "Ana"

@@ -112,3 +112,29 @@ def test_import_does_not_touch_other_owners(alice, charlie):
 
     assert report.imported == 1
     assert Customer.objects.filter(owner=alice).count() == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "name,phone\nAna,+5511900000001\n".encode("utf-16"),
+        "name,phone\nAna,+5511900000001\n".encode("utf-16-le"),
+        "name,phone\nAna,+5511900000001\n".encode("utf-16-be"),
+    ],
+    ids=["bom", "little-endian", "big-endian"],
+)
+def test_import_of_utf16_file_asks_for_utf8(alice, raw):
+    with pytest.raises(ApplicationError) as caught:
+        customer_import_csv(owner=alice, file=raw)
+
+    assert "save it as CSV UTF-8" in caught.value.message
+    assert "\\x00" not in caught.value.message
+
+
+def test_import_report_lists_the_first_rejected_rows(alice):
+    rows = "".join(f"Bad {n},+55 11 9OOOO-{n:04d}\n" for n in range(250))
+    report = _import(alice, "name,phone\nAna,+5511900000001\n" + rows)
+
+    assert len(report.rows_shown) == 200
+    assert {row.status for row in report.rows_shown} == {"rejected"}
+    assert report.rows_not_shown == 50

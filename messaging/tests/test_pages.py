@@ -402,3 +402,14 @@ def test_send_box_rejects_empty_message(alice_client, customer):
 
     assert response.status_code == 400
     assert "empty" in response.content.decode()
+
+
+def test_import_page_caps_the_rejected_rows_listed(alice_client):
+    rows = "".join(f"Bad {n},+55 11 9OOOO-{n:04d}\n" for n in range(1000))
+    upload = SimpleUploadedFile("c.csv", ("name,phone\n" + rows).encode())
+
+    response = alice_client.post(_url("customer_import"), {"file": upload})
+
+    text = response.content.decode()
+    assert text.count("Rejected:") == 200
+    assert "800 more rows are not listed." in text

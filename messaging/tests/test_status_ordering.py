@@ -5,6 +5,7 @@ from __future__ import annotations
 from itertools import permutations
 
 import pytest
+from django.utils import timezone
 
 from messaging.models import Message
 
@@ -107,3 +108,69 @@ def test_lower_receipt_never_moves_status_back(alice):
     _receipt(alice, "delivered")
 
     assert _state(message)[0] == "read"
+
+
+def _given_up(user, *, error_code="gateway_unavailable"):
+    """An outbound message the send task marked failed without a gateway id."""
+    customer = customer_make(user)
+    return outbound_make(
+        user,
+        customer,
+        status="failed",
+        error_code=error_code,
+        error="The WhatsApp gateway could not be reached after 3 attempts.",
+        failed_at=timezone.now(),
+    )
+
+
+def _receipt_by_code(user, message, status):
+    return apply(
+        user,
+        "message.status",
+        {
+            "gateway_message_id": "3EB0LATE",
+            "message_id": str(message.code),
+            "status": status,
+            "error": "not delivered" if status == "failed" else None,
+            "timestamp": TIMES[status],
+        },
+    )
+
+
+@pytest.mark.parametrize("error_code", ["gateway_unavailable", "send_in_doubt"])
+@pytest.mark.parametrize("order", list(permutations(["sent", "delivered", "read"])))
+def test_receipts_undo_unknown_outcome_failure(alice, error_code, order):
+    message = _given_up(alice, error_code=error_code)
+
+    for status in order:
+        _receipt_by_code(alice, message, status)
+
+    message.refresh_from_db()
+    assert message.status == "read"
+    assert (message.error_code, message.error, message.failed_at) == ("", "", None)
+    assert message.gateway_message_id == "3EB0LATE"
+    assert message.read_at.isoformat() == "2024-06-21T20:00:03+00:00"
+
+
+@pytest.mark.parametrize("order", list(permutations(["sent", "read", "failed"])))
+def test_reported_failure_after_give_up_is_final(alice, order):
+    message = _given_up(alice)
+
+    for status in order:
+        _receipt_by_code(alice, message, status)
+
+    message.refresh_from_db()
+    assert message.status == "failed"
+    assert message.error_code == "delivery_failed"
+    assert message.failed_at.isoformat() == "2024-06-21T20:00:04+00:00"
+
+
+@pytest.mark.parametrize("error_code", ["not_on_whatsapp", "delivery_failed"])
+def test_receipt_keeps_a_reported_failure(alice, error_code):
+    message = _given_up(alice, error_code=error_code)
+
+    _receipt_by_code(alice, message, "read")
+
+    message.refresh_from_db()
+    assert message.status == "failed"
+    assert message.error_code == error_code

@@ -437,3 +437,258 @@ def test_event_type_longer_than_column_is_rejected(client, owner, pending):
 
     assert response.status_code == 400
     assert response.json()["extra"]["field"] == "type"
+
+
+def test_nul_removed_from_message_text(client, owner, pending):
+    text = "Oi\x00 \U0001f44b\u200f\u05e9\u05dc\u05d5\u05dd \U0001f468\u200d\U0001f469"
+    with mock.patch(
+        "messaging.services.gateway_event_apply", return_value="applied"
+    ) as apply:
+        response = post_callback(client, [message_event(owner.pk, 1, text=text)])
+
+    assert response.status_code == 200
+    sent = apply.call_args.kwargs["event"]["data"]
+    assert sent["text"] == text.replace("\x00", "")
+    assert sent["metadata"]["caption"] == text.replace("\x00", "")
+
+
+def test_nul_removed_from_keys_and_lists(client, owner, pending):
+    event = message_event(owner.pk, 1)
+    event["data"]["metadata"] = {"ke\x00y": ["a\x00b", {"c": "\x00"}], "n": 5}
+
+    with mock.patch(
+        "messaging.services.gateway_event_apply", return_value="applied"
+    ) as apply:
+        post_callback(client, [event])
+
+    metadata = apply.call_args.kwargs["event"]["data"]["metadata"]
+    assert metadata == {"key": ["ab", {"c": ""}], "n": 5}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("bad value"),
+        TypeError("unhashable type"),
+        OverflowError("date value out of range"),
+    ],
+)
+def test_raising_event_recorded_as_failed(client, owner, pending, error, caplog):
+    batch = [message_event(owner.pk, 1), message_event(owner.pk, 2)]
+    failing_id = batch[0]["event_id"]
+
+    def apply(*, user, event):
+        if event["event_id"] == failing_id:
+            raise error
+        return "applied"
+
+    with mock.patch("messaging.services.gateway_event_apply", side_effect=apply):
+        response = post_callback(client, batch + [qr_event(owner.pk, 3)])
+
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 3, "duplicates": 0}
+    failed = GatewayEvent.objects.get(event_id=failing_id)
+    assert failed.outcome == GatewayEvent.Outcome.FAILED
+    assert type(error).__name__ in failed.detail
+    others = GatewayEvent.objects.exclude(event_id=failing_id)
+    assert set(others.values_list("outcome", flat=True)) == {"applied"}
+    pending.refresh_from_db()
+    assert pending.state == State.QR_PENDING
+    assert failing_id in caplog.text
+
+
+def test_failed_event_leaves_no_partial_rows(client, owner, pending):
+    batch = [message_event(owner.pk, 1)]
+
+    def apply(*, user, event):
+        WhatsAppSession.objects.filter(user=user).update(push_name="partial")
+        raise ValueError("broken after a write")
+
+    with mock.patch("messaging.services.gateway_event_apply", side_effect=apply):
+        response = post_callback(client, batch)
+
+    assert response.status_code == 200
+    pending.refresh_from_db()
+    assert pending.push_name != "partial"
+
+
+def test_failed_event_log_names_no_message_text(client, owner, pending, caplog):
+    event = message_event(owner.pk, 1, text="secret order details")
+
+    with mock.patch(
+        "messaging.services.gateway_event_apply", side_effect=ValueError("x")
+    ):
+        post_callback(client, [event])
+
+    assert "secret order details" not in caplog.text
+    assert str(owner.pk) in caplog.text
+
+
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+)
+def test_occurred_at_outside_datetime_range_is_400(client, owner, pending, value):
+    event = qr_event(owner.pk, 1)
+    event["occurred_at"] = value
+
+    response = post_callback(client, [event])
+
+    assert response.status_code == 400
+    assert response.json()["extra"] == {"index": 0, "field": "occurred_at"}
+
+
+def test_qr_expiry_outside_datetime_range_is_400(client, owner, pending):
+    event = qr_event(owner.pk, 1)
+    event["data"]["expires_at"] = "0001-01-01T00:00:00+14:00"
+
+    response = post_callback(client, [event])
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["field"] == "data.expires_at"
+
+
+def test_integer_too_long_to_parse_is_400(client, owner, pending):
+    body = b'{"events": [{"seq": ' + b"9" * 5000 + b"}]}"
+
+    response = post_callback(client, body)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_non_finite_number_is_400(client, owner, pending, number):
+    event = json.dumps(qr_event(owner.pk, 1)).encode()
+    body = b'{"events": [' + event[:-1] + b', "extra": ' + number + b"}]}"
+
+    response = post_callback(client, body)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+    assert_nothing_changed(pending)
+
+
+MESSAGING_EVENTS = {
+    "message.received": {
+        "gateway_message_id": "3EB01",
+        "chat_jid": "5511900000001@s.whatsapp.net",
+        "chat_type": "direct",
+        "sender_jid": "5511900000001@s.whatsapp.net",
+        "sender_phone": "+5511900000001",
+        "sender_lid": None,
+        "peer_jid": "5511900000001@s.whatsapp.net",
+        "peer_phone": "+5511900000001",
+        "peer_lid": None,
+        "push_name": "Ana",
+        "from_me": False,
+        "kind": "text",
+        "text": "Oi",
+        "quoted_id": None,
+        "metadata": {},
+        "media": None,
+        "offline": False,
+    },
+    "message.updated": {
+        "gateway_message_id": "3EB01",
+        "chat_jid": "5511900000001@s.whatsapp.net",
+        "change": "edited",
+        "text": "Oi!",
+    },
+    "message.reaction": {
+        "gateway_message_id": "3EB01",
+        "chat_jid": "5511900000001@s.whatsapp.net",
+        "sender_jid": "5511900000001@s.whatsapp.net",
+        "emoji": "\U0001f44d",
+    },
+    "message.status": {
+        "gateway_message_id": "3EB01",
+        "message_id": None,
+        "chat_jid": "5511900000001@s.whatsapp.net",
+        "status": "read",
+        "error": None,
+    },
+    "contact.lid_mapped": {
+        "lid": "100000000000001@lid",
+        "phone": "+5511900000001",
+        "jid": "5511900000001@s.whatsapp.net",
+    },
+}
+WRONG_VALUES = [{}, [], 7, 1.5, True, "text"]
+MESSAGING_FIELD_CASES = [
+    (event_type, field, wrong)
+    for event_type, data in MESSAGING_EVENTS.items()
+    for field in data
+    for wrong in WRONG_VALUES
+    if type(wrong) is not type(data[field])
+    and not (field in ("from_me", "offline") and wrong is True)
+    and not (isinstance(data[field], str | type(None)) and isinstance(wrong, str))
+    and not (field in ("metadata", "media") and wrong == {})
+]
+
+
+@pytest.mark.parametrize(("event_type", "field", "wrong"), MESSAGING_FIELD_CASES)
+def test_messaging_field_wrong_type_is_400(
+    client, owner, pending, event_type, field, wrong
+):
+    data = dict(MESSAGING_EVENTS[event_type], **{field: wrong})
+    batch = [qr_event(owner.pk, 1), gateway_event(owner.pk, event_type, data, seq=2)]
+
+    response = post_callback(client, batch)
+
+    assert response.status_code == 400
+    assert response.json()["extra"] == {"index": 1, "field": f"data.{field}"}
+    assert f"events[1].data.{field}" in response.json()["message"]
+    assert_nothing_changed(pending)
+
+
+def test_receipt_with_object_status_is_400(client, owner, pending):
+    data = dict(MESSAGING_EVENTS["message.status"], status={})
+
+    response = post_callback(
+        client, [gateway_event(owner.pk, "message.status", data, seq=1)]
+    )
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["field"] == "data.status"
+
+
+@pytest.mark.parametrize("event_type", sorted(MESSAGING_EVENTS))
+def test_well_typed_messaging_event_is_applied(client, owner, pending, event_type):
+    data = MESSAGING_EVENTS[event_type]
+
+    response = post_callback(client, [gateway_event(owner.pk, event_type, data, seq=1)])
+
+    assert response.status_code == 200
+    assert GatewayEvent.objects.get().outcome != GatewayEvent.Outcome.FAILED
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field"),
+    [
+        ("session.qr", "qr"),
+        ("session.qr", "expires_at"),
+        ("session.connected", "jid"),
+        ("session.connected", "phone"),
+        ("session.connected", "push_name"),
+        ("session.connected", "lid"),
+        ("session.disconnected", "reason"),
+        ("session.disconnected", "will_reconnect"),
+        ("session.logged_out", "reason"),
+    ],
+)
+@pytest.mark.parametrize("wrong", [{}, [], 7, 1.5])
+def test_session_field_wrong_type_is_400(
+    client, owner, pending, event_type, field, wrong
+):
+    valid = {
+        "session.qr": qr_event(owner.pk, 1)["data"],
+        "session.connected": connected_event(owner.pk, 1)["data"],
+        "session.disconnected": {"reason": "network", "will_reconnect": True},
+        "session.logged_out": {"reason": "requested"},
+    }[event_type]
+    data = dict(valid, **{field: wrong})
+
+    response = post_callback(client, [gateway_event(owner.pk, event_type, data, seq=1)])
+
+    assert response.status_code == 400
+    assert response.json()["extra"] == {"index": 0, "field": f"data.{field}"}

@@ -21,7 +21,12 @@ from hypothesis import strategies as st
 
 from accounts.tests.factories import subscriber_create
 from messaging.models import Customer, Message, PendingMessageUpdate
-from messaging.services import message_claim, message_record_sent, message_send
+from messaging.services import (
+    message_claim,
+    message_fail,
+    message_record_sent,
+    message_send,
+)
 from sessions_wa.models import WhatsAppSession
 from sessions_wa.services import gateway_events_apply
 
@@ -128,6 +133,13 @@ def _send_and_apply(user, steps: list[str], base) -> dict:
                 to_jid="5511900000001@s.whatsapp.net",
             )
             continue
+        if step == "give_up":
+            message_fail(
+                message_id=message.pk,
+                code="gateway_unavailable",
+                reason="The WhatsApp gateway could not be reached.",
+            )
+            continue
         receipt = _receipt(
             user, step, gateway_id=gateway_id, message_code=message.code, base=base
         )
@@ -197,6 +209,29 @@ def test_sent_message_receipts_in_any_order_end_equal(
     )
 
     assert reordered == in_order, f"order {shuffled} ended differently from {steps}"
+
+
+@fuzz_settings
+@given(receipts=receipt_sets, data=st.data())
+def test_receipts_after_give_up_end_equal(connected_subscriber, receipts, data):
+    shuffled = data.draw(st.permutations(receipts))
+    rank = ["sent", "delivered", "read", "failed"]
+    words = {"played": "read"}
+    expected = max((words.get(r, r) for r in receipts), key=rank.index)
+
+    base = timezone.now()
+
+    in_order = _in_savepoint(
+        lambda: _send_and_apply(connected_subscriber, ["give_up", *receipts], base)
+    )
+    reordered = _in_savepoint(
+        lambda: _send_and_apply(connected_subscriber, ["give_up", *shuffled], base)
+    )
+
+    assert reordered == in_order, f"order {shuffled} ended differently"
+    assert in_order["status"] == expected
+    if expected != "failed":
+        assert in_order["error_code"] == ""
 
 
 @fuzz_settings

@@ -1,10 +1,6 @@
 // POST /send.
 
-import { replies, userIdBody } from './schemas.js'
-
-// NOTE: 65,536 characters is the commonly cited WhatsApp text limit, not
-// checked against WhatsApp here. The 64 KiB body limit is usually hit first.
-const MAX_TEXT_LENGTH = 65536
+import { MAX_TEXT_LENGTH, replies, userIdBody } from './schemas.js'
 
 const sendBody = {
   type: 'object',

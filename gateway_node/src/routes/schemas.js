@@ -29,6 +29,11 @@ export const userIdOnlyQuery = {
 
 export const nullableString = { type: ['string', 'null'] }
 
+// NOTE: 65,536 characters is the commonly cited WhatsApp text limit, not
+// checked against WhatsApp here. JSON Schema's maxLength counts code points,
+// as Python's len() does, so an emoji counts as one character on both sides.
+export const MAX_TEXT_LENGTH = 65536
+
 export const errorReply = {
   type: 'object',
   required: ['code', 'message'],

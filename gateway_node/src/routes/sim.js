@@ -4,7 +4,7 @@
 
 import { DISCONNECT_REASONS } from '../engines/sim.js'
 import { GatewayError, gatewayError, isGatewayCode } from '../errors.js'
-import { replies, stateReply, userIdBody } from './schemas.js'
+import { MAX_TEXT_LENGTH, replies, stateReply, userIdBody } from './schemas.js'
 
 const scanBody = {
   type: 'object',
@@ -21,7 +21,7 @@ const inboundBody = {
   properties: {
     user_id: userIdBody,
     from: { type: 'string', minLength: 1, maxLength: 128 },
-    text: { type: 'string', maxLength: 65536 },
+    text: { type: 'string', maxLength: MAX_TEXT_LENGTH },
     id: { type: 'string', minLength: 1, maxLength: 128 },
     from_lid: { type: 'string', minLength: 1, maxLength: 128 },
     from_me: { type: 'boolean' },

@@ -1,0 +1,181 @@
+"""A repeated send with the same idempotency key sends one message.
+
+The conversation form carries a new key per render, so a double submit of
+one form stores one message; the API takes the key from the
+`Idempotency-Key` header. Keys belong to one subscriber.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from messaging.models import Message
+
+from .helpers import customer_make
+
+SEND = "/api/messages/send"
+
+
+@pytest.fixture
+def customer(alice):
+    return customer_make(alice, name="Customer A")
+
+
+def _client(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def _api_send(client, customer, key, content="Olá"):
+    return client.post(
+        SEND,
+        {"customer_id": str(customer.code), "content": content},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+
+
+def _form_key(page: str) -> str:
+    match = re.search(r'name="idempotency_key" value="([0-9a-f-]{36})"', page)
+    assert match, "the send form has no idempotency key"
+    return match.group(1)
+
+
+def _conversation_url(customer, name="conversation"):
+    return reverse(f"messaging:{name}", kwargs={"code": customer.code})
+
+
+def test_form_double_submit_stores_once(alice_client, alice, customer, fake_gateway):
+    page = alice_client.get(_conversation_url(customer)).content.decode()
+    form = {"content": "Olá", "idempotency_key": _form_key(page)}
+
+    alice_client.post(_conversation_url(customer, "conversation_send"), form)
+    second = alice_client.post(_conversation_url(customer, "conversation_send"), form)
+
+    assert second.status_code == 302
+    assert Message.objects.filter(owner=alice).count() == 1
+
+
+def test_send_form_gets_a_new_key_each_render(alice_client, customer):
+    first = alice_client.get(_conversation_url(customer)).content.decode()
+    second = alice_client.get(_conversation_url(customer)).content.decode()
+
+    assert _form_key(first) != _form_key(second)
+
+
+def test_form_disables_button_while_sending(alice_client, customer):
+    page = alice_client.get(_conversation_url(customer)).content.decode()
+
+    assert 'hx-disabled-elt="find button[type=submit]"' in page
+
+
+def test_htmx_answer_carries_a_fresh_key(alice_client, customer, fake_gateway):
+    page = alice_client.get(_conversation_url(customer)).content.decode()
+    key = _form_key(page)
+
+    answer = alice_client.post(
+        _conversation_url(customer, "conversation_send"),
+        {"content": "Olá", "idempotency_key": key},
+        HTTP_HX_REQUEST="true",
+    )
+
+    assert _form_key(answer.content.decode()) != key
+
+
+def test_api_repeated_key_returns_first_messages(alice, customer):
+    client = _client(alice)
+
+    first = _api_send(client, customer, "order-42")
+    second = _api_send(client, customer, "order-42")
+
+    assert second.status_code == 202
+    assert second.json()["messages"] == first.json()["messages"]
+    assert Message.objects.filter(owner=alice).count() == 1
+
+
+def test_api_repeated_long_text_returns_parts(alice, customer):
+    client = _client(alice)
+
+    first = _api_send(client, customer, "long-1", content="a" * 5000)
+    second = _api_send(client, customer, "long-1", content="a" * 5000)
+
+    assert len(second.json()["messages"]) == 2
+    assert second.json()["messages"] == first.json()["messages"]
+    assert Message.objects.filter(owner=alice).count() == 2
+
+
+def test_api_sends_without_key_are_separate(alice, customer):
+    client = _client(alice)
+
+    client.post(
+        SEND, {"customer_id": str(customer.code), "content": "Olá"}, format="json"
+    )
+    client.post(
+        SEND, {"customer_id": str(customer.code), "content": "Olá"}, format="json"
+    )
+
+    assert Message.objects.filter(owner=alice).count() == 2
+
+
+def test_api_key_reused_for_another_text_is_422(alice, customer):
+    client = _client(alice)
+    _api_send(client, customer, "order-42", content="Olá")
+
+    response = _api_send(client, customer, "order-42", content="Tchau")
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert Message.objects.filter(owner=alice).count() == 1
+
+
+def test_api_key_after_the_window_sends_again(alice, customer):
+    client = _client(alice)
+    _api_send(client, customer, "order-42")
+    Message.objects.filter(owner=alice).update(
+        created_at=Message.objects.get(owner=alice).created_at - timedelta(hours=25)
+    )
+
+    response = _api_send(client, customer, "order-42")
+
+    assert response.status_code == 202
+    assert Message.objects.filter(owner=alice).count() == 2
+
+
+def test_same_key_other_subscriber_sends(alice, charlie, customer):
+    key = str(uuid.uuid4())
+    _api_send(_client(alice), customer, key)
+    charlie_customer = customer_make(charlie, phone="+5491100000001")
+
+    response = _api_send(_client(charlie), charlie_customer, key)
+
+    assert response.status_code == 202
+    [message] = Message.objects.filter(owner=charlie)
+    assert response.json()["messages"][0]["id"] == str(message.code)
+    assert Message.objects.filter(owner=alice).count() == 1
+
+
+def test_api_key_too_long_is_400(alice, customer):
+    response = _api_send(_client(alice), customer, "k" * 65)
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["field"] == "idempotency_key"
+
+
+@pytest.mark.parametrize("content", [123, 1.5, True, ["Olá"], {"text": "Olá"}])
+def test_api_content_must_be_a_json_string(alice, customer, content):
+    response = _client(alice).post(
+        SEND,
+        {"customer_id": str(customer.code), "content": content},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "content" in str(response.json())
+    assert not Message.objects.filter(owner=alice).exists()

@@ -1,0 +1,77 @@
+"""Make the sim gateway deliver a customer's message to a subscriber.
+
+Development only: the gateway must run with WA_ENGINE=sim (as `make run`
+starts it) and the subscriber's WhatsApp session must be connected.
+"""
+
+import logging
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import User
+from sessions_wa.gateway import GatewayClient, GatewayError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EMAIL = "demo@example.com"
+
+
+class Command(BaseCommand):
+    help = (
+        "Simulate an incoming WhatsApp message: the sim gateway reports it to "
+        "Django as if the customer had written to the subscriber."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--email",
+            default=DEFAULT_EMAIL,
+            help=f"Email address of the subscriber (default {DEFAULT_EMAIL}).",
+        )
+        parser.add_argument(
+            "--from",
+            dest="sender",
+            required=True,
+            help="The customer's number in E.164 (e.g. +5511900000001) or a JID.",
+        )
+        parser.add_argument("--text", required=True, help="The message text.")
+        parser.add_argument(
+            "--push-name", default=None, help="The customer's WhatsApp name."
+        )
+
+    def handle(self, *args, email, sender, text, push_name, **options):
+        user = User.objects.filter(email__iexact=email).first()
+        if user is None:
+            raise CommandError(
+                f"No subscriber has the email {email}. Create the demo one with "
+                "`manage.py ensure_demo_subscriber` or pass --email."
+            )
+
+        # `from` is a Python keyword, so the fields go in as a dict.
+        fields = {"from": sender, "text": text}
+        if push_name:
+            fields["push_name"] = push_name
+
+        logger.info("Simulating an inbound message for user %s", user.pk)
+        try:
+            result = GatewayClient().sim("inbound", user.pk, **fields)
+        except GatewayError as exc:
+            logger.warning(
+                "Simulated inbound message for user %s failed: status=%s code=%s",
+                user.pk,
+                exc.status,
+                exc.code,
+            )
+            raise CommandError(
+                f"The gateway rejected the simulated message: {exc.message} "
+                "The gateway must run with WA_ENGINE=sim, and the subscriber's "
+                "WhatsApp session must be connected (scan the QR code on /settings/)."
+            ) from exc
+
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"The gateway accepted the message from {sender} to {user.email} "
+                f"(gateway_message_id {result.get('gateway_message_id')}). It "
+                "shows in the inbox once the gateway's callback reaches Django."
+            )
+        )

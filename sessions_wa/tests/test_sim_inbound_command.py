@@ -1,0 +1,65 @@
+"""manage.py sim_inbound: a signed /sim/inbound call to the gateway."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.tests.factories import subscriber_create
+
+pytestmark = pytest.mark.django_db
+
+CUSTOMER = "+5511900000001"
+
+
+def sim_inbound(*args):
+    out = StringIO()
+    call_command("sim_inbound", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_posts_signed_inbound_message(fake_gateway):
+    user = subscriber_create("owner@example.com")
+    fake_gateway.reply("/sim/inbound", (202, {"gateway_message_id": "SIM1"}))
+
+    output = sim_inbound(
+        "--email", "owner@example.com", "--from", CUSTOMER, "--text", "Hi"
+    )
+
+    [call] = fake_gateway.calls("/sim/inbound")
+    assert call["signed"] is True
+    assert call["json"] == {"user_id": user.pk, "from": CUSTOMER, "text": "Hi"}
+    assert "SIM1" in output
+
+
+def test_passes_the_push_name(fake_gateway):
+    subscriber_create("owner@example.com")
+    fake_gateway.reply("/sim/inbound", (202, {"gateway_message_id": "SIM1"}))
+
+    sim_inbound(
+        "--email", "owner@example.com", "--from", CUSTOMER, "--text", "Hi",
+        "--push-name", "Ana",
+    )  # fmt: skip
+
+    [call] = fake_gateway.calls("/sim/inbound")
+    assert call["json"]["push_name"] == "Ana"
+
+
+def test_unknown_email_is_an_error(fake_gateway):
+    with pytest.raises(CommandError, match="No subscriber has the email x@example"):
+        sim_inbound("--email", "x@example.com", "--from", CUSTOMER, "--text", "Hi")
+
+    assert fake_gateway.requests == []
+
+
+def test_gateway_error_explains_what_to_check(fake_gateway):
+    subscriber_create("owner@example.com")
+    fake_gateway.reply(
+        "/sim/inbound",
+        (409, {"code": "GW_ERR_CLIENT_NOT_READY", "message": "Not connected."}),
+    )
+
+    with pytest.raises(
+        CommandError, match="Not connected. The gateway must run with WA_ENGINE"
+    ):
+        sim_inbound("--email", "owner@example.com", "--from", CUSTOMER, "--text", "Hi")

@@ -1,0 +1,68 @@
+"""API-wide checks that run before every DRF view."""
+
+from __future__ import annotations
+
+from django.http import QueryDict
+from rest_framework.permissions import BasePermission
+
+LEAVE_OUT = "leave it out, every request acts for the authenticated user."
+
+
+def _user_id_values(request) -> list:
+    values = list(request.query_params.getlist("user_id"))
+    data = request.data
+    if isinstance(data, QueryDict):
+        values.extend(data.getlist("user_id"))
+    elif isinstance(data, dict) and data.get("user_id") is not None:
+        values.append(data["user_id"])
+    return values
+
+
+def _as_int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def user_id_check(request) -> None:
+    """Reject a `user_id` in the query string or body that is not the caller's.
+
+    Raises ApplicationError (400, code `invalid_user_id`) naming the value.
+    """
+    # Imported here: DRF imports this module while whatsapp_saas.exceptions
+    # is still importing rest_framework.views.
+    from .exceptions import ApplicationError
+
+    for value in _user_id_values(request):
+        number = _as_int(value)
+        if number is None:
+            message = f"user_id must be an integer; {LEAVE_OUT}"
+        elif number != request.user.pk:
+            message = f"user_id {number} is not the authenticated user; {LEAVE_OUT}"
+        else:
+            continue
+        raise ApplicationError(
+            message,
+            code="invalid_user_id",
+            extra={"fields": {"user_id": [message]}},
+        )
+
+
+class UserIdIsCaller(BasePermission):
+    """Runs user_id_check for authenticated callers of every API view.
+
+    An optional `user_id` is accepted only when it is the caller's own id,
+    the same way on every endpoint, so a client bug can never look like it
+    acted for another account.
+    """
+
+    def has_permission(self, request, view) -> bool:
+        # A method the view does not handle gets its 405 from DRF.
+        handled = getattr(view, request.method.lower(), None) is not None
+        if handled and request.user is not None and request.user.is_authenticated:
+            user_id_check(request)
+        return True

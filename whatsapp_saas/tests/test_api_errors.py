@@ -1,0 +1,78 @@
+"""API paths answer errors as JSON in the API's error shape, pages as HTML."""
+
+import json
+
+import pytest
+from django.core.exceptions import RequestDataTooBig
+
+from accounts.tests.factories import subscriber_create
+from whatsapp_saas.exceptions import api_exception_handler
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.mark.parametrize("path", ["/api/no-such-endpoint/", "/api/v9/messages/1/"])
+def test_unknown_api_path_is_json_404(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["code"] == "not_found"
+    assert body["extra"] == {}
+    assert path in body["message"]
+
+
+def test_unknown_page_outside_api_stays_html(client):
+    response = client.get("/apiary/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+    assert b"Page not found" in response.content
+
+
+def test_api_body_over_upload_limit_is_json_413(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    client.force_login(subscriber_create("big@example.com"))
+    body = json.dumps({"phone": "+5511900000001", "text": "x" * 2000})
+
+    response = client.post("/api/messages/send", body, content_type="application/json")
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+    assert response.json()["extra"] == {"max_bytes": 1000}
+    assert "1000 bytes" in response.json()["message"]
+
+
+def test_api_body_under_upload_limit_reaches_the_view(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = client.post(
+        "/api/messages/send", {"text": "x"}, content_type="application/json"
+    )
+
+    assert response.status_code == 401
+
+
+def test_page_body_over_upload_limit_is_not_answered_as_api(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = client.post(
+        "/accounts/login/", "x" * 2000, content_type="application/octet-stream"
+    )
+
+    assert response.status_code != 413
+
+
+def test_body_found_too_large_while_read_is_json_413(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = api_exception_handler(RequestDataTooBig("too big"), {})
+
+    assert response.status_code == 413
+    assert response.data["code"] == "payload_too_large"
