@@ -377,7 +377,8 @@ WA_SEND_BURST = env_int("WA_SEND_BURST", default=5)
 # Retries of a send after a timeout, connection error or 5xx from the gateway.
 WA_SEND_MAX_RETRIES = env_int("WA_SEND_MAX_RETRIES", default=6, minimum=0)
 # Minutes a message may stay queued (or sending) before it is queued again.
-WA_SEND_STUCK_MINUTES = env_int("WA_SEND_STUCK_MINUTES", default=5)
+# 0 requeues every queued message at each sweep, which tests use.
+WA_SEND_STUCK_MINUTES = env_int("WA_SEND_STUCK_MINUTES", default=5, minimum=0)
 # Days a receipt, edit or reaction waits for its message before it is dropped.
 WA_PENDING_UPDATE_MAX_AGE_DAYS = env_int("WA_PENDING_UPDATE_MAX_AGE_DAYS", default=7)
 

@@ -19,7 +19,13 @@ try:
 except Exception as error:
     print(json.dumps({"error": type(error).__name__, "message": str(error)}))
 else:
-    names = ["DEBUG", "LOG_LEVEL", "WA_SEND_MAX_RETRIES", "WA_GATEWAY_TIMEOUT"]
+    names = [
+        "DEBUG",
+        "LOG_LEVEL",
+        "WA_SEND_MAX_RETRIES",
+        "WA_SEND_STUCK_MINUTES",
+        "WA_GATEWAY_TIMEOUT",
+    ]
     print(json.dumps({"error": None, **{name: values[name] for name in names}}))
 """
 
@@ -77,7 +83,7 @@ def settings_read(**variables) -> dict:
         ("WA_SEND_RATE_PER_MINUTE", "0", "positive number"),
         ("WA_SEND_BURST", "2.5", "positive whole number"),
         ("WA_SEND_MAX_RETRIES", "-1", "whole number of at least 0"),
-        ("WA_SEND_STUCK_MINUTES", "five", "positive whole number"),
+        ("WA_SEND_STUCK_MINUTES", "five", "whole number of at least 0"),
         ("CELERY_TASK_SOFT_TIME_LIMIT", "0", "positive whole number"),
         ("CELERY_TASK_TIME_LIMIT", "-30", "positive whole number"),
         ("CELERY_VISIBILITY_TIMEOUT", "x", "positive whole number"),
@@ -99,6 +105,13 @@ def test_zero_retries_is_accepted():
 
     assert result["error"] is None
     assert result["WA_SEND_MAX_RETRIES"] == 0
+
+
+def test_zero_stuck_minutes_is_accepted():
+    result = settings_read(WA_SEND_STUCK_MINUTES="0")
+
+    assert result["error"] is None
+    assert result["WA_SEND_STUCK_MINUTES"] == 0
 
 
 def test_fractional_gateway_timeout_is_accepted():
