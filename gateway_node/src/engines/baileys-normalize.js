@@ -8,6 +8,14 @@
 import { DisconnectReason, getContentType, proto } from 'baileys'
 
 import { jidKind, jidToPhone, normalizeJid } from '../jid.js'
+import {
+  EMPTY_IDENTITY,
+  SILENT_LOGGER,
+  buildMessageEvent,
+  epochToIso,
+  isSelfJid,
+  selfIdentity
+} from './normalize-common.js'
 
 const { Status, StubType } = proto.WebMessageInfo
 const ProtocolType = proto.Message.ProtocolMessage.Type
@@ -94,12 +102,6 @@ const DECRYPT_FAILURES = [
 ]
 const MESSAGE_ABSENT = 'message absent from node'
 
-const MILLISECONDS_THRESHOLD = 1e12
-const LATEST_VALID_MS = Date.UTC(9999, 11, 31)
-
-const EMPTY_IDENTITY = Object.freeze({ jid: null, phone: null, lid: null })
-const SILENT_LOGGER = { debug () {}, warn () {} }
-
 function enumNumber (values, value) {
   if (typeof value === 'string') return values[value]
   return value
@@ -125,12 +127,7 @@ function toEpochNumber (value) {
  * numeric string or a protobuf Long) into an ISO 8601 UTC string, or null.
  */
 export function toIsoTimestamp (value) {
-  const number = toEpochNumber(value)
-  if (!Number.isFinite(number) || number <= 0) return null
-
-  const ms = number > MILLISECONDS_THRESHOLD ? number : number * 1000
-  if (ms > LATEST_VALID_MS) return null
-  return new Date(ms).toISOString()
+  return epochToIso(toEpochNumber(value))
 }
 
 function toByteCount (value) {
@@ -145,18 +142,6 @@ function toBase64 (value) {
     return value.length ? Buffer.from(value).toString('base64') : null
   }
   return null
-}
-
-function isSelfJid (jid, self) {
-  return Boolean(jid && self && (jid === self.jid || jid === self.lid))
-}
-
-function selfIdentity (self) {
-  return {
-    jid: self?.jid ?? null,
-    phone: self?.phone ?? null,
-    lid: self?.lid ?? null
-  }
 }
 
 // Builds a person's identity from their JID and the alternate JIDs WhatsApp
@@ -375,28 +360,14 @@ function readMissingContent (message) {
 }
 
 function buildMessage (message, parties, content, context) {
-  const { sender, peer } = parties
-  return {
-    gateway_message_id: message.key.id,
-    chat_jid: parties.chatJid,
-    chat_type: parties.chatType,
-    sender_jid: sender.jid,
-    sender_phone: sender.phone,
-    sender_lid: sender.lid,
-    peer_jid: peer.jid,
-    peer_phone: peer.phone,
-    peer_lid: peer.lid,
-    // The push name of a message we sent is the subscriber's own name.
-    push_name: parties.fromMe ? null : message.pushName || null,
-    from_me: parties.fromMe,
-    kind: content.kind,
-    text: content.text ?? null,
-    quoted_id: content.quotedId ?? null,
-    metadata: { is_ephemeral: false, is_view_once: false, ...content.metadata },
-    media: content.media ?? null,
+  return buildMessageEvent({
+    id: message.key.id,
+    parties,
+    content,
+    pushName: message.pushName,
     timestamp: toIsoTimestamp(message.messageTimestamp),
-    offline: Boolean(context.offline)
-  }
+    offline: context.offline
+  })
 }
 
 function readEditText (editedMessage) {

@@ -5,18 +5,11 @@
 // start() and never by the sim engine. A Baileys socket serves one
 // connection: every reconnect makes a new socket from the saved auth state.
 
-import { EventEmitter } from 'node:events'
-
 import pino from 'pino'
 
-import { gatewayError } from '../errors.js'
 import { jidToPhone, normalizeJid } from '../jid.js'
+import { EngineBase, phoneDigits } from './engine-base.js'
 import { TtlCache } from './ttl-cache.js'
-
-// Baileys shows the first QR of a connection for 60 s and each later one for
-// 20 s (lib/Socket/socket.js, the `pair-device` handler).
-const FIRST_QR_TTL_MS = 60_000
-const NEXT_QR_TTL_MS = 20_000
 
 const DEFAULTS = {
   reconnectBaseMs: 2_000,
@@ -41,7 +34,6 @@ const SEEN_TTL_MS = 24 * 60 * 60 * 1000
 const SEEN_MAX = 20_000
 
 const CREDS_NAME = 'creds'
-const TERMINAL_STATES = new Set(['stopped', 'logged_out', 'failed', 'qr_expired'])
 
 let modules = null
 
@@ -119,23 +111,15 @@ async function endSocket (socket, logger) {
   }
 }
 
-export class BaileysEngine extends EventEmitter {
-  #state = 'stopped'
-  #stateWaiters = []
+export class BaileysEngine extends EngineBase {
+  clientName = 'Baileys'
+  reconnectMessage = 'reconnecting to WhatsApp'
+  prepareFailedMessage = 'loading Baileys or the auth state failed'
 
-  constructor ({ userId, auth, logger, config = {} }) {
-    super()
-    this.userId = userId
-    this.auth = auth
-    this.logger = logger
-    this.config = { ...DEFAULTS, ...config }
-    this.random = this.config.random ?? Math.random
-
+  constructor (options) {
+    super(options, DEFAULTS)
+    const { logger } = options
     this.socket = null
-    this.reconnectTimer = null
-    this.opening = false
-    this.stopping = false
-    this.self = null
 
     this.libraryLogger = makeLibraryLogger(logger, this.config.libraryLogLevel)
     this.sentMessages = new TtlCache({ ttlMs: SENT_MESSAGE_TTL_MS, maxEntries: SENT_MESSAGE_MAX })
@@ -149,70 +133,20 @@ export class BaileysEngine extends EventEmitter {
     })
   }
 
-  get state () {
-    return this.#state
-  }
-
-  #setState (state) {
-    this.#state = state
-    if (state === 'starting') return
-
-    const waiters = this.#stateWaiters
-    this.#stateWaiters = []
-    for (const resolve of waiters) resolve()
-  }
-
-  #waitForFirstState () {
-    return new Promise(resolve => {
-      const timer = setTimeout(resolve, this.config.startTimeoutMs)
-      this.#stateWaiters.push(() => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
-  }
-
-  /**
-   * Opens the connection with the saved auth state, or starts pairing when
-   * there is none. Resolves once the first state is known (a QR, connected,
-   * or a disconnect), or after `startTimeoutMs`. Does nothing while running.
-   */
-  async start () {
-    if (this.socket || this.reconnectTimer || this.opening) return
-
-    this.opening = true
-    this.stopping = false
-    this.qrCount = 0
-    this.retries = 0
+  /** Loads Baileys and the saved auth state before start() opens a socket. */
+  async prepareStart () {
     this.restarts = 0
-    this.reconnectAttempt = 0
-    this.dropReported = false
-    this.#setState('starting')
-    this.logger.info('starting the Baileys client')
 
-    try {
-      const { baileys, normalize } = await loadModules()
-      this.baileys = baileys
-      this.normalize = normalize
-      this.makeSocket = this.config.makeSocket ?? baileys.makeWASocket
-      this.authState = await loadAuthState(this.auth, baileys)
-      this.signalKeys = baileys.makeCacheableSignalKeyStore(
-        this.authState.keys,
-        this.libraryLogger
-      )
-      this.self = readSelf(this.authState.creds.me)
-    } catch (err) {
-      this.logger.error({ err }, 'loading Baileys or the auth state failed')
-      this.#setState('failed')
-      throw err
-    } finally {
-      this.opening = false
-    }
-    if (this.stopping) return
-
-    const firstState = this.#waitForFirstState()
-    this.#openSocket()
-    await firstState
+    const { baileys, normalize } = await loadModules()
+    this.baileys = baileys
+    this.normalize = normalize
+    this.makeSocket = this.config.makeSocket ?? baileys.makeWASocket
+    this.authState = await loadAuthState(this.auth, baileys)
+    this.signalKeys = baileys.makeCacheableSignalKeyStore(
+      this.authState.keys,
+      this.libraryLogger
+    )
+    this.self = readSelf(this.authState.creds.me)
   }
 
   #socketConfig () {
@@ -248,7 +182,7 @@ export class BaileysEngine extends EventEmitter {
     }
 
     this.socket = socket
-    this.socketQrCount = 0
+    this.connectionQrCount = 0
     this.#bind(socket)
   }
 
@@ -294,11 +228,11 @@ export class BaileysEngine extends EventEmitter {
   #saveCreds () {
     // After a logout the core wipes the auth store. Writing the creds again
     // would bring the unlinked device back on the next start.
-    if (this.#state === 'logged_out') return
+    if (this.state === 'logged_out') return
 
     this.credsWrite = (this.credsWrite ?? Promise.resolve())
       .then(() => {
-        if (this.#state !== 'logged_out') return this.authState.saveCreds()
+        if (this.state !== 'logged_out') return this.authState.saveCreds()
       })
       .catch(err => this.logger.error({ err }, 'saving Baileys creds failed'))
   }
@@ -333,35 +267,19 @@ export class BaileysEngine extends EventEmitter {
   }
 
   #onConnectionUpdate (update, socket) {
-    if (typeof update.qr === 'string' && update.qr) this.#onQr(update.qr)
-    if (update.isNewLogin) this.#setState('starting')
+    if (typeof update.qr === 'string' && update.qr) this.emitQr(update.qr)
+    if (update.isNewLogin) this.setState('starting')
     if (update.connection === 'open') this.#onOpen(socket)
     if (update.connection === 'close') this.#handleClose(update.lastDisconnect)
-  }
-
-  #onQr (qr) {
-    this.qrCount += 1
-    if (this.config.qrMax && this.qrCount > this.config.qrMax) {
-      this.logger.info({ qrMax: this.config.qrMax }, 'QR limit reached, closing the client')
-      this.#finish('qr_expired', 'qr_timeout')
-      return
-    }
-
-    const ttlMs = this.socketQrCount === 0 ? FIRST_QR_TTL_MS : NEXT_QR_TTL_MS
-    this.socketQrCount += 1
-    this.#setState('qr_pending')
-    this.emit('qr', { qr, expiresAt: new Date(Date.now() + ttlMs) })
   }
 
   #onOpen (socket) {
     const me = this.authState.creds.me ?? socket.user
     this.self = readSelf(me)
     this.qrCount = 0
-    this.retries = 0
     this.restarts = 0
-    this.reconnectAttempt = 0
-    this.dropReported = false
-    this.#setState('connected')
+    this.resetReconnect()
+    this.setState('connected')
     this.logger.info('WhatsApp connection open')
 
     this.emit('connected', {
@@ -388,17 +306,17 @@ export class BaileysEngine extends EventEmitter {
       case 'logout':
         return this.#finishLoggedOut(decision.reason)
       case 'fail':
-        return this.#finish('failed', decision.reason)
+        return this.finish('failed', decision.reason)
       case 'qr_timeout':
-        return this.#finish('qr_expired', decision.reason)
+        return this.finish('qr_expired', decision.reason)
       case 'restart':
         return this.#restart()
       case 'retry':
         this.retries += 1
-        if (this.retries > this.config.maxRetries) return this.#finish('failed', 'fatal')
-        return this.#scheduleReconnect(decision.reason)
+        if (this.retries > this.config.maxRetries) return this.finish('failed', 'fatal')
+        return this.scheduleReconnect(decision.reason)
       default:
-        return this.#scheduleReconnect(decision.reason)
+        return this.scheduleReconnect(decision.reason)
     }
   }
 
@@ -407,94 +325,44 @@ export class BaileysEngine extends EventEmitter {
   #restart () {
     this.restarts += 1
     if (this.restarts > this.config.maxQuickRestarts) {
-      this.#scheduleReconnect('restart')
+      this.scheduleReconnect('restart')
       return
     }
     this.logger.info({ restarts: this.restarts }, 'restarting the Baileys socket')
     this.#openSocket()
   }
 
-  #backoffDelay () {
-    const { reconnectBaseMs, reconnectMaxMs } = this.config
-    const ceiling = Math.min(reconnectMaxMs, reconnectBaseMs * 2 ** (this.reconnectAttempt - 1))
-    return Math.round(ceiling / 2 + (ceiling / 2) * this.random())
+  openConnection () {
+    this.#openSocket()
   }
 
-  #scheduleReconnect (reason) {
-    this.reconnectAttempt += 1
-    const delayMs = this.#backoffDelay()
-    const attempt = this.reconnectAttempt
-    this.logger.info({ attempt, delayMs, reason }, 'reconnecting to WhatsApp')
-
-    // One report per drop: the attempts that follow are the same outage.
-    if (!this.dropReported) {
-      this.dropReported = true
-      this.#setState('disconnected')
-      this.emit('disconnected', { reason, willReconnect: true })
-    }
-
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null
-      if (!this.stopping) this.#openSocket()
-    }, delayMs)
+  hasConnection () {
+    return this.socket !== null
   }
 
-  #release () {
-    clearTimeout(this.reconnectTimer)
-    this.reconnectTimer = null
-
+  closeConnection () {
     const socket = this.socket
     this.socket = null
     return socket ? endSocket(socket, this.logger) : Promise.resolve()
   }
 
-  #finish (state, reason) {
-    this.#release()
-    this.#setState(state)
-    this.emit('disconnected', { reason, willReconnect: false })
-  }
-
   #finishLoggedOut (reason) {
-    this.#release()
-    this.#setState('logged_out')
+    this.releaseConnection()
+    this.setState('logged_out')
     this.emit('logged_out', { reason })
   }
 
-  /** Closes the connection and keeps the auth state for the next start(). */
-  async stop () {
-    this.stopping = true
-    const wasRunning = !TERMINAL_STATES.has(this.#state) || this.socket !== null
-    await this.#release()
-    if (!wasRunning) return
-
-    this.logger.info('stopped the Baileys client')
-    this.#setState('stopped')
-    this.emit('disconnected', { reason: 'stopped', willReconnect: false })
-  }
-
-  /** Unlinks this device from the phone and ends with `logged_out`. */
-  async logout () {
-    this.stopping = true
-    const socket = this.socket
-    if (socket && this.#state === 'connected') {
-      try {
-        await socket.logout()
-      } catch (err) {
-        const message = 'unlinking the device failed, so only the local auth state is dropped'
-        this.logger.warn({ err }, message)
-      }
+  async unlinkDevice () {
+    try {
+      await this.socket.logout()
+    } catch (err) {
+      const message = 'unlinking the device failed, so only the local auth state is dropped'
+      this.logger.warn({ err }, message)
     }
-    await this.#release()
-
-    this.logger.info('logged out the Baileys client')
-    this.#setState('logged_out')
-    this.emit('logged_out', { reason: 'requested' })
   }
 
   #connectedSocket () {
-    if (!this.socket || this.#state !== 'connected') {
-      throw gatewayError('GW_ERR_CLIENT_NOT_READY', this.userId, this.#state)
-    }
+    this.assertConnected()
     return this.socket
   }
 
@@ -528,8 +396,7 @@ export class BaileysEngine extends EventEmitter {
   /** Asks WhatsApp whether a phone number has an account. */
   async lookup (digits) {
     const socket = this.#connectedSocket()
-    const phone = String(digits ?? '').replace(/\D/g, '')
-    if (!phone) throw gatewayError('GW_ERR_INVALID_PHONE', JSON.stringify(digits))
+    const phone = phoneDigits(digits)
 
     // onWhatsApp leaves numbers without an account out of its result.
     const results = (await socket.onWhatsApp(phone)) ?? []

@@ -6,6 +6,14 @@
 // `MessageAck` and `WAState`.
 
 import { jidKind, jidToPhone, normalizeJid } from '../jid.js'
+import {
+  EMPTY_IDENTITY,
+  SILENT_LOGGER,
+  buildMessageEvent,
+  epochToIso,
+  isSelfJid,
+  selfIdentity
+} from './normalize-common.js'
 
 // `message_ack` value (MessageAck in src/util/Constants.js) → ack status.
 // ACK_PENDING is the state before the server ack, so it produces no event.
@@ -73,19 +81,10 @@ const NON_MESSAGE_TYPES = new Set([
   'debug'
 ])
 
-const MILLISECONDS_THRESHOLD = 1e12
-const LATEST_VALID_MS = Date.UTC(9999, 11, 31)
-const EMPTY_IDENTITY = Object.freeze({ jid: null, phone: null, lid: null })
-const SILENT_LOGGER = { debug () {}, warn () {} }
-
 /** Converts seconds or milliseconds since the epoch into ISO 8601, or null. */
 export function toIsoTimestamp (value) {
   const number = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value
-  if (typeof number !== 'number' || !Number.isFinite(number) || number <= 0) return null
-
-  const ms = number > MILLISECONDS_THRESHOLD ? number : number * 1000
-  if (ms > LATEST_VALID_MS) return null
-  return new Date(ms).toISOString()
+  return epochToIso(number)
 }
 
 // whatsapp-web.js gives ids either as strings or as `{_serialized}` objects.
@@ -117,14 +116,6 @@ export function readChatJid (message) {
   const remote = widString(message?.id?.remote)
   const fallback = message?.fromMe || message?.id?.fromMe ? message?.to : message?.from
   return normalizeJid(remote ?? widString(fallback))
-}
-
-function isSelfJid (jid, self) {
-  return Boolean(jid && self && (jid === self.jid || jid === self.lid))
-}
-
-function selfIdentity (self) {
-  return { jid: self?.jid ?? null, phone: self?.phone ?? null, lid: self?.lid ?? null }
 }
 
 // Builds a person's identity. For a LID, the phone comes from the
@@ -252,29 +243,14 @@ export function mapMessage (message, context = {}) {
     return null
   }
 
-  const content = readContent(message)
-  const { sender, peer } = parties
-  return {
-    gateway_message_id: id,
-    chat_jid: parties.chatJid,
-    chat_type: parties.chatType,
-    sender_jid: sender.jid,
-    sender_phone: sender.phone,
-    sender_lid: sender.lid,
-    peer_jid: peer.jid,
-    peer_phone: peer.phone,
-    peer_lid: peer.lid,
-    // The push name of a message we sent is the subscriber's own name.
-    push_name: parties.fromMe ? null : message._data?.notifyName || null,
-    from_me: parties.fromMe,
-    kind: content.kind,
-    text: content.text,
-    quoted_id: content.quotedId,
-    metadata: content.metadata,
-    media: content.media,
+  return buildMessageEvent({
+    id,
+    parties,
+    content: readContent(message),
+    pushName: message._data?.notifyName,
     timestamp: toIsoTimestamp(message.timestamp ?? message._data?.t),
     offline: false
-  }
+  })
 }
 
 function isMessageChat (jid) {

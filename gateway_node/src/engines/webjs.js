@@ -7,10 +7,9 @@
 // that whatsapp-web.js destroyed cannot be started again, so every reconnect
 // builds a new Client.
 
-import { EventEmitter } from 'node:events'
-
 import { gatewayError } from '../errors.js'
 import { jidToPhone, normalizeJid, toWebjsChatId } from '../jid.js'
+import { EngineBase, phoneDigits } from './engine-base.js'
 import { TtlCache } from './ttl-cache.js'
 import {
   classifyDisconnect,
@@ -22,12 +21,6 @@ import {
   mapRevoke,
   serializeKey
 } from './webjs-normalize.js'
-
-// NOTE: whatsapp-web.js does not say how long a QR lasts. These are the
-// lifetimes Baileys 7 uses for the same pairing refs (60 s for the first QR,
-// 20 s for each later one).
-const FIRST_QR_TTL_MS = 60_000
-const NEXT_QR_TTL_MS = 20_000
 
 const BROWSER_ARGS = [
   '--no-sandbox',
@@ -51,7 +44,6 @@ const DEFAULTS = {
 
 const SEEN_TTL_MS = 24 * 60 * 60 * 1000
 const SEEN_MAX = 20_000
-const TERMINAL_STATES = new Set(['stopped', 'logged_out', 'failed', 'qr_expired'])
 
 let library = null
 
@@ -68,23 +60,14 @@ async function destroyClient (client, logger) {
   }
 }
 
-export class WebjsEngine extends EventEmitter {
-  #state = 'stopped'
-  #stateWaiters = []
+export class WebjsEngine extends EngineBase {
+  clientName = 'whatsapp-web.js'
+  reconnectMessage = 'reconnecting to WhatsApp Web'
+  prepareFailedMessage = 'loading whatsapp-web.js failed'
 
-  constructor ({ userId, auth, logger, config = {} }) {
-    super()
-    this.userId = userId
-    this.auth = auth
-    this.logger = logger
-    this.config = { ...DEFAULTS, ...config }
-    this.random = this.config.random ?? Math.random
-
+  constructor (options) {
+    super(options, DEFAULTS)
     this.client = null
-    this.reconnectTimer = null
-    this.opening = false
-    this.stopping = false
-    this.self = null
     this.queue = Promise.resolve()
     this.pendingSends = new Set()
 
@@ -94,60 +77,12 @@ export class WebjsEngine extends EventEmitter {
     this.phoneForLid = new TtlCache({ ttlMs: SEEN_TTL_MS, maxEntries: SEEN_MAX })
   }
 
-  get state () {
-    return this.#state
-  }
-
-  #setState (state) {
-    this.#state = state
-    if (state === 'starting') return
-
-    const waiters = this.#stateWaiters
-    this.#stateWaiters = []
-    for (const resolve of waiters) resolve()
-  }
-
-  #waitForFirstState () {
-    return new Promise(resolve => {
-      const timer = setTimeout(resolve, this.config.startTimeoutMs)
-      this.#stateWaiters.push(() => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
-  }
-
   /**
-   * Launches the browser with the saved profile, or starts pairing when there
-   * is none. Resolves once the first state is known (a QR, connected, or a
-   * disconnect), or after `startTimeoutMs`. Does nothing while running.
+   * Loads whatsapp-web.js before start() launches the browser with the saved
+   * profile (LocalAuth), or with a new one that starts pairing.
    */
-  async start () {
-    if (this.client || this.reconnectTimer || this.opening) return
-
-    this.opening = true
-    this.stopping = false
-    this.qrCount = 0
-    this.retries = 0
-    this.reconnectAttempt = 0
-    this.dropReported = false
-    this.#setState('starting')
-    this.logger.info('starting the whatsapp-web.js client')
-
-    try {
-      this.library = await loadLibrary()
-    } catch (err) {
-      this.logger.error({ err }, 'loading whatsapp-web.js failed')
-      this.#setState('failed')
-      throw err
-    } finally {
-      this.opening = false
-    }
-    if (this.stopping) return
-
-    const firstState = this.#waitForFirstState()
-    this.#openClient()
-    await firstState
+  async prepareStart () {
+    this.library = await loadLibrary()
   }
 
   #clientOptions () {
@@ -174,12 +109,12 @@ export class WebjsEngine extends EventEmitter {
     } catch (err) {
       // A constructor error is a configuration error that no retry fixes.
       this.logger.error({ err }, 'creating the whatsapp-web.js client failed')
-      this.#setState('failed')
+      this.setState('failed')
       this.emit('disconnected', { reason: 'fatal', willReconnect: false })
       return
     }
     this.client = client
-    this.clientQrCount = 0
+    this.connectionQrCount = 0
     this.#bind(client)
 
     client.initialize().catch(err => {
@@ -208,7 +143,10 @@ export class WebjsEngine extends EventEmitter {
       on(event, (...args) => this.#enqueue(event, () => handler(...args)))
     }
 
-    on('qr', qr => this.#onQr(qr))
+    // whatsapp-web.js emits one QR past qrMaxRetries before it disconnects
+    // with 'Max qrcode retries reached'. emitQr() never shows that QR and
+    // ends the run itself, because a relaunched client counts from zero.
+    on('qr', qr => this.emitQr(qr))
     on('ready', () => this.#onReady(client))
     on('auth_failure', () => this.#onAuthFailure())
     on('disconnected', reason => this.#onDisconnected(reason))
@@ -235,33 +173,12 @@ export class WebjsEngine extends EventEmitter {
     if (data) this.emit(event, data)
   }
 
-  #onQr (qr) {
-    this.qrCount += 1
-    // whatsapp-web.js emits one QR past qrMaxRetries before it disconnects
-    // with 'Max qrcode retries reached'. That QR is never shown, and the
-    // engine ends here itself because a relaunched client counts from zero.
-    if (this.config.qrMax && this.qrCount > this.config.qrMax) {
-      this.logger.info({ qrMax: this.config.qrMax }, 'QR limit reached, closing the client')
-      this.#discardClient()
-      this.#setState('qr_expired')
-      this.emit('disconnected', { reason: 'qr_timeout', willReconnect: false })
-      return
-    }
-
-    const ttlMs = this.clientQrCount === 0 ? FIRST_QR_TTL_MS : NEXT_QR_TTL_MS
-    this.clientQrCount += 1
-    this.#setState('qr_pending')
-    this.emit('qr', { qr, expiresAt: new Date(Date.now() + ttlMs) })
-  }
-
   #onReady (client) {
     const jid = normalizeJid(client.info?.wid?._serialized ?? client.info?.wid)
     this.self = { jid, phone: jidToPhone(jid), lid: null }
-    this.retries = 0
-    this.reconnectAttempt = 0
-    this.dropReported = false
+    this.resetReconnect()
     this.#watchBrowser(client)
-    this.#setState('connected')
+    this.setState('connected')
     this.logger.info('WhatsApp Web ready')
 
     this.emit('connected', {
@@ -282,7 +199,7 @@ export class WebjsEngine extends EventEmitter {
       if (client !== this.client || this.stopping) return
       this.logger.warn('the Chromium of whatsapp-web.js closed unexpectedly')
       this.client = null
-      this.#scheduleReconnect('network')
+      this.scheduleReconnect('network')
     })
   }
 
@@ -290,8 +207,8 @@ export class WebjsEngine extends EventEmitter {
   // the library then destroys the client.
   #onAuthFailure () {
     this.logger.warn('restoring the WhatsApp Web session failed')
-    this.#discardClient()
-    this.#setState('logged_out')
+    this.releaseConnection()
+    this.setState('logged_out')
     this.emit('logged_out', { reason: 'restore_failed' })
   }
 
@@ -300,8 +217,8 @@ export class WebjsEngine extends EventEmitter {
 
     const outcome = classifyDisconnect(reason)
     this.logger.info({ reason, outcome: outcome.reason }, 'WhatsApp Web disconnected')
-    this.#discardClient()
-    this.#setState(outcome.state)
+    this.releaseConnection()
+    this.setState(outcome.state)
     if (outcome.event === 'logged_out') {
       this.emit('logged_out', { reason: outcome.reason })
     } else {
@@ -312,22 +229,27 @@ export class WebjsEngine extends EventEmitter {
   // WhatsApp Web reconnects by itself inside the page, so TIMEOUT or OPENING
   // while connected means that the phone or the network dropped.
   #onChangeState (state) {
-    if ((state === 'TIMEOUT' || state === 'OPENING') && this.#state === 'connected') {
-      this.#setState('disconnected')
+    if ((state === 'TIMEOUT' || state === 'OPENING') && this.state === 'connected') {
+      this.setState('disconnected')
       this.emit('disconnected', { reason: 'network', willReconnect: true })
       return
     }
-    if (state === 'CONNECTED' && this.#state === 'disconnected' && this.self) {
-      this.#setState('connected')
+    if (state === 'CONNECTED' && this.state === 'disconnected' && this.self) {
+      this.setState('connected')
       const { jid, phone } = this.self
       this.emit('connected', { jid, phone, pushName: null, lid: null })
     }
   }
 
-  #discardClient () {
-    clearTimeout(this.reconnectTimer)
-    this.reconnectTimer = null
+  openConnection () {
+    this.#openClient()
+  }
 
+  hasConnection () {
+    return this.client !== null
+  }
+
+  closeConnection () {
     const client = this.client
     this.client = null
     return client ? destroyClient(client, this.logger) : Promise.resolve()
@@ -336,31 +258,11 @@ export class WebjsEngine extends EventEmitter {
   #retryLaunch () {
     this.retries += 1
     if (this.retries > this.config.maxRetries) {
-      this.#setState('failed')
+      this.setState('failed')
       this.emit('disconnected', { reason: 'fatal', willReconnect: false })
       return
     }
-    this.#scheduleReconnect('network')
-  }
-
-  #scheduleReconnect (reason) {
-    this.reconnectAttempt += 1
-    const { reconnectBaseMs, reconnectMaxMs } = this.config
-    const ceiling = Math.min(reconnectMaxMs, reconnectBaseMs * 2 ** (this.reconnectAttempt - 1))
-    const delayMs = Math.round(ceiling / 2 + (ceiling / 2) * this.random())
-    const attempt = this.reconnectAttempt
-    this.logger.info({ attempt, delayMs, reason }, 'reconnecting to WhatsApp Web')
-
-    if (!this.dropReported) {
-      this.dropReported = true
-      this.#setState('disconnected')
-      this.emit('disconnected', { reason, willReconnect: true })
-    }
-
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null
-      if (!this.stopping) this.#openClient()
-    }, delayMs)
+    this.scheduleReconnect('network')
   }
 
   // Waits for sends in flight, so that their ids are known before an echo
@@ -414,44 +316,21 @@ export class WebjsEngine extends EventEmitter {
     this.#emitIf('ack', mapAck(message, ack, { logger: this.logger }))
   }
 
-  /** Closes the browser and keeps the profile for the next start(). */
-  async stop () {
-    this.stopping = true
-    const wasRunning = !TERMINAL_STATES.has(this.#state) || this.client !== null
-    await this.#discardClient()
-    if (!wasRunning) return
-
-    this.logger.info('stopped the whatsapp-web.js client')
-    this.#setState('stopped')
-    this.emit('disconnected', { reason: 'stopped', willReconnect: false })
-  }
-
-  /** Unlinks this device from the phone and ends with `logged_out`. */
-  async logout () {
-    this.stopping = true
+  async unlinkDevice () {
     const client = this.client
-    if (client && this.#state === 'connected') {
-      this.client = null
-      try {
-        // Also closes the browser and deletes the LocalAuth profile.
-        await client.logout()
-      } catch (err) {
-        const message = 'unlinking the device failed, so only the local auth state is dropped'
-        this.logger.warn({ err }, message)
-        await destroyClient(client, this.logger)
-      }
+    this.client = null
+    try {
+      // Also closes the browser and deletes the LocalAuth profile.
+      await client.logout()
+    } catch (err) {
+      const message = 'unlinking the device failed, so only the local auth state is dropped'
+      this.logger.warn({ err }, message)
+      await destroyClient(client, this.logger)
     }
-    await this.#discardClient()
-
-    this.logger.info('logged out the whatsapp-web.js client')
-    this.#setState('logged_out')
-    this.emit('logged_out', { reason: 'requested' })
   }
 
   #connectedClient () {
-    if (!this.client || this.#state !== 'connected') {
-      throw gatewayError('GW_ERR_CLIENT_NOT_READY', this.userId, this.#state)
-    }
+    this.assertConnected()
     return this.client
   }
 
@@ -484,8 +363,7 @@ export class WebjsEngine extends EventEmitter {
   /** Asks WhatsApp whether a phone number has an account. */
   async lookup (digits) {
     const client = this.#connectedClient()
-    const phone = String(digits ?? '').replace(/\D/g, '')
-    if (!phone) throw gatewayError('GW_ERR_INVALID_PHONE', JSON.stringify(digits))
+    const phone = phoneDigits(digits)
 
     const wid = await client.getNumberId(phone)
     if (!wid) return { exists: false, jid: null }
