@@ -1,7 +1,7 @@
 """HTTP client for the Node gateway; only Celery tasks call it.
 
 Every request is signed (see `sessions_wa.signing`). Failures raise
-`GatewayError`, whose `permanent` flag tells a task whether a retry can help:
+`GatewayError`, whose `permanent` flag shows whether a retry can help:
 network errors, timeouts, 408, 429 and 5xx are transient, any other 4xx is
 permanent.
 """
@@ -27,7 +27,7 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429})
 class GatewayError(Exception):
     """A gateway call failed.
 
-    `status` is the HTTP status (None when no answer came), `code` the
+    `status` is the HTTP status (None when no response came), `code` the
     gateway's error code such as ``GW_ERR_CLIENT_NOT_READY``, and `permanent`
     is True when repeating the same call cannot succeed.
     """
@@ -47,7 +47,7 @@ def gateway_urls() -> list[str]:
 
 
 def gateway_url_for_user(user_id: int) -> str:
-    """Pick the gateway node that holds a user, by rendezvous hashing.
+    """Pick the gateway node that runs a user's client, by rendezvous hashing.
 
     Every Django process computes the same node for a user without shared
     state, and adding a node moves only the users that now hash to it.
@@ -77,7 +77,7 @@ def _http() -> requests.Session:
 
 
 class GatewayClient:
-    """Signed calls to the gateway node that holds one user's session."""
+    """Signed calls to the gateway node that runs one user's client."""
 
     def __init__(self, base_url: str | None = None, *, timeout: float | None = None):
         self.base_url = base_url.rstrip("/") if base_url else None
@@ -89,7 +89,7 @@ class GatewayClient:
     def request(
         self, method: str, path: str, *, user_id: int, payload=None, query=None
     ):
-        """Send one signed request and return the decoded JSON answer."""
+        """Send one signed request and return the decoded JSON response."""
         base = self._url_for(user_id)
         full_path = path
         if query:
@@ -119,7 +119,7 @@ class GatewayClient:
             )
         except requests.Timeout as exc:
             raise GatewayError(
-                f"The gateway at {base} did not answer {method} {path} within "
+                f"The gateway at {base} did not respond to {method} {path} within "
                 f"{self.timeout} s.",
             ) from exc
         except requests.RequestException as exc:

@@ -614,7 +614,7 @@ def _event_record(event: GatewayEventIn, user: User | None) -> GatewayEvent | No
         raise
 
 
-# Errors that say this one event's data cannot be applied; retrying the batch
+# Errors that show this one event's data cannot be applied. Retrying the batch
 # would fail the same way forever. Anything else (a lost connection, a
 # deadlock) rolls the batch back so the gateway retries it.
 EVENT_DATA_ERRORS = (
@@ -760,8 +760,8 @@ def _session_event_plan(session: WhatsAppSession, event: GatewayEventIn):
             return State.FAILED, {}, reason, ""
         pairing = session.state in (State.STARTING, State.QR_PENDING)
         if reason == reasons.RESTART and data["will_reconnect"] and pairing:
-            # WhatsApp asks for a restart right after the scan and the engine
-            # reconnects at once with the new login; the page goes straight
+            # WhatsApp requests a restart right after the scan, and the engine
+            # reconnects at once with the new login, so the page goes straight
             # from the QR code to connected. A restart of a connected session
             # (the gateway shutting down) shows as reconnecting below.
             return "a restart the engine reconnects from at once"

@@ -14,8 +14,8 @@ class ApplicationError(Exception):
     """A business rule rejected the request; the message is shown to the user.
 
     `code` is a stable snake_case identifier for clients, `extra` carries the
-    values the message refers to, and `status_code` is the HTTP status the API
-    answers with.
+    values the message refers to, and `status_code` is the HTTP status of the
+    API response.
     """
 
     def __init__(self, message, *, code="invalid", extra=None, status_code=400):
@@ -37,14 +37,14 @@ def payload_too_large_body(limit: int | None) -> dict:
 
 
 def api_exception_handler(exc, context):
-    """Answer every API error as `{"message", "code", "extra"}`."""
+    """Render every API error as `{"message", "code", "extra"}`."""
     if isinstance(exc, ApplicationError):
         body = {"message": exc.message, "code": exc.code, "extra": exc.extra}
         return Response(body, status=exc.status_code)
 
     if isinstance(exc, RequestDataTooBig):
         # Raised while DRF reads a body over DATA_UPLOAD_MAX_MEMORY_SIZE;
-        # Django alone would answer it with an HTML 400 page.
+        # Django alone would return an HTML 400 page.
         body = payload_too_large_body(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         return Response(body, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
 

@@ -293,7 +293,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    # UserIdIsCaller answers 400 `invalid_user_id` to a user_id that is not
+    # UserIdIsCaller returns 400 `invalid_user_id` to a user_id that is not
     # the caller's, in the query string or the body of any endpoint.
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",

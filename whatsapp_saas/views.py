@@ -13,7 +13,7 @@ def is_api_path(path: str) -> bool:
 
 
 def page_not_found(request, exception):
-    """Answer 404 in the API's error shape for API paths, else the 404 page."""
+    """Return a 404 in the API's error shape for API paths, else the 404 page."""
     if not is_api_path(request.path_info):
         return defaults.page_not_found(request, exception)
 

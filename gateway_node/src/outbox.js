@@ -21,7 +21,7 @@ const RESPONSE_EXCERPT = 300
 
 // Statuses that mean Django as a whole cannot take callbacks right now.
 // 401 and 403 mean the shared secret or Django's configuration is wrong for
-// every user alike; the events wait for the operator's fix instead of being
+// every user alike. The events wait for the operator's fix instead of being
 // dead-lettered.
 const ENDPOINT_STATUSES = new Set([401, 403, 429, 502, 503, 504])
 

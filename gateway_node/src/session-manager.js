@@ -485,7 +485,7 @@ export class SessionManager {
     if (!willReconnect || this.#closing) this.#release(session)
     if (willReconnect && !this.#closing) this.#metrics?.reconnects.inc()
     if (reason === 'qr_timeout') {
-      // Nobody scanned: the engine may have saved fresh creds, which must not
+      // The QR expired unscanned. Creds the engine saved meanwhile must not
       // make the next boot restore the user and post an unprompted QR.
       this.#authStore.wipe(session.userId).catch((error) => {
         this.#logger.error({ err: error, userId: session.userId }, 'failed to wipe unpaired auth after the QR expired')

@@ -144,7 +144,7 @@ describe('gateway process', () => {
     const { code } = await exitOf(first.child)
     assert.equal(code, 0)
     assert.deepEqual(django.typesOf(1), ['session.qr', 'session.connected', 'session.disconnected'])
-    // The next boot restores the client, so Django is told it reconnects.
+    // The next boot restores the client, so the event reports a reconnect.
     assert.deepEqual(django.eventsOf(1).at(-1).data, { reason: 'restart', will_reconnect: true })
     assert.equal(outboxEvents(dataDir).length, 0)
     assert.match(first.output(), /gateway stopped/)

@@ -1,4 +1,4 @@
-"""The API error shape: every error answers {"message", "code", "extra"}."""
+"""The API error shape: every error returns {"message", "code", "extra"}."""
 
 from django.http import Http404
 from rest_framework import serializers
