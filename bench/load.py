@@ -178,7 +178,9 @@ def lanes_loop(
     one batch in flight per user. Items not started within `deadline_s`
     seconds are skipped.
     """
-    ready: queue.SimpleQueue = queue.SimpleQueue()
+    # queue.Queue: a SimpleQueue.get(timeout=...) was seen blocking for good
+    # here once the lane it waited for had finished.
+    ready: queue.Queue = queue.Queue()
     remaining = 0
     for lane in lanes:
         if lane:

@@ -494,7 +494,7 @@ def gateway_events_apply(payload) -> dict:
     """
     events = events_validate(payload)
     user_ids = {event.user_id for event in events}
-    accepted = duplicates = 0
+    duplicates = 0
 
     with transaction.atomic():
         users = User.objects.in_bulk(user_ids)
@@ -514,22 +514,28 @@ def gateway_events_apply(payload) -> dict:
         # (outcome, detail) -> event ids; rows were inserted as applied.
         changed_outcomes = defaultdict(list)
 
+        new_events = []
         for event in events:
             if event.event_id not in new_event_ids:
                 duplicates += 1
                 continue
             # A second copy of the id later in this batch is a duplicate.
             new_event_ids.discard(event.event_id)
+            new_events.append(event)
+        accepted = len(new_events)
 
-            accepted += 1
-            user = users.get(event.user_id)
-            outcome, detail = _event_dispatch_isolated(
-                event, user, sessions.get(event.user_id)
-            )
-            if outcome != Outcome.APPLIED or detail:
-                changed_outcomes[(outcome, detail[:255])].append(event.event_id)
-            if user is not None and outcome == Outcome.APPLIED:
-                active_user_ids.add(user.pk)
+        for run in _event_runs(new_events, users):
+            user = users.get(run[0].user_id)
+            session = sessions.get(run[0].user_id)
+            if len(run) > 1:
+                results = _event_run_apply(run, user, session)
+            else:
+                results = [_event_dispatch_isolated(run[0], user, session)]
+            for event, (outcome, detail) in zip(run, results, strict=True):
+                if outcome != Outcome.APPLIED or detail:
+                    changed_outcomes[(outcome, detail[:255])].append(event.event_id)
+                if user is not None and outcome == Outcome.APPLIED:
+                    active_user_ids.add(user.pk)
 
         for (outcome, detail), event_ids in changed_outcomes.items():
             GatewayEvent.objects.filter(event_id__in=event_ids).update(
@@ -625,6 +631,59 @@ EVENT_DATA_ERRORS = (
     TypeError,
     ValueError,
 )
+
+
+def _event_runs(events: list[GatewayEventIn], users: dict):
+    """Split a batch into runs that messaging can apply together.
+
+    A run is consecutive `RUN_EVENT_TYPES` events of one known user; every
+    other event is a run of its own. Order is kept.
+    """
+    from messaging.services.events import RUN_EVENT_TYPES
+
+    run: list[GatewayEventIn] = []
+    for event in events:
+        if event.type not in RUN_EVENT_TYPES or event.user_id not in users:
+            if run:
+                yield run
+                run = []
+            yield [event]
+            continue
+        if run and run[0].user_id != event.user_id:
+            yield run
+            run = []
+        run.append(event)
+    if run:
+        yield run
+
+
+def _event_run_apply(
+    run: list[GatewayEventIn], user: User, session: WhatsAppSession | None
+) -> list[tuple[str, str]]:
+    """Apply a run of one user's messaging events together, in a savepoint.
+
+    If applying them together fails, nothing of it is kept and each event
+    is applied alone, so a bad event fails only itself.
+    """
+    from messaging import services as messaging_services
+
+    def apply_one(index: int) -> tuple[str, str]:
+        return _event_dispatch_isolated(run[index], user, session)
+
+    try:
+        with transaction.atomic():
+            results = messaging_services.gateway_event_run_apply(
+                user=user, events=[event.raw for event in run], apply_one=apply_one
+            )
+    except (ApplicationError, *EVENT_DATA_ERRORS):
+        logger.warning(
+            "Applying %s events of user %s together failed; applying them one by one",
+            len(run),
+            user.pk,
+            exc_info=True,
+        )
+        return [_event_dispatch_isolated(event, user, session) for event in run]
+    return [(str(outcome)[:16], detail) for outcome, detail in results]
 
 
 def _event_dispatch_isolated(

@@ -13,7 +13,7 @@ from .customers import (
     customer_merge,
     customer_update,
 )
-from .events import gateway_event_apply
+from .events import gateway_event_apply, gateway_event_run_apply
 from .imports import ImportReport, customer_import_csv
 from .sending import (
     message_claim,
@@ -35,6 +35,7 @@ __all__ = [
     "customer_merge",
     "customer_update",
     "gateway_event_apply",
+    "gateway_event_run_apply",
     "message_claim",
     "message_fail",
     "message_record_sent",

@@ -289,23 +289,34 @@ def _customer_create_from_identity(*, owner, phone, key, lid, jid, push_name):
     return customer
 
 
-def _customer_identity_update(customer, *, phone, key, lid, jid, push_name):
-    fields = []
+def customer_identity_changes(
+    customer, *, phone=None, key=None, lid=None, jid=None, push_name=None
+) -> dict:
+    """Return the fields a WhatsApp identity would change on `customer`.
+
+    The arguments are those of `customer_identify` plus `key`, the phone's
+    match key. An empty result means the stored row already says it all.
+    """
+    changes = {}
     if phone and customer.match_key != key:
-        customer.phone = phone
-        customer.match_key = key
-        fields += ["phone", "match_key"]
+        changes["phone"] = phone
+        changes["match_key"] = key
     if phone and customer.phone_unresolved:
-        customer.phone_unresolved = False
-        fields.append("phone_unresolved")
+        changes["phone_unresolved"] = False
     if lid and customer.lid != lid:
-        customer.lid = lid
-        fields.append("lid")
+        changes["lid"] = lid
     if jid and customer.wa_jid != jid:
-        customer.wa_jid = jid
-        fields.append("wa_jid")
+        changes["wa_jid"] = jid
     if push_name and customer.push_name != push_name[:NAME_MAX_LENGTH]:
-        customer.push_name = push_name[:NAME_MAX_LENGTH]
-        fields.append("push_name")
-    if fields:
-        customer.save(update_fields=[*fields, "updated_at"])
+        changes["push_name"] = push_name[:NAME_MAX_LENGTH]
+    return changes
+
+
+def _customer_identity_update(customer, *, phone, key, lid, jid, push_name):
+    changes = customer_identity_changes(
+        customer, phone=phone, key=key, lid=lid, jid=jid, push_name=push_name
+    )
+    for name, value in changes.items():
+        setattr(customer, name, value)
+    if changes:
+        customer.save(update_fields=[*changes, "updated_at"])

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from messaging.models import Message, PendingMessageUpdate
+from messaging.models import Customer, Message, PendingMessageUpdate
 from messaging.phones import (
     LID_SERVER,
     JidKind,
@@ -40,7 +42,7 @@ from messaging.selectors import whatsapp_session_get
 from messaging.timestamps import timestamp_parse
 from whatsapp_saas.exceptions import ApplicationError
 
-from .customers import customer_identify
+from .customers import customer_identify, customer_identity_changes
 from .updates import (
     Outcome,
     edit_apply,
@@ -50,6 +52,7 @@ from .updates import (
     reaction_apply,
     revoke_apply,
     status_apply,
+    status_changes,
     update_hold,
 )
 
@@ -236,7 +239,26 @@ def _content(data: dict) -> tuple[str, str, dict]:
     return kind, body, metadata
 
 
-def _message_received(*, user, data: dict, at: datetime) -> str:
+@dataclass(slots=True)
+class _Received:
+    """A `message.received` event read and checked, before any query."""
+
+    gateway_id: str
+    direction: str
+    phone: str | None
+    key: str | None
+    lid: str | None
+    chat_jid: str
+    push_name: str | None
+    fields: dict
+
+
+def _received_read(user, data: dict, own: tuple) -> _Received | str:
+    """Read a `message.received` event; an outcome word when it is ignored.
+
+    `own` is the subscriber's (match key, LID) from `_own_identity`. Raises
+    ApplicationError for data that breaks the contract.
+    """
     event_type = "message.received"
     gateway_id = _gateway_message_id(data, event_type)
 
@@ -250,20 +272,14 @@ def _message_received(*, user, data: dict, at: datetime) -> str:
 
     from_me = data.get("from_me") is True
     phone, lid = _peer(data, chat, from_me)
-    own_key, own_lid = _own_identity(user)
-    if (phone and own_key and match_key(phone) == own_key) or (lid and lid == own_lid):
+    key = match_key(phone) if phone else None
+    own_key, own_lid = own
+    if (key and own_key and key == own_key) or (lid and lid == own_lid):
         return _ignored(user, event_type, "own_number")
 
-    push_name = None if from_me else _string(data, "push_name")
-    customer = customer_identify(
-        owner=user, phone=phone, lid=lid, jid=str(chat), push_name=push_name
-    )
-
-    direction = Message.Direction.OUTBOUND if from_me else Message.Direction.INBOUND
     kind, body, metadata = _content(data)
     timestamp = timestamp_parse(data.get("timestamp"))
     fields = {
-        "customer": customer,
         "source": Message.Source.PHONE if from_me else Message.Source.CONTACT,
         "kind": kind,
         "body": body,
@@ -277,6 +293,34 @@ def _message_received(*, user, data: dict, at: datetime) -> str:
     }
     if from_me:
         fields["sent_at"] = fields["timestamp"]
+    return _Received(
+        gateway_id=gateway_id,
+        direction=(
+            Message.Direction.OUTBOUND if from_me else Message.Direction.INBOUND
+        ),
+        phone=phone,
+        key=key,
+        lid=lid,
+        chat_jid=str(chat),
+        push_name=None if from_me else _string(data, "push_name"),
+        fields=fields,
+    )
+
+
+def _message_received(*, user, data: dict, at: datetime) -> str:
+    received = _received_read(user, data, _own_identity(user))
+    if isinstance(received, str):
+        return received
+
+    customer = customer_identify(
+        owner=user,
+        phone=received.phone,
+        lid=received.lid,
+        jid=received.chat_jid,
+        push_name=received.push_name,
+    )
+    fields = {**received.fields, "customer": customer}
+    gateway_id, direction = received.gateway_id, received.direction
 
     existing = _message_locked(user, gateway_id, direction)
     if existing is not None:
@@ -297,10 +341,10 @@ def _message_received(*, user, data: dict, at: datetime) -> str:
     logger.info(
         "Stored %s %s message %s for user %s from %s",
         direction,
-        kind,
+        fields["kind"],
         message.pk,
         user.pk,
-        phone_mask(phone) if phone else "a LID",
+        phone_mask(received.phone) if received.phone else "a LID",
     )
     return Outcome.APPLIED
 
@@ -338,7 +382,19 @@ def _message_upgrade(message: Message, fields: dict) -> str:
     return Outcome.APPLIED
 
 
-def _message_status(*, user, data: dict, at: datetime) -> str:
+@dataclass(slots=True)
+class _Receipt:
+    """A `message.status` event read and checked, before any query."""
+
+    status: str
+    code: uuid.UUID | None
+    gateway_id: str | None
+    at: datetime
+    error: object
+
+
+def _receipt_read(user, data: dict, at: datetime) -> _Receipt | str:
+    """Read a `message.status` event; an outcome word when it is ignored."""
     event_type = "message.status"
     status = RECEIPT_STATUSES.get(data.get("status"))
     if status is None:
@@ -352,10 +408,23 @@ def _message_status(*, user, data: dict, at: datetime) -> str:
     gateway_id = _string(data, "gateway_message_id")
     if gateway_id is not None and len(gateway_id) > MAX_ID_LENGTH:
         raise _rejected(event_type, "gateway_message_id is too long.")
-    moment = timestamp_parse(data.get("timestamp")) or at
-    error = data.get("error")
+    return _Receipt(
+        status=status,
+        code=_uuid_or_none(data.get("message_id")),
+        gateway_id=gateway_id,
+        at=timestamp_parse(data.get("timestamp")) or at,
+        error=data.get("error"),
+    )
 
-    message = _message_by_code(user, data.get("message_id"))
+
+def _message_status(*, user, data: dict, at: datetime) -> str:
+    event_type = "message.status"
+    receipt = _receipt_read(user, data, at)
+    if isinstance(receipt, str):
+        return receipt
+    gateway_id = receipt.gateway_id
+
+    message = _message_by_code(user, receipt.code)
     if message is None and gateway_id:
         message = _message_locked(user, gateway_id, Message.Direction.OUTBOUND)
     if message is None:
@@ -370,20 +439,31 @@ def _message_status(*, user, data: dict, at: datetime) -> str:
             owner=user,
             gateway_message_id=gateway_id,
             kind=PendingMessageUpdate.Kind.STATUS,
-            payload={"status": status, "at": moment.isoformat(), "error": error},
+            payload={
+                "status": receipt.status,
+                "at": receipt.at.isoformat(),
+                "error": receipt.error,
+            },
         )
 
     if gateway_id and not message.gateway_message_id:
         gateway_id_assign(message, gateway_id)
-    return status_apply(message, status=status, at=moment, error=error)
+    return status_apply(
+        message, status=receipt.status, at=receipt.at, error=receipt.error
+    )
 
 
-def _message_by_code(user, value) -> Message | None:
+def _uuid_or_none(value) -> uuid.UUID | None:
     if not isinstance(value, str):
         return None
     try:
-        code = uuid.UUID(value)
+        return uuid.UUID(value)
     except ValueError:
+        return None
+
+
+def _message_by_code(user, code: uuid.UUID | None) -> Message | None:
+    if code is None:
         return None
     return (
         Message.objects.select_for_update()
@@ -488,3 +568,202 @@ _HANDLERS = {
     "message.reaction": _message_reaction,
     "contact.lid_mapped": _contact_lid_mapped,
 }
+
+
+# Event types `gateway_event_run_apply` applies together.
+RUN_EVENT_TYPES = frozenset({"message.received", "message.status"})
+
+
+def gateway_event_run_apply(*, user, events: list[dict], apply_one) -> list[tuple]:
+    """Apply consecutive `message.received` and `message.status` events of `user`.
+
+    Returns an (outcome, detail) pair per event, in order. The result is
+    the same as applying each event with `gateway_event_apply`, with far
+    fewer queries: the customers, messages and held updates the run names
+    are read a few queries at a time, new messages are inserted together
+    and receipts are saved together.
+
+    An event the shared path cannot take (a new customer, a replay, a
+    receipt that arrived first) goes to `apply_one(index)`, which applies
+    that event alone and returns its pair. Everything gathered before it is
+    written first, and the rows are read again after it. Call inside the
+    callback transaction, with the user's session row locked.
+    """
+    return _EventRun(user, events, apply_one).apply()
+
+
+class _EventRun:
+    def __init__(self, user, events: list[dict], apply_one):
+        self.user = user
+        self.events = events
+        self.apply_one = apply_one
+        own = _own_identity(user)
+        self.reads = [self._read(event, own) for event in events]
+        self.loaded = False
+        self.inserts: list[Message] = []
+        self.inserted: set[tuple[str, str]] = set()
+        self.dirty: dict[int, Message] = {}
+        self.dirty_fields: set[str] = set()
+
+    def _read(self, event: dict, own: tuple):
+        """Return the event's _Received, _Receipt, outcome word, or None.
+
+        None sends the event to `apply_one`, which also reports a malformed
+        event as rejected.
+        """
+        data = event.get("data")
+        if not isinstance(data, dict):
+            return None
+        try:
+            if event.get("type") == "message.received":
+                return _received_read(self.user, data, own)
+            if event.get("type") == "message.status":
+                return _receipt_read(self.user, data, _event_time(event))
+        except ApplicationError:
+            return None
+        return None
+
+    def apply(self) -> list[tuple]:
+        results = []
+        for index, read in enumerate(self.reads):
+            result = self._apply_shared(index, read)
+            if result is None:
+                self._flush()
+                result = self.apply_one(index)
+                # The event may have created, merged or changed rows.
+                self.loaded = False
+            results.append(result)
+        self._flush()
+        return results
+
+    def _apply_shared(self, index: int, read) -> tuple | None:
+        if isinstance(read, str):
+            return read, ""
+        if isinstance(read, _Received):
+            return self._received(index, read)
+        if isinstance(read, _Receipt):
+            return self._receipt(index, read)
+        return None
+
+    def _load(self, start: int) -> None:
+        """Read what the events from `start` on refer to, a query per table."""
+        if self.loaded:
+            return
+        self.loaded = True
+        pending_reads = self.reads[start:]
+        received = [read for read in pending_reads if isinstance(read, _Received)]
+        receipts = [read for read in pending_reads if isinstance(read, _Receipt)]
+        owner = self.user
+
+        self.by_key, self.by_lid = {}, {}
+        keys = {read.key for read in received if read.key}
+        lids = {read.lid for read in received if read.lid}
+        if keys or lids:
+            for customer in Customer.objects.filter(owner=owner).filter(
+                Q(match_key__in=keys) | Q(lid__in=lids)
+            ):
+                if customer.match_key:
+                    self.by_key[customer.match_key] = customer
+                if customer.lid:
+                    self.by_lid[customer.lid] = customer
+
+        gateway_ids = {read.gateway_id for read in received}
+        self.stored = set()
+        self.held = set()
+        if gateway_ids:
+            self.stored = set(
+                Message.objects.filter(
+                    owner=owner, gateway_message_id__in=gateway_ids
+                ).values_list("gateway_message_id", "direction")
+            )
+            self.held = set(
+                PendingMessageUpdate.objects.filter(
+                    owner=owner, gateway_message_id__in=gateway_ids
+                ).values_list("gateway_message_id", flat=True)
+            )
+
+        self.by_code, self.by_gateway_id = {}, {}
+        codes = {read.code for read in receipts if read.code}
+        receipt_ids = {read.gateway_id for read in receipts if read.gateway_id}
+        if codes or receipt_ids:
+            # Locked in primary-key order, as the send task locks one at a time.
+            for message in (
+                Message.objects.select_for_update()
+                .filter(owner=owner, direction=Message.Direction.OUTBOUND)
+                .filter(Q(code__in=codes) | Q(gateway_message_id__in=receipt_ids))
+                .order_by("pk")
+            ):
+                self.by_code[message.code] = message
+                if message.gateway_message_id:
+                    self.by_gateway_id[message.gateway_message_id] = message
+
+    def _received(self, index: int, read: _Received) -> tuple | None:
+        self._load(index)
+        key = (read.gateway_id, read.direction)
+        if key in self.stored or key in self.inserted or read.gateway_id in self.held:
+            return None
+
+        by_phone = self.by_key.get(read.key) if read.key else None
+        by_lid = self.by_lid.get(read.lid) if read.lid else None
+        if by_phone and by_lid and by_phone.pk != by_lid.pk:
+            return None
+        customer = by_phone or by_lid
+        if customer is None or customer_identity_changes(
+            customer,
+            phone=read.phone,
+            key=read.key,
+            lid=read.lid,
+            jid=read.chat_jid,
+            push_name=read.push_name,
+        ):
+            return None
+
+        self.inserts.append(
+            Message(
+                owner=self.user,
+                gateway_message_id=read.gateway_id,
+                direction=read.direction,
+                customer=customer,
+                **read.fields,
+            )
+        )
+        self.inserted.add(key)
+        return Outcome.APPLIED, ""
+
+    def _receipt(self, index: int, read: _Receipt) -> tuple | None:
+        self._load(index)
+        message = self.by_code.get(read.code) if read.code else None
+        if message is None and read.gateway_id:
+            message = self.by_gateway_id.get(read.gateway_id)
+        if message is None or (read.gateway_id and not message.gateway_message_id):
+            return None
+
+        fields = status_changes(
+            message, status=read.status, at=read.at, error=read.error
+        )
+        if not fields:
+            return Outcome.DUPLICATE, ""
+        self.dirty[message.pk] = message
+        self.dirty_fields.update(fields)
+        return Outcome.APPLIED, ""
+
+    def _flush(self) -> None:
+        if self.inserts:
+            Message.objects.bulk_create(self.inserts)
+            logger.info(
+                "Stored %s messages for user %s (ids %s to %s)",
+                len(self.inserts),
+                self.user.pk,
+                self.inserts[0].pk,
+                self.inserts[-1].pk,
+            )
+            self.inserts = []
+        if self.dirty:
+            now = timezone.now()
+            for message in self.dirty.values():
+                message.updated_at = now
+            Message.objects.bulk_update(
+                self.dirty.values(), [*sorted(self.dirty_fields), "updated_at"]
+            )
+            self.dirty = {}
+            self.dirty_fields = set()

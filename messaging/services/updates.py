@@ -93,6 +93,19 @@ def status_apply(message: Message, *, status: str, at: datetime, error=None) -> 
     if not message.is_outbound:
         return Outcome.IGNORED
 
+    fields = status_changes(message, status=status, at=at, error=error)
+    if not fields:
+        return Outcome.DUPLICATE
+    message.save(update_fields=[*fields, "updated_at"])
+    return Outcome.APPLIED
+
+
+def status_changes(message: Message, *, status: str, at: datetime, error=None):
+    """Apply a receipt to an outbound message in memory; return changed fields.
+
+    The caller saves the fields, alone (`status_apply`) or together with
+    other messages' receipts.
+    """
     fields = []
     if failure_outcome_unknown(message):
         fields += _unknown_failure_clear(message)
@@ -117,11 +130,7 @@ def status_apply(message: Message, *, status: str, at: datetime, error=None) -> 
                     "error": error.strip()[:200]
                 }
             fields += ["error_code", "error"]
-
-    if not fields:
-        return Outcome.DUPLICATE
-    message.save(update_fields=[*fields, "updated_at"])
-    return Outcome.APPLIED
+    return fields
 
 
 def edit_apply(message: Message, *, text, at: datetime) -> str:

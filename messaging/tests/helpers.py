@@ -12,13 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.conf import settings
 from django.db import transaction
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from messaging.models import Customer, Message
 from messaging.phones import match_key
 from messaging.services import gateway_event_apply
 from sessions_wa.models import WhatsAppSession
-from sessions_wa.signing import SignatureError, verify
+from sessions_wa.signing import SignatureError, sign, verify
 
 OWN_PHONE = "+5511900000009"
 CUSTOMER_PHONE = "+5511900000001"
@@ -63,6 +65,24 @@ def apply(user, event_type: str, data: dict, **kwargs) -> str:
         return gateway_event_apply(
             user=user, event=event(user, event_type, data, **kwargs)
         )
+
+
+def callback_post(events: list[dict]) -> dict:
+    """POST events to the signed gateway callback as one batch; return the body."""
+    path = reverse("sessions_wa_api:gateway_callback")
+    body = json.dumps({"events": events}).encode()
+    header = sign(
+        secret=settings.WA_GATEWAY_SECRETS[0],
+        timestamp=int(time.time()),
+        method="POST",
+        path=path,
+        body=body,
+    )
+    response = Client().post(
+        path, body, content_type="application/json", HTTP_X_WA_SIGNATURE=header
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
 
 
 def received_data(**overrides) -> dict:

@@ -3,34 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
-
-from django.conf import settings
-from django.test import Client
-from django.urls import reverse
 
 from messaging.models import Customer, Message
 from sessions_wa.models import GatewayEvent
-from sessions_wa.signing import sign
 
-from .helpers import CUSTOMER_JID, event, received_data
-
-
-def _post(events) -> dict:
-    path = reverse("sessions_wa_api:gateway_callback")
-    body = json.dumps({"events": events}).encode()
-    header = sign(
-        secret=settings.WA_GATEWAY_SECRETS[0],
-        timestamp=int(time.time()),
-        method="POST",
-        path=path,
-        body=body,
-    )
-    response = Client().post(
-        path, body, content_type="application/json", HTTP_X_WA_SIGNATURE=header
-    )
-    assert response.status_code == 200, response.content
-    return response.json()
+from .helpers import CUSTOMER_JID, callback_post, event, received_data
 
 
 def test_receipt_before_its_message_in_one_batch(alice):
@@ -57,7 +34,7 @@ def test_receipt_before_its_message_in_one_batch(alice):
         ),
     )
 
-    _post([receipt, message])
+    callback_post([receipt, message])
 
     stored = Message.objects.get(owner=alice)
     assert stored.status == "delivered"
@@ -67,7 +44,7 @@ def test_receipt_before_its_message_in_one_batch(alice):
 def test_batch_delivered_three_times_stores_one_message(alice):
     batch = [event(alice, "message.received", received_data(gateway_message_id="DUP2"))]
 
-    answers = [_post(batch) for _ in range(3)]
+    answers = [callback_post(batch) for _ in range(3)]
 
     assert Message.objects.filter(owner=alice).count() == 1
     assert [a["duplicates"] for a in answers] == [0, 1, 1]
@@ -75,7 +52,7 @@ def test_batch_delivered_three_times_stores_one_message(alice):
 
 def test_same_message_in_new_events_stores_one_message(alice):
     for _ in range(3):
-        _post(
+        callback_post(
             [event(alice, "message.received", received_data(gateway_message_id="DUP3"))]
         )
 
@@ -93,7 +70,7 @@ def test_outcomes_are_logged_per_event(alice):
     )
     text = event(alice, "message.received", received_data(gateway_message_id="T1"))
 
-    _post([status, group, text])
+    callback_post([status, group, text])
 
     outcomes = dict(
         GatewayEvent.objects.values_list("type", "outcome")
@@ -106,7 +83,7 @@ def test_outcomes_are_logged_per_event(alice):
 
 
 def test_message_text_is_not_kept_in_event_log(alice):
-    _post([event(alice, "message.received", received_data(text="segredo"))])
+    callback_post([event(alice, "message.received", received_data(text="segredo"))])
 
     assert "segredo" not in json.dumps(list(GatewayEvent.objects.values_list("data")))
     assert Message.objects.get(owner=alice).body == "segredo"
@@ -114,14 +91,14 @@ def test_message_text_is_not_kept_in_event_log(alice):
 
 def test_nul_in_inbound_text_is_stored_without_it(alice):
     text = "Ol\x00á \U0001f44b\u200f\u05e9\u05dc\u05d5\u05dd \U0001f468\u200d\U0001f469"
-    _post([event(alice, "message.received", received_data(text=text))])
+    callback_post([event(alice, "message.received", received_data(text=text))])
 
     assert Message.objects.get(owner=alice).body == text.replace("\x00", "")
 
 
 def test_nul_in_push_name_and_metadata_is_stored_without_it(alice):
     data = received_data(push_name="An\x00a", metadata={"filename": "a\x00.pdf"})
-    _post([event(alice, "message.received", data)])
+    callback_post([event(alice, "message.received", data)])
 
     message = Message.objects.get(owner=alice)
     assert message.metadata["filename"] == "a.pdf"

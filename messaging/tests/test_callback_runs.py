@@ -1,0 +1,325 @@
+"""Batches of message events are applied together, with the same result.
+
+The callback applies consecutive `message.received` and `message.status`
+events of one user together: a few queries for the whole run instead of
+several per event. These tests post the same generated events once as one
+batch and once one event per request, for two subscribers set up alike, and
+require the same rows and outcomes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from unittest import mock
+
+import pytest
+from django.db import IntegrityError, connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.tests.factories import subscriber_create
+from messaging.models import Customer, Message, PendingMessageUpdate
+from sessions_wa.models import GatewayEvent
+
+from .helpers import (
+    OWN_PHONE,
+    callback_post,
+    customer_make,
+    event,
+    outbound_make,
+    received_data,
+    session_connect,
+)
+
+LID_2 = "100000000000002@lid"
+LID_4 = "100000000000004@lid"
+
+# (phone, LID) of the people who write in the generated events. The last
+# two share LID_4, so one of them merges a LID-only customer into a phone.
+PEERS = [
+    ("+5511900000001", None),
+    ("+5511900000002", None),
+    ("+5511900000002", LID_2),
+    ("+5511900000003", None),
+    (None, LID_4),
+    ("+5511900000005", LID_4),
+]
+INBOUND_IDS = ["IN1", "IN2", "IN3", "IN4", "IN5"]
+OUTBOUND_IDS = ["OUT0", "OUT1", "OUT2"]
+TIMES = [f"2024-06-21T20:0{minute}:00Z" for minute in range(6)]
+
+
+def _jid(phone, lid) -> str:
+    return f"{phone[1:]}@s.whatsapp.net" if phone else lid
+
+
+def _subscriber(email: str):
+    """A subscriber with two customers and four outbound messages."""
+    user = subscriber_create(email, default_country="BR")
+    session_connect(user)
+    first = customer_make(user)
+    second = customer_make(user, phone="+5511900000002", name="B", lid=LID_2)
+    outbound = [
+        outbound_make(user, first, status="sending"),
+        outbound_make(user, first, status="sent", gateway_message_id="OUT1"),
+        outbound_make(
+            user,
+            second,
+            status="failed",
+            gateway_message_id="OUT2",
+            error_code="gateway_unavailable",
+        ),
+        outbound_make(user, second, status="queued"),
+    ]
+    # Both subscribers' messages must compare equal.
+    Message.objects.filter(owner=user).update(timestamp=TIMES[0])
+    return user, [str(message.code) for message in outbound]
+
+
+def _received(rng: random.Random) -> tuple[str, dict]:
+    phone, lid = rng.choice(PEERS)
+    jid = _jid(phone, lid)
+    data = received_data(
+        gateway_message_id=rng.choice(INBOUND_IDS),
+        chat_jid=jid,
+        sender_jid=jid,
+        sender_phone=phone,
+        sender_lid=lid,
+        peer_jid=jid,
+        peer_phone=phone,
+        peer_lid=lid,
+        push_name=rng.choice(["Ana", "Bia", None]),
+        kind=rng.choice(["text", "text", "undecryptable"]),
+        text=rng.choice(["Oi", "Tudo bem?"]),
+        timestamp=rng.choice(TIMES),
+    )
+    if data["kind"] == "undecryptable":
+        data["text"] = None
+    return "message.received", data
+
+
+def _echo(rng: random.Random) -> tuple[str, dict]:
+    return "message.received", received_data(
+        gateway_message_id=rng.choice(OUTBOUND_IDS + INBOUND_IDS[:1]),
+        from_me=True,
+        push_name=None,
+        text="Hello",
+        timestamp=rng.choice(TIMES),
+    )
+
+
+def _receipt(rng: random.Random) -> tuple[str, dict]:
+    return "message.status", {
+        "message_id": rng.choice([None, 0, 1, 2, 3]),
+        "gateway_message_id": rng.choice([None, *OUTBOUND_IDS, "IN1", "UNKNOWN"]),
+        "chat_jid": _jid(*PEERS[0]),
+        "status": rng.choice(["sent", "delivered", "read", "played", "failed"]),
+        "error": rng.choice([None, "gone"]),
+        "timestamp": rng.choice(TIMES),
+    }
+
+
+def _other(rng: random.Random) -> tuple[str, dict]:
+    return rng.choice(
+        [
+            (
+                "message.received",
+                received_data(chat_jid="120363000000000002@g.us", chat_type="group"),
+            ),
+            (
+                "message.received",
+                received_data(
+                    peer_phone=OWN_PHONE,
+                    sender_phone=OWN_PHONE,
+                    chat_jid=_jid(OWN_PHONE, None),
+                    peer_jid=_jid(OWN_PHONE, None),
+                ),
+            ),
+            ("message.received", received_data(chat_jid=None)),
+            ("message.status", {"status": "read"}),
+            ("message.status", {"gateway_message_id": "OUT1", "status": "seen"}),
+        ]
+    )
+
+
+def _scenario(seed: int, length: int = 40) -> list[tuple[str, dict]]:
+    rng = random.Random(seed)
+    makers = [_received] * 4 + [_echo, _receipt, _receipt, _receipt, _other]
+    return [rng.choice(makers)(rng) for _ in range(length)]
+
+
+def _events_for(user, codes: list[str], scenario) -> list[dict]:
+    events = []
+    for event_type, data in scenario:
+        data = dict(data)
+        if isinstance(data.get("message_id"), int):
+            data["message_id"] = codes[data["message_id"]]
+        events.append(event(user, event_type, data))
+    return events
+
+
+def _state(user, codes: list[str]) -> dict:
+    """Everything the events can change for `user`, free of row ids."""
+    names = {code: f"O{index}" for index, code in enumerate(codes)}
+    messages = sorted(
+        json.dumps(
+            {
+                "ref": names.get(str(message.code), ""),
+                "customer": [message.customer.phone, message.customer.lid],
+                **{
+                    name: getattr(message, name)
+                    for name in (
+                        "gateway_message_id",
+                        "direction",
+                        "source",
+                        "kind",
+                        "body",
+                        "status",
+                        "error_code",
+                        "error",
+                        "chat_jid",
+                        "quoted_id",
+                        "unread",
+                        "reactions",
+                        "metadata",
+                        "timestamp_estimated",
+                    )
+                },
+                **{
+                    name: str(getattr(message, name))
+                    for name in ("sent_at", "delivered_at", "read_at", "failed_at")
+                },
+                "timestamp": (
+                    "" if message.timestamp_estimated else str(message.timestamp)
+                ),
+            },
+            sort_keys=True,
+        )
+        for message in Message.objects.filter(owner=user).select_related("customer")
+    )
+    customers = sorted(
+        Customer.objects.filter(owner=user).values_list(
+            "phone", "match_key", "lid", "wa_jid", "push_name", "phone_unresolved"
+        ),
+        key=str,
+    )
+    held = sorted(
+        PendingMessageUpdate.objects.filter(owner=user).values_list(
+            "gateway_message_id", "kind", "payload"
+        ),
+        key=str,
+    )
+    outcomes = list(
+        GatewayEvent.objects.filter(user=user)
+        .order_by("seq")
+        .values_list("type", "outcome", "detail")
+    )
+    return {
+        "messages": messages,
+        "customers": customers,
+        "held": held,
+        "outcomes": outcomes,
+    }
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_one_batch_ends_as_one_event_per_request(db, seed):
+    scenario = _scenario(seed)
+    together, together_codes = _subscriber("together@example.com")
+    alone, alone_codes = _subscriber("alone@example.com")
+
+    callback_post(_events_for(together, together_codes, scenario))
+    for single in _events_for(alone, alone_codes, scenario):
+        callback_post([single])
+
+    expected = _state(alone, alone_codes)
+    for part, rows in _state(together, together_codes).items():
+        assert rows == expected[part], part
+
+
+def _inbound_batch(user, size: int, first: int) -> list[dict]:
+    return [
+        event(
+            user,
+            "message.received",
+            received_data(gateway_message_id=f"BULK{first + index}", push_name="A"),
+        )
+        for index in range(size)
+    ]
+
+
+def test_hundred_received_events_cost_as_many_queries_as_ten(alice):
+    customer_make(alice, push_name="A", wa_jid="5511900000001@s.whatsapp.net")
+
+    with CaptureQueriesContext(connection) as ten:
+        callback_post(_inbound_batch(alice, 10, 0))
+    with CaptureQueriesContext(connection) as hundred:
+        callback_post(_inbound_batch(alice, 100, 10))
+
+    assert Message.objects.filter(owner=alice).count() == 110
+    assert len(hundred.captured_queries) == len(ten.captured_queries)
+
+
+def test_receipts_for_many_messages_are_saved_in_one_update(alice):
+    customer = customer_make(alice)
+    messages = [
+        outbound_make(alice, customer, status="sending", gateway_message_id=f"R{n}")
+        for n in range(20)
+    ]
+    receipts = [
+        event(
+            alice,
+            "message.status",
+            {
+                "message_id": str(message.code),
+                "gateway_message_id": message.gateway_message_id,
+                "status": status,
+                "timestamp": TIMES[index],
+            },
+        )
+        for message in messages
+        for index, status in enumerate(["sent", "delivered", "read"])
+    ]
+
+    with CaptureQueriesContext(connection) as queries:
+        callback_post(receipts)
+
+    updates = [
+        query
+        for query in queries.captured_queries
+        if query["sql"].startswith('UPDATE "messaging_message"')
+    ]
+    assert len(updates) == 1
+    assert set(
+        Message.objects.filter(owner=alice).values_list("status", flat=True)
+    ) == {"read"}
+    assert Message.objects.filter(owner=alice, delivered_at=TIMES[1]).count() == 20
+
+
+def test_failed_shared_insert_applies_the_events_one_by_one(alice, caplog):
+    customer_make(alice, push_name="A", wa_jid="5511900000001@s.whatsapp.net")
+    batch = _inbound_batch(alice, 5, 0)
+
+    with mock.patch.object(
+        Message.objects, "bulk_create", side_effect=IntegrityError("conflict")
+    ):
+        answer = callback_post(batch)
+
+    assert answer == {"accepted": 5, "duplicates": 0}
+    assert Message.objects.filter(owner=alice).count() == 5
+    assert "applying them one by one" in caplog.text
+
+
+def test_malformed_event_in_a_run_is_rejected_alone(alice):
+    batch = _inbound_batch(alice, 3, 0)
+    batch[1]["data"]["chat_jid"] = None
+
+    callback_post(batch)
+
+    outcomes = list(
+        GatewayEvent.objects.filter(user=alice)
+        .order_by("seq")
+        .values_list("outcome", flat=True)
+    )
+    assert outcomes == ["applied", "rejected", "applied"]
+    assert Message.objects.filter(owner=alice).count() == 2
