@@ -178,8 +178,8 @@ def lanes_loop(
     one batch in flight per user. Items not started within `deadline_s`
     seconds are skipped.
     """
-    # queue.Queue: a SimpleQueue.get(timeout=...) was seen blocking for good
-    # here once the lane it waited for had finished.
+    # queue.Queue: a SimpleQueue.get(timeout=...) was seen here not to
+    # return after its timeout once the last lane had finished.
     ready: queue.Queue = queue.Queue()
     remaining = 0
     for lane in lanes:

@@ -259,3 +259,31 @@ class PendingMessageUpdate(models.Model):
 
     def __str__(self):
         return f"{self.kind} for {self.gateway_message_id}"
+
+
+class DailySendCount(models.Model):
+    """Messages a subscriber sent through the dashboard and the API on one day.
+
+    `message_send` adds each send's parts to today's row with one upsert,
+    whose row lock also orders concurrent sends of the subscriber, so the
+    daily quota check costs the same at the first and the 100,000th message
+    of a day. Days run midnight to midnight in the server's TIME_ZONE.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="daily_send_counts",
+    )
+    day = models.DateField()
+    sent = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "day"], name="daily_send_count_one_row_per_day"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.sent} on {self.day}"

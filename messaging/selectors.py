@@ -19,7 +19,7 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .models import Customer, Message
+from .models import Customer, DailySendCount, Message
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +29,6 @@ RECONNECTING_STATE = "disconnected"
 # reconnects by itself (a network drop, a gateway restart), so its messages
 # wait in the queue. Every other state needs the subscriber to act first.
 SENDABLE_STATES = frozenset({CONNECTED_STATE, RECONNECTING_STATE})
-# Sources that count toward the daily quota; messages typed on the phone
-# did not go through this service.
-QUOTA_SOURCES = (Message.Source.API, Message.Source.DASHBOARD)
 # Reasons `messaging.services.events` counts when it ignores an event.
 IGNORED_REASONS = (
     "group",
@@ -208,22 +205,23 @@ class QuotaUsage:
 
 
 def daily_quota_usage(*, user) -> QuotaUsage:
-    """Count today's messages sent through the dashboard and the API.
+    """Return today's messages sent through the dashboard and the API.
 
     The day runs midnight to midnight in the server's TIME_ZONE, and every
     part of a split message counts as one message.
     """
     now = timezone.localtime()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    used = Message.objects.filter(
-        owner=user,
-        direction=Message.Direction.OUTBOUND,
-        source__in=QUOTA_SOURCES,
-        created_at__gte=day_start,
-    ).count()
+    used = (
+        DailySendCount.objects.filter(owner=user, day=now.date())
+        .values_list("sent", flat=True)
+        .first()
+    )
     subscription = getattr(user, "subscription", None)
     limit = subscription.daily_message_quota if subscription is not None else 0
-    return QuotaUsage(used=used, limit=limit, resets_at=day_start + timedelta(days=1))
+    return QuotaUsage(
+        used=used or 0, limit=limit, resets_at=day_start + timedelta(days=1)
+    )
 
 
 def ignored_event_counts(*, user) -> dict[str, int]:

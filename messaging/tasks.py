@@ -29,7 +29,6 @@ from .services.sending import (
     message_fail,
     message_log_label,
     message_metadata_with_recipient,
-    message_next_part,
     message_postpone,
     message_recipient,
     message_record_sent,
@@ -112,7 +111,7 @@ def message_send(self, message_id: int) -> str:
     (another run has it or it is not queued) or ``missing``.
     """
     message = (
-        Message.objects.select_related("customer", "previous_part", "owner")
+        Message.objects.select_related("customer", "previous_part", "next_part")
         .filter(pk=message_id)
         .first()
     )
@@ -191,12 +190,14 @@ def message_send(self, message_id: int) -> str:
         message_id=message_id,
         gateway_message_id=answer.get("gateway_message_id"),
         to_jid=answer.get("to_jid"),
+        customer=message.customer,
     )
     logger.info("Sent %s", message_log_label(message))
 
-    next_part = message_next_part(message_id)
+    # Read with the message: a text in one part costs no query here.
+    next_part = getattr(message, "next_part", None)
     if next_part is not None:
-        message_send_enqueue(next_part)
+        message_send_enqueue(next_part.pk)
     return "sent"
 
 

@@ -11,7 +11,7 @@ import logging
 import re
 import uuid
 from collections import defaultdict, deque
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
@@ -100,6 +100,9 @@ GATEWAY_STATES = {
     "failed": State.FAILED,
     "stopped": State.DISCONNECTED,
 }
+
+# The longest time WhatsAppSession.last_activity_at may lag behind a callback.
+ACTIVITY_PRECISION = timedelta(minutes=1)
 
 _DEVICE_SUFFIX_RE = re.compile(r":\d+(?=@)")
 PUSH_NAME_MAX_LENGTH = WhatsAppSession._meta.get_field("push_name").max_length
@@ -542,9 +545,18 @@ def gateway_events_apply(payload) -> dict:
                 outcome=outcome, detail=detail
             )
 
-        if active_user_ids:
-            WhatsAppSession.objects.filter(user_id__in=active_user_ids).update(
-                last_activity_at=timezone.now()
+        # Idle-session clean-up works in days; a write per user and minute
+        # is enough, and saves a busy subscriber an UPDATE per callback.
+        now = timezone.now()
+        stale_user_ids = [
+            user_id
+            for user_id in active_user_ids
+            if user_id not in sessions
+            or sessions[user_id].last_activity_at < now - ACTIVITY_PRECISION
+        ]
+        if stale_user_ids:
+            WhatsAppSession.objects.filter(user_id__in=stale_user_ids).update(
+                last_activity_at=now
             )
 
     logger.debug(

@@ -290,7 +290,7 @@ REST_FRAMEWORK = {
     # API call without credentials gets 401 with "WWW-Authenticate: Token"
     # instead of a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # UserIdIsCaller returns 400 `invalid_user_id` to a user_id that is not

@@ -295,7 +295,7 @@ def customer_identity_changes(
     """Return the fields a WhatsApp identity would change on `customer`.
 
     The arguments are those of `customer_identify` plus `key`, the phone's
-    match key. An empty result means the stored row already says it all.
+    match key. An empty result means the stored row already contains every value.
     """
     changes = {}
     if phone and customer.match_key != key:

@@ -579,8 +579,8 @@ def gateway_event_run_apply(*, user, events: list[dict], apply_one) -> list[tupl
 
     Returns an (outcome, detail) pair per event, in order. The result is
     the same as applying each event with `gateway_event_apply`, with far
-    fewer queries: the customers, messages and held updates the run names
-    are read a few queries at a time, new messages are inserted together
+    fewer queries. The customers, messages and held updates the run names
+    are read with one query per table. New messages are inserted together,
     and receipts are saved together.
 
     An event the shared path cannot take (a new customer, a replay, a

@@ -15,19 +15,19 @@ from datetime import timedelta
 from functools import partial
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError
 
-from accounts.models import Subscription, User
 from accounts.services import subscription_require_active
-from messaging.models import Customer, Message
+from messaging.models import Customer, DailySendCount, Message, PendingMessageUpdate
 from messaging.phones import JidKind, jid_parse, phone_mask
 from messaging.selectors import (
     SENDABLE_STATES,
-    daily_quota_usage,
     session_not_connected_message,
     whatsapp_state,
 )
@@ -35,7 +35,7 @@ from messaging.text import WHATSAPP_TEXT_LIMIT, text_split, utf16_length
 from whatsapp_saas.exceptions import ApplicationError
 
 from .customers import customer_for_phone, customer_identify, phone_clean
-from .updates import STATUS_RANK, gateway_id_assign
+from .updates import STATUS_RANK, gateway_id_assign, pending_updates_apply
 
 logger = logging.getLogger(__name__)
 
@@ -123,31 +123,25 @@ def session_require_sendable(user) -> None:
         )
 
 
-def subscription_lock(user) -> Subscription | None:
-    """Lock the user's subscription row until the transaction ends.
+def quota_take(user, parts: int) -> None:
+    """Count `parts` messages against today's quota, or raise past it.
 
-    Concurrent sends of one user then count the daily quota one after the
-    other. The locked row goes into `user.subscription`, so the checks that
-    follow read it without another query.
+    Adds to today's DailySendCount row in one upsert, which holds that row
+    locked until the transaction ends, so concurrent sends of one user are
+    counted one after the other. Call it inside the send's transaction: an
+    error raised here or later in the transaction undoes the count. Raises
+    ApplicationError ``daily_quota_exceeded`` (429) past the quota.
     """
-    subscription = Subscription.objects.select_for_update().filter(user=user).first()
-    User.subscription.related.set_cached_value(user, subscription)
-    return subscription
-
-
-def quota_require(user, parts: int) -> None:
-    """Raise ApplicationError ``daily_quota_exceeded`` past today's quota.
-
-    Call it after `subscription_lock` in the same transaction, so that
-    concurrent sends of one user are counted one after the other.
-    """
+    now = timezone.localtime()
+    sent = _daily_count_add(user.pk, now.date(), parts)
     subscription = getattr(user, "subscription", None)
-    usage = daily_quota_usage(user=user)
     limit = subscription.daily_message_quota if subscription is not None else 0
-    if usage.used + parts <= limit:
+    if sent <= limit:
         return
 
-    resets_at = timezone.localtime(usage.resets_at)
+    used = sent - parts
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    resets_at = day_start + timedelta(days=1)
     raise ApplicationError(
         _(
             "Your plan allows %(limit)s messages a day and %(used)s were sent "
@@ -156,19 +150,37 @@ def quota_require(user, parts: int) -> None:
         )
         % {
             "limit": limit,
-            "used": usage.used,
+            "used": used,
             "parts": parts,
             "time": date_format(resets_at, "DATETIME_FORMAT") + f" {resets_at:%Z}",
         },
         code="daily_quota_exceeded",
         extra={
             "limit": limit,
-            "used": usage.used,
+            "used": used,
             "requested": parts,
-            "resets_at": usage.resets_at.isoformat(),
+            "resets_at": resets_at.isoformat(),
         },
         status_code=429,
     )
+
+
+def _daily_count_add(owner_id: int, day, parts: int) -> int:
+    """Add `parts` to the owner's count for `day`; return the new count."""
+    quote = connection.ops.quote_name
+    table = quote(DailySendCount._meta.db_table)
+    sent = quote("sent")
+    # PostgreSQL and SQLite (3.35+) both run this upsert.
+    sql = (
+        f"INSERT INTO {table} ({quote('owner_id')}, {quote('day')}, {sent}) "
+        f"VALUES (%s, %s, %s) "
+        f"ON CONFLICT ({quote('owner_id')}, {quote('day')}) "
+        f"DO UPDATE SET {sent} = {table}.{sent} + EXCLUDED.{sent} "
+        f"RETURNING {sent}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [owner_id, day, parts])
+        return cursor.fetchone()[0]
 
 
 def message_send(
@@ -211,18 +223,20 @@ def message_send(
 
     try:
         with transaction.atomic():
-            # The lock also makes a repeat of this send wait for the first.
-            subscription_lock(user)
             earlier = _idempotent_replay(user, key, parts=parts, customer=customer)
             if earlier:
                 return earlier
             subscription_require_active(user)
             session_require_sendable(user)
-            quota_require(user, len(parts))
             if customer is None and "phone" in recipient:
                 customer = customer_for_phone(owner=user, phone=recipient["phone"])
             elif customer is None:
                 customer = customer_identify(owner=user, lid=recipient["lid"])
+            # Last before the insert: the count's row lock orders this user's
+            # sends (a repeat of this idempotency key waits here for the
+            # first, then fails on the key's unique constraint and replays),
+            # so it is held as briefly as possible.
+            quota_take(user, len(parts))
             messages = _parts_create(user, customer, parts, source, key=key)
             transaction.on_commit(partial(message_send_enqueue, messages[0].pk))
     except IntegrityError:
@@ -412,26 +426,90 @@ def message_release(message_id: int) -> bool:
     return released == 1
 
 
-def message_record_sent(*, message_id: int, gateway_message_id, to_jid=None) -> Message:
+def message_record_sent(
+    *, message_id: int, gateway_message_id, to_jid=None, customer=None
+) -> None:
     """Record a send the gateway accepted.
 
     The status becomes `sent` unless a receipt already moved it further,
     and the customer's `wa_jid` becomes the JID the gateway sent to.
+    `customer`, when the caller has it, saves reading it again.
+
+    Usually this is one UPDATE and one check for held updates. When the
+    WhatsApp id is already on another row (the send's echo was stored
+    first) or on this one with another value, the row is locked and the
+    echo merged instead.
     """
-    with transaction.atomic():
-        message = (
-            Message.objects.select_for_update(of=("self",))
-            .select_related("customer")
-            .get(pk=message_id)
+    gateway_id = (
+        gateway_message_id
+        if isinstance(gateway_message_id, str) and gateway_message_id
+        else None
+    )
+    jid = _sent_to_jid(message_id, to_jid)
+    if not _sent_update(message_id, gateway_id, jid):
+        _sent_record_locked(message_id, gateway_id, jid)
+    elif gateway_id and _held_updates_exist(message_id, gateway_id):
+        with transaction.atomic():
+            message = Message.objects.select_for_update().get(pk=message_id)
+            pending_updates_apply(message)
+
+    # Most sends go to the JID the customer already has; skipping the
+    # UPDATE then saves a query and a row write per message.
+    if jid is None:
+        return
+    if customer is None:
+        customer = Customer.objects.filter(messages__pk=message_id).first()
+    if customer is not None and customer.wa_jid != jid:
+        Customer.objects.filter(pk=customer.pk).update(wa_jid=jid)
+
+
+def _sent_update(message_id: int, gateway_id: str | None, jid: str | None) -> bool:
+    """Record the send in one conditional UPDATE; False when that cannot.
+
+    The row must have no WhatsApp id yet or this one. A unique-constraint
+    error means the send's echo holds the id, which the locked path merges.
+    """
+    now = timezone.now()
+    changes = {
+        "status": Case(
+            When(status__in=[Status.QUEUED, Status.SENDING], then=Value(Status.SENT)),
+            default=F("status"),
+        ),
+        "sent_at": Coalesce(F("sent_at"), Value(now)),
+        "updated_at": now,
+    }
+    rows = Message.objects.filter(pk=message_id)
+    if gateway_id is not None:
+        changes["gateway_message_id"] = Value(gateway_id)
+        rows = rows.filter(
+            Q(gateway_message_id__isnull=True) | Q(gateway_message_id=gateway_id)
         )
+    if jid is not None:
+        changes["chat_jid"] = Case(
+            When(chat_jid="", then=Value(jid)), default=F("chat_jid")
+        )
+    try:
+        with transaction.atomic():
+            return rows.update(**changes) == 1
+    except IntegrityError:
+        return False
+
+
+def _held_updates_exist(message_id: int, gateway_id: str) -> bool:
+    """Return True when updates for the id wait for this message (one query)."""
+    owner = Message.objects.filter(pk=message_id).values("owner_id")[:1]
+    return PendingMessageUpdate.objects.filter(
+        owner_id=owner, gateway_message_id=gateway_id
+    ).exists()
+
+
+def _sent_record_locked(message_id: int, gateway_id: str | None, jid: str | None):
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message_id)
         fields = []
-        if (
-            isinstance(gateway_message_id, str)
-            and gateway_message_id
-            and message.gateway_message_id != gateway_message_id
-        ):
+        if gateway_id is not None and message.gateway_message_id != gateway_id:
             # Saved with the status below: one UPDATE instead of two.
-            gateway_id_assign(message, gateway_message_id, save=False)
+            gateway_id_assign(message, gateway_id, save=False)
             fields.append("gateway_message_id")
         if STATUS_RANK.get(message.status, -1) < STATUS_RANK[Status.SENT]:
             message.status = Status.SENT
@@ -439,21 +517,14 @@ def message_record_sent(*, message_id: int, gateway_message_id, to_jid=None) -> 
         if message.sent_at is None:
             message.sent_at = timezone.now()
             fields.append("sent_at")
-        jid = _sent_to_jid(message, to_jid)
         if jid is not None and not message.chat_jid:
             message.chat_jid = jid
             fields.append("chat_jid")
         if fields:
             message.save(update_fields=[*fields, "updated_at"])
 
-        # Most sends go to the JID the customer already has; skipping the
-        # UPDATE then saves a query and a row write per message.
-        if jid is not None and message.customer.wa_jid != jid:
-            Customer.objects.filter(pk=message.customer_id).update(wa_jid=jid)
-    return message
 
-
-def _sent_to_jid(message: Message, to_jid) -> str | None:
+def _sent_to_jid(message_id: int, to_jid) -> str | None:
     """Return the customer JID the gateway sent to, or None when unusable."""
     if not isinstance(to_jid, str):
         return None
@@ -461,7 +532,7 @@ def _sent_to_jid(message: Message, to_jid) -> str | None:
         jid = jid_parse(to_jid)
     except ValidationError:
         logger.warning(
-            "The gateway returned an invalid to_jid for message %s", message.pk
+            "The gateway returned an invalid to_jid for message %s", message_id
         )
         return None
     if not jid.is_customer:
@@ -497,15 +568,6 @@ def message_fail(*, message_id: int, code: str, reason: str) -> bool:
         )
         following = Message.objects.filter(previous_part_id=following.pk).first()
     return failed == 1
-
-
-def message_next_part(message_id: int) -> int | None:
-    """Return the id of the part that follows a message, if any."""
-    return (
-        Message.objects.filter(previous_part_id=message_id)
-        .values_list("pk", flat=True)
-        .first()
-    )
 
 
 # Gateway error codes a retry can resolve although their HTTP status is 4xx.

@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
 from django.utils import timezone
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import Subscription
@@ -400,3 +403,21 @@ def test_schema_endpoint_serves_messaging_paths(api):
 
     assert response.status_code == 200
     assert "/api/messages/send" in response.content.decode()
+
+
+def test_send_by_token_costs_six_database_statements(alice, customer):
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice)}")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(
+            "/api/messages/send",
+            {"customer_id": str(customer.code), "content": "Olá"},
+            format="json",
+        )
+
+    assert response.status_code == 202
+    # The token with plan and session, the customer, then BEGIN, the quota
+    # count, the insert and COMMIT.
+    assert len(queries.captured_queries) == 6

@@ -248,7 +248,7 @@ def _inbound_batch(user, size: int, first: int) -> list[dict]:
     ]
 
 
-def test_hundred_received_events_cost_as_many_queries_as_ten(alice):
+def test_batch_queries_do_not_grow_with_size(alice):
     customer_make(alice, push_name="A", wa_jid="5511900000001@s.whatsapp.net")
 
     with CaptureQueriesContext(connection) as ten:
@@ -260,7 +260,7 @@ def test_hundred_received_events_cost_as_many_queries_as_ten(alice):
     assert len(hundred.captured_queries) == len(ten.captured_queries)
 
 
-def test_receipts_for_many_messages_are_saved_in_one_update(alice):
+def test_receipts_saved_in_one_update(alice):
     customer = customer_make(alice)
     messages = [
         outbound_make(alice, customer, status="sending", gateway_message_id=f"R{n}")
@@ -296,7 +296,7 @@ def test_receipts_for_many_messages_are_saved_in_one_update(alice):
     assert Message.objects.filter(owner=alice, delivered_at=TIMES[1]).count() == 20
 
 
-def test_failed_shared_insert_applies_the_events_one_by_one(alice, caplog):
+def test_failed_bulk_insert_falls_back(alice, caplog):
     customer_make(alice, push_name="A", wa_jid="5511900000001@s.whatsapp.net")
     batch = _inbound_batch(alice, 5, 0)
 

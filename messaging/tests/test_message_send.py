@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Subscription
-from messaging.models import Customer, Message
+from messaging.models import Customer, DailySendCount, Message
 from messaging.services import message_send
 from whatsapp_saas.exceptions import ApplicationError
 
@@ -239,15 +239,49 @@ def test_quota_counts_every_part(alice):
     assert raised.value.extra["requested"] == 3
 
 
-def test_quota_ignores_phone_typed_and_yesterdays_messages(alice):
+def test_quota_ignores_phone_typed_messages(alice):
     Subscription.objects.filter(user=alice).update(daily_message_quota=1)
     alice.refresh_from_db()
     customer = customer_make(alice)
     outbound_make(alice, customer, status="sent", source="phone")
-    old = outbound_make(alice, customer, status="sent")
-    Message.objects.filter(pk=old.pk).update(
-        created_at=timezone.now() - timedelta(days=1)
+
+    messages = _send(alice, customer_code=customer.code)
+
+    assert len(messages) == 1
+
+
+def test_quota_ignores_yesterdays_sends(alice):
+    Subscription.objects.filter(user=alice).update(daily_message_quota=1)
+    alice.refresh_from_db()
+    customer = customer_make(alice)
+    DailySendCount.objects.create(
+        owner=alice, day=timezone.localdate() - timedelta(days=1), sent=1
     )
+
+    messages = _send(alice, customer_code=customer.code)
+
+    assert len(messages) == 1
+
+
+def test_deleting_sent_messages_gives_no_quota_back(alice):
+    Subscription.objects.filter(user=alice).update(daily_message_quota=1)
+    alice.refresh_from_db()
+    customer = customer_make(alice)
+    _send(alice, customer_code=customer.code)
+    Message.objects.filter(owner=alice).delete()
+
+    with pytest.raises(ApplicationError) as raised:
+        _send(alice, customer_code=customer.code)
+
+    assert raised.value.code == "daily_quota_exceeded"
+
+
+def test_rejected_send_does_not_count(alice):
+    Subscription.objects.filter(user=alice).update(daily_message_quota=1)
+    alice.refresh_from_db()
+    customer = customer_make(alice)
+    with pytest.raises(ApplicationError):
+        _send(alice, customer_code=customer.code, content="a" * 9000)
 
     messages = _send(alice, customer_code=customer.code)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from messaging.models import Customer, Message
 from messaging.services import message_record_sent
@@ -378,3 +380,15 @@ def test_record_sent_applies_receipts_held_for_the_id(alice, customer):
 
     message.refresh_from_db()
     assert message.status == "read"
+
+
+def test_usual_send_costs_six_database_statements(alice, fake_gateway):
+
+    customer = customer_make(alice, wa_jid="5511900000001@s.whatsapp.net")
+    message = outbound_make(alice, customer)
+
+    with CaptureQueriesContext(connection) as queries:
+        _run(message)
+
+    # Read, claim, then BEGIN, one UPDATE, COMMIT, and the held-update check.
+    assert len(queries.captured_queries) == 6

@@ -2,9 +2,11 @@ import json
 import logging
 import time
 import uuid
+from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 
 from sessions_wa.models import GatewayEvent, WhatsAppSession
 from sessions_wa.tests.helpers import (
@@ -379,12 +381,24 @@ def test_repeated_id_in_batch_counts_once(client, owner, pending):
 
 def test_applied_event_marks_session_active(client, owner, make_session):
     session = make_session(owner, State.STARTING)
-    before = session.last_activity_at
+    before = timezone.now() - timedelta(minutes=2)
+    WhatsAppSession.objects.filter(pk=session.pk).update(last_activity_at=before)
 
     post_callback(client, [qr_event(owner.pk, 1)])
 
     session.refresh_from_db()
     assert session.last_activity_at > before
+
+
+def test_recent_activity_not_rewritten(client, owner, make_session):
+    session = make_session(owner, State.STARTING)
+    recent = timezone.now() - timedelta(seconds=30)
+    WhatsAppSession.objects.filter(pk=session.pk).update(last_activity_at=recent)
+
+    post_callback(client, [qr_event(owner.pk, 1)])
+
+    session.refresh_from_db()
+    assert session.last_activity_at == recent
 
 
 def test_nul_characters_are_stored_without_failing(client, owner, pending):

@@ -1,0 +1,30 @@
+"""API token authentication that loads what every API call checks next."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import authentication, exceptions
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's token authentication, reading the user's plan and session with it.
+
+    Sends and session calls check the subscription and the WhatsApp session
+    right after authentication; reading them in the token's query saves a
+    query for each.
+    """
+
+    def authenticate_credentials(self, key):
+        token = (
+            self.get_model()
+            .objects.select_related(
+                "user", "user__subscription", "user__whatsapp_session"
+            )
+            .filter(key=key)
+            .first()
+        )
+        if token is None:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        return token.user, token

@@ -1,0 +1,80 @@
+"""Concurrent sends of one subscriber (PostgreSQL): quota and idempotency."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from accounts.models import Subscription
+from messaging.models import DailySendCount, Message
+from messaging.services import message_send
+from whatsapp_saas.exceptions import ApplicationError
+
+from .helpers import customer_make
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _send_together(user, count: int, **kwargs) -> list:
+    """Call message_send from `count` threads at once; return results or errors."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def worker(index):
+        try:
+            barrier.wait(timeout=5)
+            results[index] = message_send(user=user, **kwargs)
+        except Exception as error:  # noqa: BLE001 - reported by the asserts
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    return results
+
+
+def _codes(results) -> list[str]:
+    return sorted(
+        result.code if isinstance(result, ApplicationError) else "queued"
+        for result in results
+    )
+
+
+def test_parallel_sends_stop_at_quota(alice):
+    Subscription.objects.filter(user=alice).update(daily_message_quota=3)
+    alice.refresh_from_db()
+    customer = customer_make(alice)
+
+    results = _send_together(alice, 6, customer_code=customer.code, content="Oi")
+
+    assert _codes(results) == ["daily_quota_exceeded"] * 3 + ["queued"] * 3
+    assert Message.objects.filter(owner=alice).count() == 3
+    assert DailySendCount.objects.get(owner=alice).sent == 3
+
+
+def test_parallel_sends_with_one_key_store_one_message(alice):
+    customer = customer_make(alice)
+
+    results = _send_together(
+        alice, 4, customer_code=customer.code, content="Oi", idempotency_key="k-1"
+    )
+
+    assert _codes(results) == ["queued"] * 4
+    assert len({result[0].pk for result in results}) == 1
+    assert Message.objects.filter(owner=alice).count() == 1
+    assert DailySendCount.objects.get(owner=alice).sent == 1
+
+
+def test_parallel_keyed_sends_to_new_number(alice):
+    results = _send_together(
+        alice, 4, to="+5511900000007", content="Oi", idempotency_key="k-2"
+    )
+
+    assert _codes(results) == ["queued"] * 4
+    assert Message.objects.filter(owner=alice).count() == 1
