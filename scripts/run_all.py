@@ -555,7 +555,14 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = Supervisor(specs, stop_timeout=args.stop_timeout, base_env=env)
     move_old_sqlite_data_dir(gateway_data_dir(env), supervisor.report)
 
-    status, output = run_setup(setup_commands(env), env=env, report=supervisor.report)
+    try:
+        status, output = run_setup(
+            setup_commands(env), env=env, report=supervisor.report
+        )
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the running manage.py command too, which stops.
+        print("run_all: stopped during setup; nothing was started.", file=sys.stderr)
+        return 130
     if status:
         return status
 

@@ -349,6 +349,22 @@ def test_invalid_port_stops_before_setup(monkeypatch, capsys):
     )
 
 
+def test_ctrl_c_during_setup_exits_quietly(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_all, "read_env_file", lambda path: {})
+    monkeypatch.setattr(run_all, "move_old_sqlite_data_dir", lambda *args: None)
+    monkeypatch.setattr(run_all, "run_setup", interrupted)
+
+    status = run_all.main([])
+
+    assert status == 130
+    assert capsys.readouterr().err == (
+        "run_all: stopped during setup; nothing was started.\n"
+    )
+
+
 @pytest.mark.parametrize("debug", ["False", "off", "0", "no"])
 def test_setup_collects_static_without_debug(debug):
     commands = run_all.setup_commands({"DEBUG": debug})
