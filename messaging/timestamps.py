@@ -18,15 +18,15 @@ _NUMBER_RE = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")
 
 
 def _from_epoch(seconds: float) -> datetime | None:
-    if not math.isfinite(seconds):
-        return None
-    if seconds > MILLISECONDS_ABOVE:
-        seconds /= 1000
     try:
-        moment = datetime.fromtimestamp(seconds, tz=UTC)
+        if not math.isfinite(seconds):
+            return None
+        if seconds > MILLISECONDS_ABOVE:
+            seconds /= 1000
+        return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
+        # An integer too large for a float, or a time datetime cannot hold.
         return None
-    return moment
 
 
 def _from_long(value: dict) -> float | None:

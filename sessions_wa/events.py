@@ -38,6 +38,9 @@ MAX_JID_LENGTH = 128
 # a hostile body far from Python's recursion limit.
 MAX_DATA_DEPTH = 32
 _E164_RE = re.compile(r"^\+[1-9]\d{5,14}$")
+# json.loads joins a valid surrogate pair into one character, so a surrogate
+# left in a str is always a lone one, which UTF-8 cannot encode.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 # Keys whose values are message bodies or pairing secrets; they are dropped
 # from the stored copy of the event at any depth.
@@ -346,5 +349,13 @@ def strings_clean(value):
 
 
 def text_clean(value: str) -> str:
-    """Remove NUL characters, which PostgreSQL text and jsonb reject."""
-    return value.replace("\x00", "")
+    """Return the text without what PostgreSQL text and jsonb reject.
+
+    NUL characters are removed. A lone UTF-16 surrogate (half of an emoji,
+    which a JSON escape such as \\ud83d can carry) becomes U+FFFD, the
+    replacement character.
+    """
+    value = value.replace("\x00", "")
+    if _SURROGATE_RE.search(value):
+        value = _SURROGATE_RE.sub("\ufffd", value)
+    return value

@@ -22,6 +22,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -81,15 +82,26 @@ def ignored_counter_key(user_id: int, reason: str, day: str) -> str:
 
 
 def _ignored(user, event_type: str, reason: str) -> str:
-    """Log and count an event that is deliberately not stored."""
+    """Log an event that is deliberately not stored, and count it on commit.
+
+    The cache is not rolled back with the database, so the count waits for
+    the transaction. An event whose batch is undone and applied again, or
+    posted again by the gateway, then counts once.
+    """
     logger.info("Ignored %s for user %s: %s", event_type, user.pk, reason)
     key = ignored_counter_key(user.pk, reason, timezone.now().date().isoformat())
+    transaction.on_commit(partial(_ignored_count, key))
+    return Outcome.IGNORED
+
+
+def _ignored_count(key: str) -> None:
     try:
         cache.add(key, 0, IGNORED_COUNTER_SECONDS)
         cache.incr(key)
     except Exception:  # noqa: BLE001 - a counter must never fail a callback
-        logger.warning("Could not count an ignored event in the cache", exc_info=True)
-    return Outcome.IGNORED
+        logger.warning(
+            "Could not count an ignored event in the cache (%s)", key, exc_info=True
+        )
 
 
 def _rejected(event_type: str, reason: str) -> ApplicationError:

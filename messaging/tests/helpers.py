@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.conf import settings
 from django.db import transaction
-from django.test import Client
+from django.test import Client, TestCase
 from django.urls import reverse
 from django.utils import timezone
 
@@ -60,8 +60,12 @@ def event(user, event_type: str, data: dict, *, occurred_at: str = REFERENCE_ISO
 
 
 def apply(user, event_type: str, data: dict, **kwargs) -> str:
-    """Apply one event the way the callback service does, in a savepoint."""
-    with transaction.atomic():
+    """Apply one event the way the callback service does, in a savepoint.
+
+    What the event left for its commit (such as ignored-event counts) runs
+    when the savepoint ends, as it would when the callback commits.
+    """
+    with TestCase.captureOnCommitCallbacks(execute=True), transaction.atomic():
         return gateway_event_apply(
             user=user, event=event(user, event_type, data, **kwargs)
         )
@@ -78,9 +82,12 @@ def callback_post(events: list[dict]) -> dict:
         path=path,
         body=body,
     )
-    response = Client().post(
-        path, body, content_type="application/json", HTTP_X_WA_SIGNATURE=header
-    )
+    # The test's transaction never commits, so run what the callback left
+    # for its commit when the request ends.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = Client().post(
+            path, body, content_type="application/json", HTTP_X_WA_SIGNATURE=header
+        )
     assert response.status_code == 200, response.content
     return response.json()
 

@@ -2,12 +2,12 @@
 
 `test_callback_runs` generates mixed batches. These tests pick the inputs
 most likely to make the shared path of `gateway_event_run_apply` differ from
-applying each event alone: repeated event ids, interleaved users, events that
-break a run, receipts for messages stored earlier in the same run, merges,
-the subscriber's own identity and malformed data. Most post the same events
-once as one batch and once one event per request, for subscribers set up
-alike, and compare the rows, the outcomes, the order of the messages and the
-ignored-event counts the dashboard shows.
+applying each event alone. They cover repeated event ids, interleaved users,
+events that break a run and receipts for messages stored earlier in the same
+run. They also cover merges, the subscriber's own identity and malformed
+data. Most post the same events once as one batch and once one event per
+request, for subscribers set up alike. They compare the rows, the outcomes,
+the order of the messages and the ignored-event counts the dashboard shows.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def local_cache(settings):
 
 
 def _message_id(value, codes: list[str]):
-    """Return the `message_id` to send: an index or (spelling, index) names a code."""
+    """Return the `message_id` to send. An index or (spelling, index) names a code."""
     if isinstance(value, int) and not isinstance(value, bool):
         return codes[value]
     if isinstance(value, tuple):
@@ -105,27 +105,29 @@ def _assert_same(together: dict, alone: dict) -> None:
 
 
 def _both_ways(scenario, *, prepare=None, repeat=()) -> tuple[dict, dict, list]:
-    """Post `scenario` as one batch and one event per request; return both.
+    """Post `scenario` as one batch, and as one event per request.
 
     `prepare(user)` runs after the usual set-up of each subscriber. Each
-    (index, position) in `repeat` inserts a copy of event `index`, with the
-    same event id, at `position`. Returns the batch's rows, the other
-    subscriber's rows and every callback answer, the batch's first.
+    (index, position) in `repeat` inserts a copy of scenario event `index`,
+    with the same event id, at `position` of the list built so far. Returns
+    the batch's rows, the other subscriber's rows and every callback
+    response body, the batch's first.
     """
     built = []
     for email in ("together@example.com", "alone@example.com"):
         user, codes = _subscriber(email)
         if prepare is not None:
             prepare(user)
-        events = _events_build(user, codes, scenario)
+        originals = _events_build(user, codes, scenario)
+        events = list(originals)
         for index, position in repeat:
-            events.insert(position, dict(events[index]))
+            events.insert(position, dict(originals[index]))
         built.append((user, codes, events))
 
     (together, together_codes, batch), (alone, alone_codes, singles) = built
-    answers = [callback_post(batch)]
-    answers += [callback_post([single]) for single in singles]
-    return _rows(together, together_codes), _rows(alone, alone_codes), answers
+    responses = [callback_post(batch)]
+    responses += [callback_post([single]) for single in singles]
+    return _rows(together, together_codes), _rows(alone, alone_codes), responses
 
 
 def _outcomes(rows: dict) -> list[str]:
@@ -165,10 +167,10 @@ def test_repeated_event_id_applies_once(db):
     ]
 
     # Copies of the placeholder and of the receipt follow them in the run.
-    together, alone, answers = _both_ways(scenario, repeat=[(1, 2), (2, 4)])
+    together, alone, responses = _both_ways(scenario, repeat=[(1, 2), (2, 4)])
 
-    assert answers[0] == {"accepted": 4, "duplicates": 2}
-    assert sum(answer["duplicates"] for answer in answers[1:]) == 2
+    assert responses[0] == {"accepted": 4, "duplicates": 2}
+    assert sum(response["duplicates"] for response in responses[1:]) == 2
     _assert_same(together, alone)
 
 
@@ -177,7 +179,8 @@ def test_interleaved_users_match_alone(db):
     for name in ("a-together", "b-together", "a-alone", "b-alone"):
         users[name] = _subscriber(f"{name}@example.com")
     missing_user_id = max(user.pk for user, _codes in users.values()) + 1000
-    # (who, event type, data); runs of one user are split by the other.
+    # (subscriber, event type, data). The events of one subscriber are split
+    # into several runs by the other's, and by an event for no known user.
     scenario = [
         ("a", *_inbound("IN1")),
         ("a", *_inbound("IN2")),
@@ -187,7 +190,11 @@ def test_interleaved_users_match_alone(db):
         ("a", *_status("delivered", message_id=0)),
         ("b", *_status("delivered", gateway_message_id="OUT1")),
         ("b", "message.received", _from_peer("+5511900000002", LID_2)),
-        ("b", "message.received", received_data(gateway_message_id="OUT9", from_me=True)),
+        (
+            "b",
+            "message.received",
+            received_data(gateway_message_id="OUT9", from_me=True),
+        ),
         ("a", *_inbound("IN1")),
         ("b", *_status("read", gateway_message_id="OUT9")),
         ("a", "message.received", _from_peer(None, LID_4, gateway_message_id="IN3")),
@@ -195,14 +202,12 @@ def test_interleaved_users_match_alone(db):
 
     def events_for(suffix: str) -> list[dict]:
         events = []
-        for who, event_type, data in scenario:
-            if who == "missing":
-                user, codes = users[f"a-{suffix}"]
-                built = _events_build(user, codes, [(event_type, data)])[0]
+        for subscriber, event_type, data in scenario:
+            owner = "a" if subscriber == "missing" else subscriber
+            user, codes = users[f"{owner}-{suffix}"]
+            built = _events_build(user, codes, [(event_type, data)])[0]
+            if subscriber == "missing":
                 built["user_id"] = missing_user_id
-            else:
-                user, codes = users[f"{who}-{suffix}"]
-                built = _events_build(user, codes, [(event_type, data)])[0]
             events.append(built)
         return events
 
@@ -210,24 +215,33 @@ def test_interleaved_users_match_alone(db):
     for single in events_for("alone"):
         callback_post([single])
 
-    for who in ("a", "b"):
+    for owner in ("a", "b"):
         _assert_same(
-            _rows(*users[f"{who}-together"]), _rows(*users[f"{who}-alone"])
+            _rows(*users[f"{owner}-together"]), _rows(*users[f"{owner}-alone"])
         )
 
 
-def test_run_breaking_events_keep_order(db):
+def test_run_breaking_events_match_alone(db):
     scenario = [
         _inbound("IN1"),
-        ("message.updated", {"gateway_message_id": "IN1", "change": "edited", "text": "Oi!"}),
         _inbound("IN2"),
+        (
+            "message.updated",
+            {"gateway_message_id": "IN1", "change": "edited", "text": "Oi!"},
+        ),
+        _inbound("IN1", text="Oi!"),
+        _inbound("IN2"),
+        _status("sent", gateway_message_id="OUT1", timestamp=TIMES[1]),
         (
             "message.reaction",
             {"gateway_message_id": "IN2", "emoji": "👍", "sender_jid": CUSTOMER_JID},
         ),
         _status("delivered", gateway_message_id="OUT1", timestamp=TIMES[1]),
         ("contact.lid_mapped", {"phone": "+5511900000001", "lid": LID_1}),
-        ("message.received", _from_peer("+5511900000001", LID_1, gateway_message_id="IN3")),
+        (
+            "message.received",
+            _from_peer("+5511900000001", LID_1, gateway_message_id="IN3"),
+        ),
         _status("read", gateway_message_id="OUT1", timestamp=TIMES[2]),
         ("message.updated", {"gateway_message_id": "IN4", "change": "revoked"}),
         _inbound("IN4"),
@@ -239,12 +253,12 @@ def test_run_breaking_events_keep_order(db):
         _inbound("IN5"),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     _assert_same(together, alone)
 
 
-def test_receipt_code_beats_gateway_id(db):
+def test_receipts_by_code_match_alone(db):
     scenario = [
         _status("delivered", message_id=1, gateway_message_id="OTHER1"),
         _status("read", message_id=2, gateway_message_id="OUT1"),
@@ -255,7 +269,7 @@ def test_receipt_code_beats_gateway_id(db):
         _status("read", message_id=1, gateway_message_id="OUT1", timestamp=TIMES[4]),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     _assert_same(together, alone)
 
@@ -285,7 +299,7 @@ def test_receipts_for_messages_stored_in_run(db):
         ("message.received", received_data(gateway_message_id="OUT9", from_me=True)),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     assert _outcomes(together) == [
         "applied",
@@ -310,7 +324,7 @@ def test_placeholder_upgraded_within_run(db):
         _inbound("IN3", text="Agora sim"),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     assert _outcomes(together) == [
         "applied",
@@ -335,7 +349,7 @@ def test_push_name_changes_mid_run(db):
         _inbound("IN7", push_name="A" * 250),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     _assert_same(together, alone)
 
@@ -352,7 +366,7 @@ def test_lid_then_phone_merge_in_run(db):
         ("message.received", _from_peer(phone, LID_2, gateway_message_id="IN7")),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     _assert_same(together, alone)
 
@@ -400,7 +414,7 @@ def test_own_number_and_groups_ignored(db):
         _inbound("IN2"),
     ]
 
-    together, alone, _answers = _both_ways(scenario, prepare=_own_lid_set)
+    together, alone, _responses = _both_ways(scenario, prepare=_own_lid_set)
 
     assert together["ignored"] == {
         "own_number": 3,
@@ -428,7 +442,7 @@ def test_own_number_changes_mid_batch(db):
         _inbound("IN3"),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     assert _outcomes(together) == ["applied", "applied", "ignored", "ignored"]
     _assert_same(together, alone)
@@ -445,7 +459,7 @@ def test_run_without_session_matches(db):
         _status("read", gateway_message_id="OUT1"),
     ]
 
-    together, alone, _answers = _both_ways(scenario, prepare=session_delete)
+    together, alone, _responses = _both_ways(scenario, prepare=session_delete)
 
     _assert_same(together, alone)
 
@@ -460,7 +474,7 @@ def test_unknown_status_words_ignored(db):
         _status("read", gateway_message_id="OUT1", timestamp=TIMES[1]),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     assert together["ignored"] == {"unknown_status": 6}
     _assert_same(together, alone)
@@ -478,7 +492,7 @@ def test_message_id_spellings_and_junk(db):
         _status("read", message_id="00000000-0000-0000-0000-000000000000"),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     assert _outcomes(together) == [
         "rejected",
@@ -506,7 +520,7 @@ def test_long_gateway_ids_in_run(db):
         _inbound("IN2", quoted_id="Q" * 300),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     assert _outcomes(together) == [
         "applied",
@@ -540,7 +554,7 @@ def test_events_missing_fields_in_run(db):
         _inbound("IN2"),
     ]
 
-    together, alone, _answers = _both_ways(scenario)
+    together, alone, _responses = _both_ways(scenario)
 
     _assert_same(together, alone)
 
@@ -591,8 +605,9 @@ def _odd_receipt(rng: random.Random) -> tuple[str, dict]:
 def _odd_received(rng: random.Random) -> tuple[str, dict]:
     phone, lid = rng.choice(PEERS)
     from_me = rng.choice([True, False])
-    # A phone message without a time is sent "now", which differs between
-    # the two subscribers; `_state` only hides the estimated `timestamp`.
+    # A phone message without a time gets the time it is stored as `sent_at`.
+    # That differs between the two subscribers, and `_state` hides only an
+    # estimated `timestamp`.
     times = [TIMES[0]] if from_me else [TIMES[0], None, "junk"]
     data = _from_peer(
         phone,
@@ -615,22 +630,21 @@ def _mixed_scenario(seed: int, length: int = 100) -> list[tuple[str, dict]]:
     return [rng.choice(makers)(rng) for _ in range(length)]
 
 
-@pytest.mark.parametrize("seed", range(5, 85))
+@pytest.mark.parametrize("seed", range(4))
 def test_full_batch_of_mixed_events(db, seed):
-    together, alone, _answers = _both_ways(_mixed_scenario(seed))
+    together, alone, _responses = _both_ways(_mixed_scenario(seed))
 
     _assert_same(together, alone)
 
 
-# Known differences, kept failing until the product is fixed.
+# Side effects outside the database, odd characters and odd numbers.
 
 
 def test_fallback_counts_ignored_events_once(db):
     """A run that fails together and is applied again counts each event once.
 
     The bulk insert fails here as it does when a concurrent delivery stores
-    the same message first. A lone surrogate in a text, or an integer
-    timestamp too large for a float, makes it fail the same way.
+    the same message first.
     """
     scenario = [
         _inbound("G1", chat_jid=GROUP_JID, chat_type="group"),
@@ -648,21 +662,30 @@ def test_fallback_counts_ignored_events_once(db):
     for single in _events_build(alone, alone_codes, scenario):
         callback_post([single])
 
-    assert ignored_event_counts(user=together) == ignored_event_counts(user=alone)
+    assert ignored_event_counts(user=together) == {"group": 1, "unknown_status": 1}
+    assert ignored_event_counts(user=alone) == {"group": 1, "unknown_status": 1}
 
 
-def test_lone_surrogate_push_name_fails_alone(alice):
+def test_lone_surrogate_becomes_replacement_character(alice):
+    """Half of an emoji (a lone UTF-16 surrogate) is stored as U+FFFD.
+
+    PostgreSQL's jsonb event log and text columns reject the surrogate.
+    """
     batch = [
-        event(alice, *_inbound("IN1", push_name="Ana \ud83d")),
-        event(alice, *_inbound("IN2")),
+        event(alice, *_inbound("IN1", push_name="Ana \ud83d", text="Oi \udc4b")),
+        event(alice, *_inbound("IN2", push_name=None)),
     ]
 
     callback_post(batch)
 
+    first = Message.objects.get(owner=alice, gateway_message_id="IN1")
+    assert first.body == "Oi \ufffd"
+    assert first.customer.push_name == "Ana \ufffd"
     assert Message.objects.filter(owner=alice, gateway_message_id="IN2").exists()
 
 
 def test_huge_integer_timestamp_counts_missing(alice):
+    """An integer timestamp too large for a float counts as no timestamp."""
     callback_post([event(alice, *_inbound("IN1", timestamp=10**400))])
 
     message = Message.objects.get(owner=alice, gateway_message_id="IN1")

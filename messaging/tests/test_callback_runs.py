@@ -248,6 +248,8 @@ def _inbound_batch(user, size: int, first: int) -> list[dict]:
     ]
 
 
+# SQLite splits a bulk insert by its limit on query parameters.
+@pytest.mark.postgres
 def test_batch_queries_do_not_grow_with_size(alice):
     customer_make(alice, push_name="A", wa_jid="5511900000001@s.whatsapp.net")
 
