@@ -123,7 +123,12 @@ class StrictCharField(serializers.CharField):
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
-            self.fail("not_a_string", type=type(data).__name__)
+            # Not self.fail(): DRF fills its messages with str.format, and this
+            # one is translated with %-style placeholders.
+            raise serializers.ValidationError(
+                self.error_messages["not_a_string"] % {"type": type(data).__name__},
+                code="not_a_string",
+            )
         return super().to_internal_value(data)
 
 
@@ -131,7 +136,7 @@ class MessageSendSerializer(CallerIdMixin):
     customer_id = serializers.UUIDField(
         required=False, help_text=_("The customer's id; give this or `to`.")
     )
-    to = serializers.CharField(
+    to = StrictCharField(
         required=False,
         max_length=64,
         help_text=_(

@@ -25,7 +25,7 @@ from kombu.exceptions import OperationalError
 
 from accounts.services import subscription_require_active
 from messaging.models import Customer, DailySendCount, Message, PendingMessageUpdate
-from messaging.phones import JidKind, jid_parse, phone_mask
+from messaging.phones import JidKind, jid_parse, match_key, phone_mask
 from messaging.selectors import (
     SENDABLE_STATES,
     session_not_connected_message,
@@ -220,10 +220,13 @@ def message_send(
 
     parts = text_split(text)
     key = _idempotency_key_clean(idempotency_key)
+    replay = partial(
+        _idempotent_replay, user, key, parts=parts, customer=customer, to=recipient
+    )
 
     try:
         with transaction.atomic():
-            earlier = _idempotent_replay(user, key, parts=parts, customer=customer)
+            earlier = replay()
             if earlier:
                 return earlier
             subscription_require_active(user)
@@ -240,7 +243,7 @@ def message_send(
             messages = _parts_create(user, customer, parts, source, key=key)
             transaction.on_commit(partial(message_send_enqueue, messages[0].pk))
     except IntegrityError:
-        earlier = _idempotent_replay(user, key, parts=parts, customer=customer)
+        earlier = replay()
         if not earlier:
             raise
         return earlier
@@ -278,17 +281,21 @@ def _idempotency_key_clean(value) -> str:
     return key
 
 
-def _idempotent_replay(user, key: str, *, parts, customer) -> list[Message]:
+def _idempotent_replay(user, key: str, *, parts, customer, to) -> list[Message]:
     """Return the messages an earlier send with `key` stored, or [].
 
-    An earlier send older than IDEMPOTENCY_WINDOW gives its key up. A key
-    reused for another text or customer is an error, so a client bug does
-    not answer with the wrong message.
+    The send names its recipient by `customer` or by `to` (the recipient
+    that `_recipient_from_to` read). An earlier send older than
+    IDEMPOTENCY_WINDOW gives its key up. A key reused for another text or
+    recipient is an error, so a client bug does not get back the wrong
+    message.
     """
     if not key:
         return []
     earlier = list(
-        Message.objects.filter(owner=user, idempotency_key=key).order_by("pk")
+        Message.objects.filter(owner=user, idempotency_key=key)
+        .select_related("customer")
+        .order_by("pk")
     )
     if not earlier:
         return []
@@ -297,8 +304,10 @@ def _idempotent_replay(user, key: str, *, parts, customer) -> list[Message]:
             idempotency_key=""
         )
         return []
-    same_customer = customer is None or earlier[0].customer_id == customer.pk
-    if not same_customer or [m.body for m in earlier] != parts:
+    if (
+        not _same_recipient(earlier[0], customer, to)
+        or [m.body for m in earlier] != parts
+    ):
         raise ApplicationError(
             _(
                 "This idempotency key was used for another message in the last "
@@ -314,6 +323,17 @@ def _idempotent_replay(user, key: str, *, parts, customer) -> list[Message]:
         earlier[0].pk,
     )
     return earlier
+
+
+def _same_recipient(message: Message, customer, to: dict | None) -> bool:
+    """Return True when `message` went to the recipient of this send."""
+    if customer is not None:
+        return message.customer_id == customer.pk
+    if to is None:
+        return False
+    if "phone" in to:
+        return message.customer.match_key == match_key(to["phone"])
+    return message.customer.lid == to["lid"]
 
 
 def _parts_create(

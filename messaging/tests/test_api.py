@@ -421,3 +421,27 @@ def test_send_by_token_costs_six_database_statements(alice, customer):
     # The token with plan and session, the customer, then BEGIN, the quota
     # count, the insert and COMMIT.
     assert len(queries.captured_queries) == 6
+
+
+def test_send_content_number_names_its_type(api, customer):
+    response = api.post(
+        "/api/messages/send",
+        {"customer_id": str(customer.code), "content": 123},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["content"] == [
+        "Must be a JSON string (in quotes), not int."
+    ]
+
+
+def test_send_to_as_json_number_is_rejected(api):
+    response = api.post(
+        "/api/messages/send", {"to": 5511988880001, "content": "Oi"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["to"] == [
+        "Must be a JSON string (in quotes), not int."
+    ]

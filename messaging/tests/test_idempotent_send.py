@@ -179,3 +179,40 @@ def test_api_content_must_be_a_json_string(alice, customer, content):
     assert response.status_code == 400
     assert "content" in str(response.json())
     assert not Message.objects.filter(owner=alice).exists()
+
+
+def _api_send_to(client, to, key, content="Olá"):
+    return client.post(
+        SEND, {"to": to, "content": content}, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+
+
+def test_api_key_reused_for_another_number_is_422(alice):
+    client = _client(alice)
+    _api_send_to(client, "+5511955550001", "order-7")
+
+    response = _api_send_to(client, "+5511955550002", "order-7")
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert Message.objects.filter(owner=alice).count() == 1
+
+
+def test_api_key_repeated_for_same_number_replays(alice):
+    client = _client(alice)
+    first = _api_send_to(client, "+5511955550001", "order-8")
+
+    # The same person, written without the ninth digit.
+    second = _api_send_to(client, "+551155550001", "order-8")
+
+    assert second.status_code == 202
+    assert second.json()["messages"] == first.json()["messages"]
+
+
+def test_api_key_from_customer_id_replays_by_number(alice, customer):
+    client = _client(alice)
+    first = _api_send(client, customer, "order-9")
+
+    second = _api_send_to(client, customer.phone, "order-9")
+
+    assert second.json()["messages"] == first.json()["messages"]

@@ -17,15 +17,19 @@ from .helpers import customer_make
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def _send_together(user, count: int, **kwargs) -> list:
-    """Call message_send from `count` threads at once; return results or errors."""
+def _send_together(user, count: int, *, each=None, **kwargs) -> list:
+    """Call message_send from `count` threads at once; return results or errors.
+
+    `each(index)` returns arguments that differ per thread.
+    """
     barrier = threading.Barrier(count)
     results: list = [None] * count
 
     def worker(index):
         try:
             barrier.wait(timeout=5)
-            results[index] = message_send(user=user, **kwargs)
+            extra = each(index) if each else {}
+            results[index] = message_send(user=user, **kwargs, **extra)
         except Exception as error:  # noqa: BLE001 - reported by the asserts
             results[index] = error
         finally:
@@ -77,4 +81,17 @@ def test_parallel_keyed_sends_to_new_number(alice):
     )
 
     assert _codes(results) == ["queued"] * 4
+    assert Message.objects.filter(owner=alice).count() == 1
+
+
+def test_parallel_keyed_sends_to_other_numbers(alice):
+    results = _send_together(
+        alice,
+        4,
+        each=lambda index: {"to": f"+55119000000{index + 10}"},
+        content="Oi",
+        idempotency_key="k-3",
+    )
+
+    assert _codes(results) == ["idempotency_key_reused"] * 3 + ["queued"]
     assert Message.objects.filter(owner=alice).count() == 1
