@@ -481,7 +481,8 @@ def run_setup(
     for argv in commands:
         step = " ".join(argv[1:])
         report(f"Running {step}")
-        completed = subprocess.run(
+        # Each line is shown as it comes, so a long migrate shows progress.
+        with subprocess.Popen(
             argv,
             cwd=cwd,
             env=env,
@@ -490,13 +491,14 @@ def run_setup(
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-        )
-        output.append(completed.stdout)
-        for line in completed.stdout.splitlines():
-            report(line)
-        if completed.returncode != 0:
-            report(f"{step} failed with status {completed.returncode}.")
-            return completed.returncode, "".join(output)
+        ) as process:
+            for line in process.stdout:
+                output.append(line)
+                report(line.rstrip("\n"))
+            status = process.wait()
+        if status != 0:
+            report(f"{step} failed with status {status}.")
+            return status, "".join(output)
     return 0, "".join(output)
 
 

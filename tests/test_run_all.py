@@ -395,6 +395,34 @@ def test_setup_stops_at_first_failure(tmp_path):
     assert "first" in reports
 
 
+def test_setup_reports_lines_while_running(tmp_path):
+    seen = tmp_path / "seen"
+    # Prints "second" only once the report of "first" created the file.
+    script = (
+        "import pathlib, time\n"
+        "print('first', flush=True)\n"
+        "for _ in range(100):\n"
+        f"    if pathlib.Path({str(seen)!r}).exists():\n"
+        "        print('second')\n"
+        "        break\n"
+        "    time.sleep(0.05)\n"
+    )
+
+    def report(line):
+        if line == "first":
+            seen.touch()
+
+    status, output = run_all.run_setup(
+        [[sys.executable, "-c", script]],
+        env=dict(os.environ),
+        report=report,
+        cwd=tmp_path,
+    )
+
+    assert status == 0
+    assert output == "first\nsecond\n"
+
+
 def test_demo_created_reads_command_output():
     created = "Created the demo subscriber demo@example.com.\nPassword (shown..."
     existing = "The demo subscriber demo@example.com already exists; ..."
