@@ -172,6 +172,22 @@ class GatewayClient:
     def qr(self, user_id: int) -> dict:
         return self.request("GET", "/qr", user_id=user_id, query={"user_id": user_id})
 
+    def dead_letters_requeue(self, user_id: int | None = None) -> dict:
+        """Put a node's dead-lettered callback events back into its outbox.
+
+        With `user_id`, only that user's, on the node that runs the user.
+        Without, every user's on this client's `base_url`. Returns
+        ``{"requeued": count}``.
+        """
+        if user_id is None and self.base_url is None:
+            raise ValueError("Give user_id or a base_url to requeue dead letters.")
+        return self.request(
+            "POST",
+            "/outbox/dead-letters/requeue",
+            user_id=user_id or 0,
+            payload={} if user_id is None else {"user_id": user_id},
+        )
+
     def send(self, user_id: int, *, message_id: str, to: str, text: str) -> dict:
         payload = {"user_id": user_id, "message_id": message_id, "to": to, "text": text}
         return self.request("POST", "/send", user_id=user_id, payload=payload)

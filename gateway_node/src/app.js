@@ -15,6 +15,7 @@ import { Outbox } from './outbox.js'
 import { installRequestChecks } from './request-checks.js'
 import healthRoutes from './routes/health.js'
 import messageRoutes from './routes/messages.js'
+import outboxRoutes from './routes/outbox.js'
 import sessionRoutes from './routes/sessions.js'
 import { MAX_TEXT_LENGTH } from './routes/schemas.js'
 import simRoutes from './routes/sim.js'
@@ -104,6 +105,7 @@ export async function buildApp (config, options = {}) {
   await app.register(healthRoutes, deps)
   await app.register(sessionRoutes, deps)
   await app.register(messageRoutes, deps)
+  await app.register(outboxRoutes, deps)
   await app.register(simRoutes, deps)
 
   const purgeTimer = setInterval(() => {

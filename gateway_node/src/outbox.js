@@ -133,6 +133,14 @@ export class Outbox {
           'FROM outbox WHERE user_id = ? AND seq <= ?'
       ),
       deadLetterCount: db.prepare('SELECT COUNT(*) AS count FROM dead_letters'),
+      deadLetters: db.prepare(
+        'SELECT seq, event_id, user_id, type, occurred_at, data FROM dead_letters ORDER BY seq'
+      ),
+      deadLettersOfUser: db.prepare(
+        'SELECT seq, event_id, user_id, type, occurred_at, data FROM dead_letters ' +
+          'WHERE user_id = ? ORDER BY seq'
+      ),
+      deleteDeadLetter: db.prepare('DELETE FROM dead_letters WHERE seq = ?'),
       latestDeadLetters: db.prepare(
         'SELECT event_id FROM dead_letters ORDER BY failed_at DESC, seq DESC LIMIT ?'
       )
@@ -162,6 +170,32 @@ export class Outbox {
     this.#openLane(userId)
     this.#schedule()
     return event
+  }
+
+  /**
+   * Moves the dead letters, all or those of `userId`, back into the outbox
+   * and returns how many moved. Each keeps its event id, type, time and
+   * data, and goes after the events already waiting for its user. Run it
+   * once Django accepts such events again.
+   */
+  requeueDeadLetters (userId = null) {
+    const rows = this.#db.transaction(() => {
+      const found = userId === null
+        ? this.#sql.deadLetters.all()
+        : this.#sql.deadLettersOfUser.all(userId)
+      for (const row of found) {
+        this.#sql.insert.run(row.event_id, row.user_id, row.type, row.occurred_at, row.data)
+        this.#sql.deleteDeadLetter.run(row.seq)
+      }
+      return found
+    })()
+    if (rows.length === 0) return 0
+
+    const users = [...new Set(rows.map((row) => row.user_id))]
+    for (const user of users) this.#openLane(user)
+    this.#logger.warn({ count: rows.length, user_ids: users }, 'requeued dead letters')
+    this.#schedule()
+    return rows.length
   }
 
   pendingCount () {
@@ -411,8 +445,6 @@ export class Outbox {
     return delay
   }
 
-  // TODO: add a way to requeue dead letters once Django accepts them again.
-  // Until then an operator copies rows from dead_letters back into outbox.
   #deadLetter (userId, row, outcome) {
     const status = outcome.status ?? null
     const reason = status === 413

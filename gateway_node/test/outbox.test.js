@@ -185,7 +185,7 @@ describe('outbox retries', () => {
     outbox.append(2, 'message.received', {})
     outbox.append(2, 'message.received', {})
 
-    // Django records a batch before the outbox reads its answer, so wait
+    // Django records a batch before the outbox reads its response, so wait
     // for the outbox too. User 1 fails on every attempt, so only user 2's
     // events ever leave the outbox.
     await waitFor(() => django.eventsOf(2).length === 2 && outbox.pendingCount() === 1)
@@ -268,5 +268,51 @@ describe('outbox drain', () => {
     const pending = await outbox.drain(5000)
     assert.equal(pending, 1)
     assert.ok(Date.now() - started < 1000)
+  })
+})
+
+describe('outbox dead-letter requeue', () => {
+  async function deadLettered (t, events) {
+    let rejecting = true
+    const django = await startFakeDjango(t, {
+      respond: (batch) => (rejecting && batch.some((event) => event.data.bad) ? 400 : 200)
+    })
+    const { outbox } = await makeOutbox(t, { url: django.url, start: false })
+    const appended = events.map(([userId, data]) => outbox.append(userId, 'message.received', data))
+    outbox.start()
+    const bad = appended.filter((event) => event.data.bad)
+    await waitFor(() => outbox.deadLetterCount() === bad.length && outbox.pendingCount() === 0)
+    rejecting = false
+    return { django, outbox, bad }
+  }
+
+  it('posts every dead letter again with its event id', async (t) => {
+    const { django, outbox, bad } = await deadLettered(t, [[1, { bad: true }], [2, { bad: true }]])
+
+    assert.equal(outbox.requeueDeadLetters(), 2)
+
+    await waitFor(() => django.events.length === 2)
+    assert.deepEqual(
+      django.events.map((event) => event.event_id).sort(),
+      bad.map((event) => event.event_id).sort()
+    )
+    assert.equal(outbox.deadLetterCount(), 0)
+  })
+
+  it('requeues only the dead letters of one user', async (t) => {
+    const { django, outbox, bad } = await deadLettered(t, [[1, { bad: true }], [2, { bad: true }]])
+
+    assert.equal(outbox.requeueDeadLetters(2), 1)
+
+    await waitFor(() => django.eventsOf(2).length === 1)
+    assert.equal(django.eventsOf(2)[0].event_id, bad[1].event_id)
+    assert.equal(outbox.deadLetterCount(), 1)
+  })
+
+  it('returns 0 when there is nothing to requeue', async (t) => {
+    const django = await startFakeDjango(t)
+    const { outbox } = await makeOutbox(t, { url: django.url })
+
+    assert.equal(outbox.requeueDeadLetters(), 0)
   })
 })

@@ -357,3 +357,39 @@ describe('GET /metrics', () => {
     assert.match(response.body, /wa_gateway_dead_letters 0/)
   })
 })
+
+describe('POST /outbox/dead-letters/requeue', () => {
+  it('returns how many dead letters went back to the outbox', async (t) => {
+    const app = await buildTestApp(t)
+
+    const response = await post(app, '/outbox/dead-letters/requeue', {})
+
+    assert.equal(response.statusCode, 200)
+    assert.deepEqual(response.json(), { requeued: 0 })
+  })
+
+  it('takes a user_id to requeue one user only', async (t) => {
+    const app = await buildTestApp(t)
+    const insert = app.gateway.db.prepare(
+      'INSERT INTO dead_letters (seq, event_id, user_id, type, occurred_at, data, http_status, reason, failed_at) ' +
+        "VALUES (?, ?, ?, 'message.received', '2026-01-01T00:00:00.000Z', '{}', 400, 'rejected', '2026-01-01T00:00:01.000Z')"
+    )
+    insert.run(1, 'e0a1f7c2-0000-4000-8000-000000000001', 7)
+    insert.run(2, 'e0a1f7c2-0000-4000-8000-000000000002', 8)
+
+    const response = await post(app, '/outbox/dead-letters/requeue', { user_id: 7 })
+
+    assert.deepEqual(response.json(), { requeued: 1 })
+    assert.equal(app.gateway.outbox.deadLetterCount(), 1)
+  })
+
+  it('needs a signature', async (t) => {
+    const app = await buildTestApp(t)
+
+    const response = await app.inject({
+      method: 'POST', url: '/outbox/dead-letters/requeue', payload: {}
+    })
+
+    assert.equal(response.statusCode, 401)
+  })
+})
