@@ -1,0 +1,62 @@
+"""Data steps of the messaging migrations, run on the real schema history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+BEFORE_COUNTS = [("messaging", "0002_message_idempotency_key")]
+WITH_COUNTS = [("messaging", "0003_daily_send_count")]
+
+
+def _migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.migrate(targets)
+    return MigrationExecutor(connection).loader.project_state(targets).apps
+
+
+@pytest.mark.django_db(transaction=True)
+def test_daily_counts_start_from_todays_sends():
+    apps = _migrate(BEFORE_COUNTS)
+    user = apps.get_model("accounts", "User").objects.create(
+        email="migrated@example.com", password="unusable"
+    )
+    customer = apps.get_model("messaging", "Customer").objects.create(
+        owner=user, phone="+5511900000001", match_key="551100000001"
+    )
+    message_model = apps.get_model("messaging", "Message")
+    now = timezone.now()
+    for source in ("api", "api", "dashboard", "phone"):
+        message_model.objects.create(
+            owner=user,
+            customer=customer,
+            direction="outbound",
+            source=source,
+            kind="text",
+            body="Oi",
+            status="sent",
+            timestamp=now,
+        )
+    old = message_model.objects.create(
+        owner=user,
+        customer=customer,
+        direction="outbound",
+        source="api",
+        kind="text",
+        body="Oi",
+        status="sent",
+        timestamp=now,
+    )
+    message_model.objects.filter(pk=old.pk).update(created_at=now - timedelta(days=2))
+
+    apps = _migrate(WITH_COUNTS)
+
+    counts = apps.get_model("messaging", "DailySendCount").objects.values_list(
+        "owner_id", "day", "sent"
+    )
+    assert list(counts) == [(user.pk, timezone.localdate(), 3)]
+    _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
