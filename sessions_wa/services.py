@@ -101,7 +101,7 @@ GATEWAY_STATES = {
     "stopped": State.DISCONNECTED,
 }
 
-# The longest time WhatsAppSession.last_activity_at may lag behind a callback.
+# Maximum time WhatsAppSession.last_activity_at may lag behind the latest callback.
 ACTIVITY_PRECISION = timedelta(minutes=1)
 
 _DEVICE_SUFFIX_RE = re.compile(r":\d+(?=@)")
@@ -545,8 +545,8 @@ def gateway_events_apply(payload) -> dict:
                 outcome=outcome, detail=detail
             )
 
-        # Idle-session clean-up works in days; a write per user and minute
-        # is enough, and saves a busy subscriber an UPDATE per callback.
+        # Idle-session clean-up counts in days, so one write per user and
+        # minute is enough. It saves a busy subscriber an UPDATE per callback.
         now = timezone.now()
         stale_user_ids = [
             user_id

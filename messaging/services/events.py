@@ -266,7 +266,7 @@ class _Received:
 
 
 def _received_read(user, data: dict, own: tuple) -> _Received | str:
-    """Read a `message.received` event; an outcome word when it is ignored.
+    """Read a `message.received` event, or return an outcome word if it is ignored.
 
     `own` is the subscriber's (match key, LID) from `_own_identity`. Raises
     ApplicationError for data that breaks the contract.
@@ -406,7 +406,7 @@ class _Receipt:
 
 
 def _receipt_read(user, data: dict, at: datetime) -> _Receipt | str:
-    """Read a `message.status` event; an outcome word when it is ignored."""
+    """Read a `message.status` event, or return an outcome word if it is ignored."""
     event_type = "message.status"
     status = RECEIPT_STATUSES.get(data.get("status"))
     if status is None:
@@ -681,14 +681,14 @@ class _EventRun:
 
         gateway_ids = {read.gateway_id for read in received}
         self.stored = set()
-        self.held = set()
+        self.held_ids = set()
         if gateway_ids:
             self.stored = set(
                 Message.objects.filter(
                     owner=owner, gateway_message_id__in=gateway_ids
                 ).values_list("gateway_message_id", "direction")
             )
-            self.held = set(
+            self.held_ids = set(
                 PendingMessageUpdate.objects.filter(
                     owner=owner, gateway_message_id__in=gateway_ids
                 ).values_list("gateway_message_id", flat=True)
@@ -712,7 +712,11 @@ class _EventRun:
     def _received(self, index: int, read: _Received) -> tuple | None:
         self._load(index)
         key = (read.gateway_id, read.direction)
-        if key in self.stored or key in self.inserted or read.gateway_id in self.held:
+        if (
+            key in self.stored
+            or key in self.inserted
+            or read.gateway_id in self.held_ids
+        ):
             return None
 
         by_phone = self.by_key.get(read.key) if read.key else None

@@ -166,7 +166,7 @@ def quota_take(user, parts: int) -> None:
 
 
 def _daily_count_add(owner_id: int, day, parts: int) -> int:
-    """Add `parts` to the owner's count for `day`; return the new count."""
+    """Add `parts` to the owner's count for `day` and return the new count."""
     quote = connection.ops.quote_name
     table = quote(DailySendCount._meta.db_table)
     sent = quote("sent")
@@ -235,10 +235,9 @@ def message_send(
                 customer = customer_for_phone(owner=user, phone=recipient["phone"])
             elif customer is None:
                 customer = customer_identify(owner=user, lid=recipient["lid"])
-            # Last before the insert: the count's row lock orders this user's
-            # sends (a repeat of this idempotency key waits here for the
-            # first, then fails on the key's unique constraint and replays),
-            # so it is held as briefly as possible.
+            # Counted last, because the count's row lock orders this user's
+            # sends until commit. A repeat of an idempotency key waits here,
+            # then fails on the key's unique constraint and replays.
             quota_take(user, len(parts))
             messages = _parts_create(user, customer, parts, source, key=key)
             transaction.on_commit(partial(message_send_enqueue, messages[0].pk))
@@ -484,10 +483,10 @@ def message_record_sent(
 
 
 def _sent_update(message_id: int, gateway_id: str | None, jid: str | None) -> bool:
-    """Record the send in one conditional UPDATE; False when that cannot.
+    """Record the send in one conditional UPDATE, or return False if it cannot.
 
     The row must have no WhatsApp id yet or this one. A unique-constraint
-    error means the send's echo holds the id, which the locked path merges.
+    error means the send's echo already has the id, which the locked path merges.
     """
     now = timezone.now()
     changes = {

@@ -203,7 +203,7 @@ def _state(user, codes: list[str]) -> dict:
         ),
         key=str,
     )
-    held = sorted(
+    pending_updates = sorted(
         PendingMessageUpdate.objects.filter(owner=user).values_list(
             "gateway_message_id", "kind", "payload"
         ),
@@ -217,7 +217,7 @@ def _state(user, codes: list[str]) -> dict:
     return {
         "messages": messages,
         "customers": customers,
-        "held": held,
+        "held": pending_updates,
         "outcomes": outcomes,
     }
 

@@ -2,45 +2,29 @@
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from messaging.models import Customer, Message
 from messaging.services import gateway_event_apply
 
-from .helpers import event, received_data
+from .helpers import event, received_data, run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
+def _apply_in_transaction(user, data: dict):
+    with transaction.atomic():
+        return gateway_event_apply(
+            user=user, event=event(user, "message.received", data)
+        )
+
+
 def _apply_together(user, datas: list[dict]) -> list:
     """Apply events from parallel threads, each in its own transaction."""
-    barrier = threading.Barrier(len(datas))
-    results: list = [None] * len(datas)
-
-    def worker(index, data):
-        try:
-            barrier.wait(timeout=5)
-            with transaction.atomic():
-                results[index] = gateway_event_apply(
-                    user=user, event=event(user, "message.received", data)
-                )
-        except Exception as error:  # noqa: BLE001 - reported by the assert below
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=worker, args=(index, data))
-        for index, data in enumerate(datas)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-    return results
+    return run_together([partial(_apply_in_transaction, user, data) for data in datas])
 
 
 def test_parallel_deliveries_of_one_message_store_one_row(alice):

@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 
 import pytest
-from django.db import connection
 
 from accounts.models import Subscription
 from messaging.models import DailySendCount, Message
 from messaging.services import message_send
 from whatsapp_saas.exceptions import ApplicationError
 
-from .helpers import customer_make
+from .helpers import customer_make, run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def _send_together(user, count: int, *, each=None, **kwargs) -> list:
-    """Call message_send from `count` threads at once; return results or errors.
+def _send_together(user, count: int, *, per_thread=None, **kwargs) -> list:
+    """Call message_send from `count` threads at once and return results or errors.
 
-    `each(index)` returns arguments that differ per thread.
+    `per_thread(index)` returns the arguments that differ between threads.
     """
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def worker(index):
-        try:
-            barrier.wait(timeout=5)
-            extra = each(index) if each else {}
-            results[index] = message_send(user=user, **kwargs, **extra)
-        except Exception as error:  # noqa: BLE001 - reported by the asserts
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-    return results
+    calls = []
+    for index in range(count):
+        extra = per_thread(index) if per_thread else {}
+        calls.append(partial(message_send, user=user, **kwargs, **extra))
+    return run_together(calls)
 
 
 def _codes(results) -> list[str]:
@@ -88,7 +73,7 @@ def test_parallel_keyed_sends_to_other_numbers(alice):
     results = _send_together(
         alice,
         4,
-        each=lambda index: {"to": f"+55119000000{index + 10}"},
+        per_thread=lambda index: {"to": f"+55119000000{index + 10}"},
         content="Oi",
         idempotency_key="k-3",
     )
