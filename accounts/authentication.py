@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 
+from whatsapp_saas.queries import unique_row
+
 
 class TokenAuthentication(authentication.TokenAuthentication):
     """DRF's token authentication, reading the user's plan and session with it.
@@ -15,13 +17,12 @@ class TokenAuthentication(authentication.TokenAuthentication):
     """
 
     def authenticate_credentials(self, key):
-        token = (
+        token = unique_row(
             self.get_model()
             .objects.select_related(
                 "user", "user__subscription", "user__whatsapp_session"
             )
             .filter(key=key)
-            .first()
         )
         if token is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))

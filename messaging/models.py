@@ -120,8 +120,13 @@ class Message(models.Model):
     PLACEHOLDER_KINDS = frozenset({Kind.UNDECRYPTABLE, Kind.UNAVAILABLE})
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # No index of its own: every index below starts with the owner, and
+    # each index costs a write for every stored message.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        db_index=False,
     )
     customer = models.ForeignKey(
         Customer, on_delete=models.CASCADE, related_name="messages"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from django.core.exceptions import ValidationError
@@ -191,6 +192,9 @@ def phone_to_jid(value) -> str:
     return f"{_e164_digits(value)}@{PN_SERVER}"
 
 
+# Every inbound message reads its sender's number, and a chat's messages
+# repeat it, so the results for the last 4,096 numbers are kept.
+@lru_cache(maxsize=4096)
 def _e164_from_digits(digits: str) -> str | None:
     if not (E164_MIN_DIGITS <= len(digits) <= E164_MAX_DIGITS):
         return None

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from sessions_wa.gateway import GatewayClient, GatewayError
+from whatsapp_saas.queries import unique_row
 
 from .models import Message
 from .ratelimit import send_slot_take
@@ -110,10 +111,10 @@ def message_send(self, message_id: int) -> str:
     the send pacing), ``waiting`` (an earlier part is unsent), ``skipped``
     (another run has it or it is not queued) or ``missing``.
     """
-    message = (
-        Message.objects.select_related("customer", "previous_part", "next_part")
-        .filter(pk=message_id)
-        .first()
+    message = unique_row(
+        Message.objects.select_related("customer", "previous_part", "next_part").filter(
+            pk=message_id
+        )
     )
     if message is None:
         logger.info("Message %s no longer exists; nothing to send", message_id)

@@ -355,7 +355,14 @@ def text_clean(value: str) -> str:
     which a JSON escape such as \\ud83d can carry) becomes U+FFFD, the
     replacement character.
     """
-    value = value.replace("\x00", "")
-    if _SURROGATE_RE.search(value):
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if value.isascii():
+        return value
+    try:
+        # Only a lone surrogate makes UTF-8 encoding fail, so this finds
+        # one without a regular expression search of every string.
+        value.encode()
+    except UnicodeEncodeError:
         value = _SURROGATE_RE.sub("\ufffd", value)
     return value

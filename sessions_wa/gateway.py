@@ -68,10 +68,13 @@ _local = threading.local()
 
 def _http() -> requests.Session:
     # One pooled session per thread keeps connections to the gateway open
-    # across tasks without sharing a Session between threads.
+    # across tasks without sharing a Session between threads. The gateway is
+    # an internal service reached directly: ignoring HTTP_PROXY, NO_PROXY
+    # and .netrc also saves reading them on every call.
     session = getattr(_local, "session", None)
     if session is None:
         session = requests.Session()
+        session.trust_env = False
         _local.session = session
     return session
 

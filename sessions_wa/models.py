@@ -93,12 +93,15 @@ class GatewayEvent(models.Model):
         FAILED = "failed", _("Failed")
 
     event_id = models.UUIDField(unique=True)
+    # Indexed by wa_event_user_recv, which starts with the user; a second
+    # index would cost a write for every logged event.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="gateway_events",
+        db_index=False,
     )
     # The user id as the gateway sent it, kept when no such user exists.
     gateway_user_id = models.BigIntegerField()

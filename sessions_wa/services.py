@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import subscription_inactive_message, subscription_require_active
 from whatsapp_saas.exceptions import ApplicationError
+from whatsapp_saas.queries import rows_insert
 
 from . import reasons
 from .events import (
@@ -592,7 +593,7 @@ def _events_record(events: list[GatewayEventIn], users: dict) -> set[uuid.UUID]:
     ]
     try:
         with transaction.atomic():
-            GatewayEvent.objects.bulk_create(rows)
+            rows_insert(GatewayEvent, rows)
     except IntegrityError:
         logger.info(
             "Gateway events of this batch were recorded concurrently; "

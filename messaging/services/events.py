@@ -42,6 +42,7 @@ from messaging.phones import (
 from messaging.selectors import whatsapp_session_get
 from messaging.timestamps import timestamp_parse
 from whatsapp_saas.exceptions import ApplicationError
+from whatsapp_saas.queries import rows_insert, rows_update
 
 from .customers import customer_identify, customer_identity_changes
 from .updates import (
@@ -60,6 +61,8 @@ from .updates import (
 logger = logging.getLogger(__name__)
 
 Kind = Message.Kind
+# Kind.values builds a new list on every read.
+KIND_VALUES = frozenset(Kind.values)
 
 # Gateway receipt words mapped to Message statuses; `played` (a voice note
 # was listened to) is a read receipt.
@@ -231,7 +234,7 @@ def _content(data: dict) -> tuple[str, str, dict]:
     """Return (kind, body, metadata) of a received message."""
     kind = data.get("kind")
     metadata = dict(data["metadata"]) if isinstance(data.get("metadata"), dict) else {}
-    if kind not in Kind.values:
+    if not isinstance(kind, str) or kind not in KIND_VALUES:
         if kind is not None:
             metadata["gateway_kind"] = str(kind)[:40]
         kind = Kind.UNKNOWN
@@ -765,7 +768,7 @@ class _EventRun:
 
     def _flush(self) -> None:
         if self.inserts:
-            Message.objects.bulk_create(self.inserts)
+            rows_insert(Message, self.inserts)
             logger.info(
                 "Stored %s messages for user %s (ids %s to %s)",
                 len(self.inserts),
@@ -778,8 +781,10 @@ class _EventRun:
             now = timezone.now()
             for message in self.dirty.values():
                 message.updated_at = now
-            Message.objects.bulk_update(
-                self.dirty.values(), [*sorted(self.dirty_fields), "updated_at"]
+            rows_update(
+                Message,
+                self.dirty.values(),
+                [*sorted(self.dirty_fields), "updated_at"],
             )
             self.dirty = {}
             self.dirty_fields = set()

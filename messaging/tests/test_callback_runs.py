@@ -302,8 +302,9 @@ def test_failed_bulk_insert_falls_back(alice, caplog):
     customer_make(alice, push_name="A", wa_jid="5511900000001@s.whatsapp.net")
     batch = _inbound_batch(alice, 5, 0)
 
-    with mock.patch.object(
-        Message.objects, "bulk_create", side_effect=IntegrityError("conflict")
+    with mock.patch(
+        "messaging.services.events.rows_insert",
+        side_effect=IntegrityError("conflict"),
     ):
         answer = callback_post(batch)
 

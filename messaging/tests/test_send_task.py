@@ -356,15 +356,30 @@ def test_record_sent_keeps_status_a_receipt_moved_further(alice, customer):
     assert message.gateway_message_id == "3EB0D"
 
 
-def test_record_sent_absorbs_echo_stored_first(alice, customer):
-    message = outbound_make(alice, customer, status="sending")
+def _record_sent_after_echo(user, customer):
+    """Record a send whose echo (the phone's copy) was stored first."""
+    message = outbound_make(user, customer, status="sending")
     echo = outbound_make(
-        alice, customer, status="read", source="phone", gateway_message_id="3EB0ECHO"
+        user, customer, status="read", source="phone", gateway_message_id="3EB0ECHO"
     )
 
     message_record_sent(message_id=message.pk, gateway_message_id="3EB0ECHO")
 
     message.refresh_from_db()
+    return message, echo
+
+
+def test_record_sent_absorbs_echo_stored_first(alice, customer):
+    message, echo = _record_sent_after_echo(alice, customer)
+
+    assert not Message.objects.filter(pk=echo.pk).exists()
+    assert message.gateway_message_id == "3EB0ECHO"
+    assert message.status == "read"
+
+
+def test_record_sent_absorbs_echo_in_autocommit(transactional_db, alice, customer):
+    message, echo = _record_sent_after_echo(alice, customer)
+
     assert not Message.objects.filter(pk=echo.pk).exists()
     assert message.gateway_message_id == "3EB0ECHO"
     assert message.status == "read"
@@ -382,7 +397,9 @@ def test_record_sent_applies_receipts_held_for_the_id(alice, customer):
     assert message.status == "read"
 
 
-def test_usual_send_costs_six_database_statements(alice, fake_gateway):
+def test_usual_send_costs_three_database_statements(
+    transactional_db, alice, fake_gateway
+):
 
     customer = customer_make(alice, wa_jid="5511900000001@s.whatsapp.net")
     message = outbound_make(alice, customer)
@@ -390,5 +407,7 @@ def test_usual_send_costs_six_database_statements(alice, fake_gateway):
     with CaptureQueriesContext(connection) as queries:
         _run(message)
 
-    # Read, claim, then BEGIN, one UPDATE, COMMIT, and the held-update check.
-    assert len(queries.captured_queries) == 6
+    # Read, claim, and one UPDATE that records the send and checks for held
+    # updates, each in autocommit mode as a worker runs them.
+    statements = [query["sql"].split()[0] for query in queries.captured_queries]
+    assert statements == ["SELECT", "UPDATE", "UPDATE"]

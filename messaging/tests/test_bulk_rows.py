@@ -1,0 +1,200 @@
+"""`rows_insert` and `rows_update`, the one-statement writes of callbacks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from messaging.models import Message
+from sessions_wa.models import GatewayEvent
+from whatsapp_saas.queries import rows_insert, rows_update
+
+from .helpers import customer_make, outbound_make
+
+AWKWARD_TEXT = "Tab\there, line\nbreak, back\\slash, 'quotes' \"too\", 号码 🎉"
+
+
+def _inbound(user, customer, gateway_id: str, **fields) -> Message:
+    values = {
+        "owner": user,
+        "customer": customer,
+        "direction": Message.Direction.INBOUND,
+        "source": Message.Source.CONTACT,
+        "kind": Message.Kind.TEXT,
+        "body": AWKWARD_TEXT,
+        "metadata": {"list": [1, "two", None], "text": AWKWARD_TEXT},
+        "status": Message.Status.RECEIVED,
+        "chat_jid": "5511900000001@s.whatsapp.net",
+        "gateway_message_id": gateway_id,
+        "timestamp": timezone.now(),
+        **fields,
+    }
+    return Message(**values)
+
+
+def _stored(message: Message) -> dict:
+    row = Message.objects.filter(pk=message.pk).values().get()
+    for key in ("id", "code", "gateway_message_id", "created_at", "updated_at"):
+        row.pop(key)
+    return row
+
+
+def test_insert_stores_what_bulk_create_stores(alice):
+    customer = customer_make(alice)
+    copied = _inbound(alice, customer, "3EB0COPY")
+    created = _inbound(alice, customer, "3EB0BULK", timestamp=copied.timestamp)
+
+    rows_insert(Message, [copied])
+    Message.objects.bulk_create([created])
+
+    assert _stored(copied) == _stored(created)
+
+
+def test_insert_sets_primary_keys_in_order(alice):
+    customer = customer_make(alice)
+    rows = [_inbound(alice, customer, f"3EB0K{number}") for number in range(5)]
+
+    rows_insert(Message, rows)
+
+    stored = dict(Message.objects.values_list("gateway_message_id", "pk"))
+    assert [message.pk for message in rows] == [
+        stored[m.gateway_message_id] for m in rows
+    ]
+    assert all(not message._state.adding for message in rows)
+
+
+def test_insert_fills_auto_now_fields(alice):
+    customer = customer_make(alice)
+    message = _inbound(alice, customer, "3EB0NOW")
+    before = timezone.now()
+
+    rows_insert(Message, [message])
+
+    stored = Message.objects.get(pk=message.pk)
+    assert stored.created_at >= before
+    assert stored.updated_at >= before
+
+
+def test_insert_conflict_raises_and_inserts_nothing(alice):
+    customer = customer_make(alice)
+    rows_insert(Message, [_inbound(alice, customer, "3EB0TAKEN")])
+    rows = [
+        _inbound(alice, customer, "3EB0FREE"),
+        _inbound(alice, customer, "3EB0TAKEN"),
+    ]
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows_insert(Message, rows)
+
+    assert not Message.objects.filter(gateway_message_id="3EB0FREE").exists()
+
+
+def test_insert_stores_gateway_event_rows(alice):
+    event_id = uuid.uuid4()
+    row = GatewayEvent(
+        event_id=event_id,
+        user=alice,
+        gateway_user_id=alice.pk,
+        seq=7,
+        type="message.status",
+        occurred_at=timezone.now(),
+        data={"status": "read", "note": AWKWARD_TEXT},
+        outcome=GatewayEvent.Outcome.APPLIED,
+    )
+
+    rows_insert(GatewayEvent, [row])
+
+    stored = GatewayEvent.objects.get(event_id=event_id)
+    assert stored.pk == row.pk
+    assert stored.data == {"status": "read", "note": AWKWARD_TEXT}
+    assert stored.user_id == alice.pk
+
+
+def test_insert_makes_no_query_without_rows(alice):
+    with CaptureQueriesContext(connection) as queries:
+        rows_insert(Message, [])
+
+    assert queries.captured_queries == []
+
+
+def test_update_saves_each_rows_values(alice):
+    customer = customer_make(alice)
+    first = outbound_make(alice, customer, status="sent")
+    second = outbound_make(alice, customer, status="sent")
+    delivered = timezone.now() - timedelta(minutes=5)
+    first.status, first.delivered_at = "delivered", delivered
+    second.status, second.read_at = "read", delivered + timedelta(minutes=1)
+
+    rows_update(Message, [first, second], ["status", "delivered_at", "read_at"])
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.delivered_at, first.read_at) == (
+        "delivered",
+        delivered,
+        None,
+    )
+    assert (second.status, second.read_at) == ("read", delivered + timedelta(minutes=1))
+
+
+def test_update_leaves_other_fields(alice):
+    customer = customer_make(alice)
+    message = outbound_make(alice, customer, status="sent", body="Keep me")
+    message.status = "delivered"
+    message.body = "Changed in memory only"
+
+    rows_update(Message, [message], ["status"])
+
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    assert message.body == "Keep me"
+
+
+def test_update_writes_a_column_of_nulls(alice):
+    customer = customer_make(alice)
+    rows = [
+        outbound_make(alice, customer, status="failed", failed_at=timezone.now())
+        for _ in range(2)
+    ]
+    for message in rows:
+        message.failed_at = None
+
+    rows_update(Message, rows, ["failed_at"])
+
+    assert not Message.objects.filter(failed_at__isnull=False).exists()
+
+
+def test_update_keeps_quotes_and_scripts(alice):
+    customer = customer_make(alice)
+    message = outbound_make(alice, customer, status="failed")
+    message.error = "O'Brien's \"number\" – 号码无效 \\ end"
+
+    rows_update(Message, [message], ["error"])
+
+    message.refresh_from_db()
+    assert message.error == "O'Brien's \"number\" – 号码无效 \\ end"
+
+
+def test_update_runs_one_statement(alice):
+    customer = customer_make(alice)
+    rows = [outbound_make(alice, customer, status="sent") for _ in range(20)]
+    for message in rows:
+        message.status = "delivered"
+
+    with CaptureQueriesContext(connection) as queries:
+        rows_update(Message, rows, ["status"])
+
+    assert len(queries.captured_queries) == 1
+    assert Message.objects.filter(status="delivered").count() == 20
+
+
+def test_update_makes_no_query_without_rows(alice):
+    with CaptureQueriesContext(connection) as queries:
+        rows_update(Message, [], ["status"])
+
+    assert queries.captured_queries == []
