@@ -36,7 +36,7 @@ from .services.sending import (
     message_release,
     message_send_enqueue,
 )
-from .services.updates import pending_updates_purge
+from .services.updates import held_updates_apply_stored, pending_updates_purge
 
 logger = get_task_logger(__name__)
 
@@ -296,7 +296,13 @@ def message_requeue_stuck() -> int:
 
 @shared_task(name="messaging.pending_updates_purge")
 def message_pending_updates_purge() -> int:
-    """Delete held updates whose message never arrived; return how many."""
+    """Delete held updates whose message never arrived; return how many.
+
+    Held updates whose message is stored by now are applied first.
+    """
+    applied = held_updates_apply_stored()
+    if applied:
+        logger.warning("Applied %s held updates whose message was stored", applied)
     cutoff = timezone.now() - timedelta(days=settings.WA_PENDING_UPDATE_MAX_AGE_DAYS)
     deleted = pending_updates_purge(created_before=cutoff)
     if deleted:

@@ -126,7 +126,7 @@ def _event_validate(index: int, event) -> GatewayEventIn:
         fail("seq", "a non-negative integer")
 
     event_type = event.get("type")
-    if not isinstance(event_type, str) or not _TYPE_RE.match(event_type):
+    if not isinstance(event_type, str) or not _TYPE_RE.fullmatch(event_type):
         fail("type", 'an event type such as "session.qr"')
 
     user_id = event.get("user_id")
@@ -182,7 +182,9 @@ def _session_data_validate(index: int, event_type: str, data: dict) -> None:
         if not isinstance(jid, str) or not 0 < len(jid) <= MAX_JID_LENGTH:
             fail("jid", "the account's JID such as 5511900000009@s.whatsapp.net")
         phone = data.get("phone")
-        if phone is not None and not (isinstance(phone, str) and _E164_RE.match(phone)):
+        if phone is not None and not (
+            isinstance(phone, str) and _E164_RE.fullmatch(phone)
+        ):
             fail("phone", "an E.164 number such as +5511900000009, or null")
         if data.get("push_name") is not None and not isinstance(data["push_name"], str):
             fail("push_name", "a string or null")

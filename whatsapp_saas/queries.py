@@ -67,9 +67,27 @@ def rows_update(model, objs, fields: list[str]) -> None:
         cursor.execute(sql, params)
 
 
-# Python types that psycopg writes to COPY itself, without Django's
-# conversion. Anything else goes through the field's get_db_prep_save.
-_COPY_NATIVE_TYPES = (str, int, bool, uuid.UUID, type(None))
+# The Python type that psycopg writes to COPY as the column expects, by
+# Django field type. A value of that type skips the field's conversion.
+# Anything else, and every JSONField value, goes through get_db_prep_save,
+# as bulk_create would (True in a CharField becomes "True", a str in a
+# JSONField becomes a JSON string).
+_COPY_NATIVE_TYPES = {
+    "AutoField": int,
+    "BigAutoField": int,
+    "SmallAutoField": int,
+    "IntegerField": int,
+    "BigIntegerField": int,
+    "SmallIntegerField": int,
+    "PositiveIntegerField": int,
+    "PositiveBigIntegerField": int,
+    "PositiveSmallIntegerField": int,
+    "BooleanField": bool,
+    "CharField": str,
+    "TextField": str,
+    "UUIDField": uuid.UUID,
+    "DateTimeField": datetime,
+}
 
 
 def rows_insert(model, objs) -> None:
@@ -109,11 +127,15 @@ def rows_insert(model, objs) -> None:
             [meta.db_table, pk.column, len(objs)],
         )
         keys = [row[0] for row in cursor.fetchall()]
+        native_types = [_copy_native_type(field) for field in fields]
         rows = []
         for obj, key in zip(objs, keys, strict=True):
             row = [key]
-            for field in fields:
-                row.append(_copy_value(field, field.pre_save(obj, True)))
+            for field, native_type in zip(fields, native_types, strict=True):
+                value = field.pre_save(obj, True)
+                if not _copy_native(value, native_type):
+                    value = field.get_db_prep_save(value, connection)
+                row.append(value)
             rows.append(row)
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for row in rows:
@@ -125,9 +147,23 @@ def rows_insert(model, objs) -> None:
         obj._state.db = connection.alias
 
 
-def _copy_value(field, value):
-    if isinstance(value, _COPY_NATIVE_TYPES):
-        return value
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value
-    return field.get_db_prep_save(value, connection)
+def _copy_native_type(field):
+    if field.get_internal_type() == "JSONField":
+        return None
+    target = field.target_field if field.is_relation else field
+    return _COPY_NATIVE_TYPES.get(target.get_internal_type())
+
+
+def _copy_native(value, native_type) -> bool:
+    """Return True when COPY can take `value` as it is for its column."""
+    if native_type is None:
+        return False
+    if value is None:
+        return True
+    if native_type is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if native_type is bool:
+        return isinstance(value, bool)
+    if native_type is datetime:
+        return isinstance(value, datetime) and value.tzinfo is not None
+    return isinstance(value, native_type)

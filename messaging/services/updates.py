@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import partial
 
+from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -207,7 +210,12 @@ def reaction_apply(message: Message, *, sender: str, emoji: str) -> str:
 
 
 def update_hold(*, owner, gateway_message_id: str, kind: str, payload: dict) -> str:
-    """Keep an update for a message that is not stored yet."""
+    """Keep an update for a message that is not stored yet.
+
+    The message may get its WhatsApp id while this transaction is still
+    open: the send task records it without seeing the uncommitted hold.
+    So the hold is checked again once it commits.
+    """
     PendingMessageUpdate.objects.create(
         owner=owner, gateway_message_id=gateway_message_id, kind=kind, payload=payload
     )
@@ -217,7 +225,50 @@ def update_hold(*, owner, gateway_message_id: str, kind: str, payload: dict) -> 
         gateway_message_id,
         owner.pk,
     )
+    transaction.on_commit(
+        partial(held_updates_recheck, owner.pk, gateway_message_id), robust=True
+    )
     return Outcome.HELD
+
+
+def held_updates_recheck(owner_id: int, gateway_message_id: str) -> int:
+    """Apply held updates for an id whose message has been stored since.
+
+    Returns how many were applied. The message row is locked first, as
+    every other path that applies held updates does, so two of them never
+    apply the same update twice.
+    """
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(owner_id=owner_id, gateway_message_id=gateway_message_id)
+            .order_by("pk")
+            .first()
+        )
+        if message is None:
+            return 0
+        return pending_updates_apply(message)
+
+
+def held_updates_apply_stored() -> int:
+    """Apply every held update whose message is stored by now; return how many.
+
+    A safety net for the beat: an update held while its message was being
+    recorded is normally applied by `held_updates_recheck` right after.
+    """
+    stored = Message.objects.filter(
+        owner_id=OuterRef("owner_id"),
+        gateway_message_id=OuterRef("gateway_message_id"),
+    )
+    keys = (
+        PendingMessageUpdate.objects.filter(Exists(stored))
+        .values_list("owner_id", "gateway_message_id")
+        .distinct()
+    )
+    return sum(
+        held_updates_recheck(owner_id, gateway_message_id)
+        for owner_id, gateway_message_id in list(keys)
+    )
 
 
 def _payload_time(payload: dict) -> datetime:

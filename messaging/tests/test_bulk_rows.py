@@ -198,3 +198,31 @@ def test_update_makes_no_query_without_rows(alice):
         rows_update(Message, [], ["status"])
 
     assert queries.captured_queries == []
+
+
+def test_insert_keeps_a_json_string(alice):
+    customer = customer_make(alice)
+    message = _inbound(alice, customer, "3EB0JSONSTR", metadata='{"a": 1}')
+
+    rows_insert(Message, [message])
+
+    assert Message.objects.get(pk=message.pk).metadata == '{"a": 1}'
+
+
+def test_insert_stores_json_true(alice):
+    customer = customer_make(alice)
+    message = _inbound(alice, customer, "3EB0JSONTRUE", metadata=True)
+
+    rows_insert(Message, [message])
+
+    assert Message.objects.get(pk=message.pk).metadata is True
+
+
+def test_insert_converts_bool_in_char_field(alice):
+    customer = customer_make(alice)
+    message = _inbound(alice, customer, "3EB0BOOLCHAR", chat_jid=True)
+
+    rows_insert(Message, [message])
+
+    # As bulk_create stores it: CharField.to_python gives "True", COPY "t".
+    assert Message.objects.get(pk=message.pk).chat_jid == "True"

@@ -105,6 +105,25 @@ def test_purge_deletes_old_held_updates_only(alice):
     ) == ["NEW"]
 
 
+def test_purge_task_applies_updates_held_for_stored_message(alice):
+    customer = customer_make(alice)
+    message = outbound_make(
+        alice, customer, status="sent", gateway_message_id="3EB0LATE"
+    )
+    PendingMessageUpdate.objects.create(
+        owner=alice,
+        gateway_message_id="3EB0LATE",
+        kind="status",
+        payload={"status": "read"},
+    )
+
+    message_pending_updates_purge()
+
+    message.refresh_from_db()
+    assert message.status == "read"
+    assert not PendingMessageUpdate.objects.exists()
+
+
 def test_requeue_leaves_paced_message(alice, enqueue):
     from messaging.services.sending import message_postpone
 

@@ -1,17 +1,21 @@
-"""Concurrent sends of one subscriber (PostgreSQL): quota and idempotency."""
+"""Concurrent sends of one subscriber (PostgreSQL): quota, idempotency, and a
+receipt held while the send is recorded."""
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 
 import pytest
+from django.db import transaction
 
 from accounts.models import Subscription
-from messaging.models import DailySendCount, Message
-from messaging.services import message_send
+from messaging.models import DailySendCount, Message, PendingMessageUpdate
+from messaging.services import gateway_event_apply, message_send
+from messaging.services.sending import message_record_sent
 from whatsapp_saas.exceptions import ApplicationError
 
-from .helpers import customer_make, run_together
+from .helpers import customer_make, event, outbound_make, run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -80,3 +84,35 @@ def test_parallel_keyed_sends_to_other_numbers(alice):
 
     assert _codes(results) == ["idempotency_key_reused"] * 3 + ["queued"]
     assert Message.objects.filter(owner=alice).count() == 1
+
+
+def test_receipt_held_during_send_record_is_applied(alice):
+    # The receipt names only the WhatsApp id, as after a gateway restart. It
+    # finds no message and is held. The send task records that id before the
+    # hold commits, so it cannot see the hold. Only the check after the
+    # hold's commit applies the receipt.
+    message = outbound_make(alice, customer_make(alice), status="sending")
+    held = threading.Event()
+    recorded = threading.Event()
+
+    def receipt_apply():
+        receipt = {"gateway_message_id": "3EB0RACE", "status": "delivered"}
+        with transaction.atomic():
+            outcome = gateway_event_apply(
+                user=alice, event=event(alice, "message.status", receipt)
+            )
+            held.set()
+            recorded.wait(5)
+        return outcome
+
+    def send_record():
+        held.wait(5)
+        message_record_sent(message_id=message.pk, gateway_message_id="3EB0RACE")
+        recorded.set()
+
+    outcomes = run_together([receipt_apply, send_record])
+
+    message.refresh_from_db()
+    assert outcomes[0] == "held"
+    assert message.status == "delivered"
+    assert not PendingMessageUpdate.objects.exists()

@@ -163,6 +163,8 @@ def test_batch_over_one_hundred_events_is_rejected(client, owner, pending):
         ("seq", "7"),
         ("user_id", 0),
         ("type", "Session QR"),
+        ("type", "session.qr\n"),
+        ("type", "message." + "x" * 56 + "\n"),
         ("occurred_at", "2024-06-21T20:00:00"),
         ("occurred_at", "yesterday"),
         ("data", []),
