@@ -296,13 +296,16 @@ def message_requeue_stuck() -> int:
 
 @shared_task(name="messaging.pending_updates_purge")
 def message_pending_updates_purge() -> int:
-    """Delete held updates whose message never arrived; return how many.
+    """Delete held updates whose message never arrived, and return how many.
 
     Held updates whose message is stored by now are applied first.
     """
     applied = held_updates_apply_stored()
     if applied:
-        logger.warning("Applied %s held updates whose message was stored", applied)
+        logger.warning(
+            "Applied %s held updates whose message was stored after the hold",
+            applied,
+        )
     cutoff = timezone.now() - timedelta(days=settings.WA_PENDING_UPDATE_MAX_AGE_DAYS)
     deleted = pending_updates_purge(created_before=cutoff)
     if deleted:

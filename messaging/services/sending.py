@@ -35,7 +35,7 @@ from whatsapp_saas.exceptions import ApplicationError
 from whatsapp_saas.queries import unique_row
 
 from .customers import customer_for_phone, customer_identify, phone_clean
-from .updates import STATUS_RANK, gateway_id_assign, pending_updates_apply
+from .updates import STATUS_RANK, gateway_id_assign, held_updates_apply_locked
 
 logger = logging.getLogger(__name__)
 
@@ -471,9 +471,7 @@ def message_record_sent(
     if updates_held is None:
         _sent_record_locked(message_id, gateway_id, jid)
     elif updates_held:
-        with transaction.atomic():
-            message = Message.objects.select_for_update().get(pk=message_id)
-            pending_updates_apply(message)
+        held_updates_apply_locked(Message.objects.filter(pk=message_id))
 
     # Most sends go to the JID the customer already has; skipping the
     # UPDATE then saves a query and a row write per message.

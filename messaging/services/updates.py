@@ -212,9 +212,9 @@ def reaction_apply(message: Message, *, sender: str, emoji: str) -> str:
 def update_hold(*, owner, gateway_message_id: str, kind: str, payload: dict) -> str:
     """Keep an update for a message that is not stored yet.
 
-    The message may get its WhatsApp id while this transaction is still
-    open: the send task records it without seeing the uncommitted hold.
-    So the hold is checked again once it commits.
+    The send task may record the message's WhatsApp id while this
+    transaction is still open, and it cannot see the uncommitted hold. So
+    the hold is checked again once it commits.
     """
     PendingMessageUpdate.objects.create(
         owner=owner, gateway_message_id=gateway_message_id, kind=kind, payload=payload
@@ -231,30 +231,33 @@ def update_hold(*, owner, gateway_message_id: str, kind: str, payload: dict) -> 
     return Outcome.HELD
 
 
-def held_updates_recheck(owner_id: int, gateway_message_id: str) -> int:
-    """Apply held updates for an id whose message has been stored since.
+def held_updates_apply_locked(messages) -> int:
+    """Lock the first of `messages` and apply the updates held for its id.
 
-    Returns how many were applied. The message row is locked first, as
-    every other path that applies held updates does, so two of them never
-    apply the same update twice.
+    Returns how many were applied, 0 when `messages` is empty. Because the
+    row is locked first, two callers that both lock it cannot apply the
+    same held update twice.
     """
     with transaction.atomic():
-        message = (
-            Message.objects.select_for_update()
-            .filter(owner_id=owner_id, gateway_message_id=gateway_message_id)
-            .order_by("pk")
-            .first()
-        )
+        message = messages.select_for_update().order_by("pk").first()
         if message is None:
             return 0
         return pending_updates_apply(message)
 
 
-def held_updates_apply_stored() -> int:
-    """Apply every held update whose message is stored by now; return how many.
+def held_updates_recheck(owner_id: int, gateway_message_id: str) -> int:
+    """Apply the held updates for an id whose message was stored since."""
+    return held_updates_apply_locked(
+        Message.objects.filter(owner_id=owner_id, gateway_message_id=gateway_message_id)
+    )
 
-    A safety net for the beat: an update held while its message was being
-    recorded is normally applied by `held_updates_recheck` right after.
+
+def held_updates_apply_stored() -> int:
+    """Apply every held update whose message is stored by now, and count them.
+
+    The hourly purge calls it as a safety net. An update held while its
+    message was being recorded is normally applied by `held_updates_recheck`
+    right after the hold commits.
     """
     stored = Message.objects.filter(
         owner_id=OuterRef("owner_id"),

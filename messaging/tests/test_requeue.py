@@ -105,7 +105,7 @@ def test_purge_deletes_old_held_updates_only(alice):
     ) == ["NEW"]
 
 
-def test_purge_task_applies_updates_held_for_stored_message(alice):
+def test_purge_applies_updates_of_stored_messages(alice):
     customer = customer_make(alice)
     message = outbound_make(
         alice, customer, status="sent", gateway_message_id="3EB0LATE"

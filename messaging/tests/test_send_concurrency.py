@@ -1,5 +1,5 @@
-"""Concurrent sends of one subscriber (PostgreSQL): quota, idempotency, and a
-receipt held while the send is recorded."""
+"""Concurrency on PostgreSQL: one subscriber's parallel sends (quota and
+idempotency), and a receipt held while its send is recorded."""
 
 from __future__ import annotations
 
@@ -86,14 +86,14 @@ def test_parallel_keyed_sends_to_other_numbers(alice):
     assert Message.objects.filter(owner=alice).count() == 1
 
 
-def test_receipt_held_during_send_record_is_applied(alice):
+def test_receipt_held_during_send_record(alice):
     # The receipt names only the WhatsApp id, as after a gateway restart. It
     # finds no message and is held. The send task records that id before the
     # hold commits, so it cannot see the hold. Only the check after the
     # hold's commit applies the receipt.
     message = outbound_make(alice, customer_make(alice), status="sending")
-    held = threading.Event()
-    recorded = threading.Event()
+    receipt_held = threading.Event()
+    send_recorded = threading.Event()
 
     def receipt_apply():
         receipt = {"gateway_message_id": "3EB0RACE", "status": "delivered"}
@@ -101,14 +101,14 @@ def test_receipt_held_during_send_record_is_applied(alice):
             outcome = gateway_event_apply(
                 user=alice, event=event(alice, "message.status", receipt)
             )
-            held.set()
-            recorded.wait(5)
+            receipt_held.set()
+            send_recorded.wait(5)
         return outcome
 
     def send_record():
-        held.wait(5)
+        receipt_held.wait(5)
         message_record_sent(message_id=message.pk, gateway_message_id="3EB0RACE")
-        recorded.set()
+        send_recorded.set()
 
     outcomes = run_together([receipt_apply, send_record])
 

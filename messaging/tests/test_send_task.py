@@ -397,9 +397,7 @@ def test_record_sent_applies_receipts_held_for_the_id(alice, customer):
     assert message.status == "read"
 
 
-def test_usual_send_costs_three_database_statements(
-    transactional_db, alice, fake_gateway
-):
+def test_usual_send_makes_three_statements(transactional_db, alice, fake_gateway):
 
     customer = customer_make(alice, wa_jid="5511900000001@s.whatsapp.net")
     message = outbound_make(alice, customer)

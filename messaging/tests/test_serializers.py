@@ -20,7 +20,7 @@ class _PlainMessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-def test_message_output_matches_a_plain_model_serializer(alice):
+def test_message_output_matches_plain_serializer(alice):
     customer = customer_make(alice)
     message = outbound_make(alice, customer, status="sent", metadata={"part": 1})
 
@@ -30,7 +30,7 @@ def test_message_output_matches_a_plain_model_serializer(alice):
     assert first == second == _PlainMessageSerializer(message).data
 
 
-def test_each_instance_gets_its_own_field_objects():
+def test_instances_get_own_fields():
     first = MessageSerializer()
     second = MessageSerializer()
 
