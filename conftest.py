@@ -56,3 +56,21 @@ def pytest_runtest_setup(item):
     if IN_CI:
         pytest.fail(f"CI=true but this test {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def send_drains_idle():
+    """Start each test with no send drain marked as queued in Redis.
+
+    The mark is a Redis key per user id, and ids repeat between tests.
+    """
+    if _redis_available():
+        import redis
+
+        from messaging.services.send_queue import DRAIN_KEY_PREFIX
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(match=f"{DRAIN_KEY_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    yield

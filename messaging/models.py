@@ -211,6 +211,12 @@ class Message(models.Model):
                 condition=Q(status__in=["queued", "sending"]),
                 name="message_unsent_idx",
             ),
+            # The drain task's read of a subscriber's queued messages.
+            models.Index(
+                fields=["owner", "id"],
+                condition=Q(status="queued"),
+                name="message_queued_idx",
+            ),
             models.Index(
                 fields=["owner", "customer"],
                 condition=Q(unread=True),

@@ -13,7 +13,15 @@ from datetime import datetime, timedelta
 
 from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -258,17 +266,35 @@ def dashboard_summary(*, user) -> dict:
     }
 
 
-def message_list_stuck(*, updated_before: datetime, limit: int = 500) -> QuerySet:
+def message_list_stuck(
+    *, updated_before: datetime, draining_owners=(), limit: int = 500
+) -> QuerySet:
     """Return unsent messages of every user untouched since `updated_before`.
 
-    Yields (id, status) pairs, oldest first. Only the requeue task uses this
+    Yields (id, status) pairs, oldest first. Queued first attempts of the
+    users in `draining_owners` are left out: their drain task sends them
+    (see `messaging.services.send_queue`). Only the requeue task uses this
     read across all users.
     """
-    return (
-        Message.objects.filter(
-            status__in=[Message.Status.QUEUED, Message.Status.SENDING],
-            updated_at__lt=updated_before,
-        )
-        .order_by("pk")
-        .values_list("pk", "status")[:limit]
+    stuck = Message.objects.filter(
+        status__in=[Message.Status.QUEUED, Message.Status.SENDING],
+        updated_at__lt=updated_before,
     )
+    if draining_owners:
+        stuck = stuck.exclude(_first_attempts(), owner_id__in=list(draining_owners))
+    return stuck.order_by("pk").values_list("pk", "status")[:limit]
+
+
+def message_owners_first_attempts(*, updated_before: datetime, limit: int = 1000):
+    """Return ids of users with queued first attempts untouched since then."""
+    return (
+        Message.objects.filter(_first_attempts(), updated_at__lt=updated_before)
+        .order_by()
+        .values_list("owner_id", flat=True)
+        .distinct()[:limit]
+    )
+
+
+def _first_attempts() -> Q:
+    """Queued messages that no send has claimed yet (no ``send_to``)."""
+    return Q(status=Message.Status.QUEUED) & ~Q(metadata__has_key="send_to")

@@ -1,5 +1,9 @@
 """Celery tasks: send queued messages, and recover sends that got stuck.
 
+`message_send_drain` sends a subscriber's new messages in batches (see
+`messaging.services.send_queue`); `message_send` sends one message and
+takes retries, later parts of long texts and requeued sends.
+
 Task arguments are row ids only, so no message text or number reaches the
 broker or the task logs.
 """
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import timedelta
 
 import requests
@@ -18,11 +23,22 @@ from django import db
 from django.conf import settings
 from django.utils import timezone
 
-from sessions_wa.gateway import GatewayClient, GatewayError
+from sessions_wa.gateway import TRANSIENT_STATUSES, GatewayClient, GatewayError
 from whatsapp_saas.queries import unique_row
 
 from .models import Message
-from .ratelimit import send_slot_take
+from .ratelimit import send_slot_take, send_slots_take
+from .services.send_queue import (
+    drain_batch_read,
+    drain_key_drop,
+    drain_key_renew,
+    drain_owners_active,
+    messages_claim,
+    messages_postpone,
+    messages_record_sent,
+    send_drain_enqueue,
+    send_drain_finish,
+)
 from .services.sending import (
     gateway_error_retryable,
     gateway_failure_reason,
@@ -203,6 +219,29 @@ def message_send(self, message_id: int) -> str:
 
 
 def _send_failed(task, message: Message, error: GatewayError) -> str:
+    max_retries = settings.WA_SEND_MAX_RETRIES
+    if task.request.is_eager:
+        max_retries = min(max_retries, EAGER_MAX_RETRIES)
+        if isinstance(error.__cause__, requests.Timeout):
+            # One repeat collects the answer of a slow gateway; more waits
+            # would only hold the web request longer.
+            max_retries = min(max_retries, EAGER_TIMEOUT_RETRIES)
+    attempt = task.request.retries
+    if _send_given_up(message, error, attempt=attempt, max_retries=max_retries):
+        return "failed"
+
+    countdown = _send_release(message, error, attempt=attempt)
+    raise task.retry(exc=error, countdown=countdown, max_retries=max_retries)
+
+
+def _send_given_up(
+    message: Message, error: GatewayError, *, attempt: int, max_retries: int
+) -> bool:
+    """Fail the message when retrying cannot help or attempts ran out.
+
+    `attempt` counts the attempts before this one. Returns True when the
+    message was failed, False when it should be retried.
+    """
     retryable = not error.permanent or gateway_error_retryable(
         status=error.status, code=error.code, user=message.owner
     )
@@ -218,16 +257,8 @@ def _send_failed(task, message: Message, error: GatewayError) -> str:
             error.status,
             error.code,
         )
-        return "failed"
+        return True
 
-    max_retries = settings.WA_SEND_MAX_RETRIES
-    if task.request.is_eager:
-        max_retries = min(max_retries, EAGER_MAX_RETRIES)
-        if isinstance(error.__cause__, requests.Timeout):
-            # One repeat collects the answer of a slow gateway; more waits
-            # would only hold the web request longer.
-            max_retries = min(max_retries, EAGER_TIMEOUT_RETRIES)
-    attempt = task.request.retries
     if attempt >= max_retries and error.permanent:
         code, reason = gateway_failure_reason(
             status=error.status, code=error.code, message=message
@@ -239,7 +270,7 @@ def _send_failed(task, message: Message, error: GatewayError) -> str:
             attempt + 1,
             error.code,
         )
-        return "failed"
+        return True
     if attempt >= max_retries:
         message_fail(
             message_id=message.pk,
@@ -257,10 +288,16 @@ def _send_failed(task, message: Message, error: GatewayError) -> str:
             attempt + 1,
             error.message,
         )
-        return "failed"
+        return True
+    return False
 
-    # The gateway keys sends by message id, so calling /send again after a
-    # timeout returns the first response instead of sending a second copy.
+
+def _send_release(message: Message, error: GatewayError, *, attempt: int) -> float:
+    """Put a failed attempt back to `queued` and return the retry's countdown.
+
+    The gateway keys sends by message id, so calling /send again after a
+    timeout returns the first response instead of sending a second copy.
+    """
     message_release(message.pk)
     countdown = _backoff_seconds(attempt)
     logger.warning(
@@ -269,7 +306,211 @@ def _send_failed(task, message: Message, error: GatewayError) -> str:
         countdown,
         error.message,
     )
-    raise task.retry(exc=error, countdown=countdown, max_retries=max_retries)
+    return countdown
+
+
+# The maximum number of messages in one /send/batch request to the gateway.
+GATEWAY_SEND_BATCH_MAX = 50
+
+# Seconds one drain task sends before it queues its continuation, so that
+# one subscriber's backlog does not hold a worker process from the others.
+SEND_DRAIN_SECONDS = 5.0
+
+
+@shared_task(bind=True, name="messaging.message_send_drain", acks_late=True)
+def message_send_drain(self, owner_id: int) -> int:
+    """Send a subscriber's newly queued messages in batches; return how many.
+
+    The send API queues this task when it finds no drain of the subscriber
+    queued or running (see `messaging.services.send_queue`). It sends
+    batches until none is left, the pacing makes it wait (then it queues itself
+    for when the next slot frees up), or SEND_DRAIN_SECONDS have passed or
+    the soft time limit came (then it queues its continuation).
+    """
+    started = time.monotonic()
+    handled = 0
+    first = True
+    try:
+        while True:
+            if not first:
+                # The waker set the key with its lifetime; later rounds
+                # renew it.
+                drain_key_renew(owner_id)
+            first = False
+            count, wait, more = _drain_batch_send(owner_id)
+            handled += count
+            if wait > 0:
+                logger.info(
+                    "Pacing the sends of user %s: next in %.1f s", owner_id, wait
+                )
+                _drain_continue(owner_id, countdown=wait)
+                break
+            if not more and not send_drain_finish(owner_id):
+                break
+            if time.monotonic() - started > SEND_DRAIN_SECONDS:
+                _drain_continue(owner_id)
+                break
+    except SoftTimeLimitExceeded:
+        logger.warning(
+            "The send drain of user %s reached the soft time limit; continuing "
+            "in a new task",
+            owner_id,
+        )
+        _drain_continue(owner_id)
+    except BaseException:
+        # The next send queues a new drain, instead of waiting for the key
+        # to expire. Messages this run claimed stay `sending` until the
+        # stuck-message requeue.
+        drain_key_drop(owner_id)
+        raise
+    return handled
+
+
+def _drain_continue(owner_id: int, *, countdown: float | None = None) -> None:
+    """Queue the rest of a drain in a new task; it keeps the drain key."""
+    if not send_drain_enqueue(owner_id, countdown=countdown):
+        drain_key_drop(owner_id)
+
+
+def _drain_batch_send(owner_id: int) -> tuple[int, float, bool]:
+    """Send the next batch of an owner's new messages.
+
+    Returns (messages handled, seconds to wait, more may wait). A wait above
+    0 means the pacing held the whole batch back. "More may wait" is False
+    when the read found less than a full batch, so the queue was empty then.
+    Raises SoftTimeLimitExceeded after dealing with a batch it interrupted.
+    """
+    limit = min(settings.WA_SEND_BATCH_SIZE, GATEWAY_SEND_BATCH_MAX)
+    messages = drain_batch_read(owner_id, limit=limit)
+    more = len(messages) == limit
+    if not messages:
+        return 0, 0.0, False
+    for index, message in enumerate(messages):
+        if getattr(message, "next_part", None) is not None:
+            # The next part becomes sendable once this one is sent, and no
+            # other message may come between them.
+            more = True
+            messages = messages[: index + 1]
+            break
+    taken, wait = send_slots_take(owner_id, len(messages))
+    if taken == 0:
+        messages_postpone([message.pk for message in messages])
+        return 0, wait, True
+    more = more or taken < len(messages)
+    messages = messages[:taken]
+
+    claims = {}
+    for message in messages:
+        recipient = message_recipient(message)
+        if recipient is None:
+            message_fail(
+                message_id=message.pk,
+                code="no_recipient",
+                reason="The customer has no phone number or WhatsApp id to send to.",
+            )
+            continue
+        message.metadata = {**message.metadata, "send_to": recipient}
+        claims[message.pk] = message.metadata
+    claimed = messages_claim(claims)
+    batch = [message for message in messages if message.pk in claimed]
+    if not batch:
+        return len(messages), 0.0, more
+
+    labels = ", ".join(str(message.pk) for message in batch)
+    logger.info("Sending messages %s of user %s", labels, owner_id)
+    items = [
+        {
+            "message_id": str(message.code),
+            "to": message.metadata["send_to"],
+            "text": message.body,
+        }
+        for message in batch
+    ]
+    try:
+        results = GatewayClient(timeout=_batch_timeout(len(items))).send_batch(
+            owner_id, items
+        )
+    except SoftTimeLimitExceeded:
+        error = GatewayError("The send took longer than the task time limit.")
+        _drain_batch_failed(batch, error)
+        raise
+    except GatewayError as error:
+        _drain_batch_failed(batch, error)
+        return len(messages), 0.0, more
+
+    by_id = {
+        result.get("message_id"): result
+        for result in results
+        if isinstance(result, dict)
+    }
+    sent = []
+    for message in batch:
+        result = by_id.get(str(message.code))
+        failure = None if result is None else result.get("error")
+        if result is not None and failure is None:
+            sent.append((message, result))
+        else:
+            _drain_message_failed(message, _batch_item_error(failure))
+    messages_record_sent(sent)
+    if sent:
+        logger.info(
+            "Sent messages %s of user %s",
+            ", ".join(str(message.pk) for message, _answer in sent),
+            owner_id,
+        )
+    return len(messages), 0.0, more
+
+
+def _batch_timeout(count: int) -> float:
+    """Seconds to wait for a /send/batch of `count` messages.
+
+    The gateway sends the items one after another, so each gets the time a
+    /send would get, within what the task's soft time limit leaves after
+    SEND_DRAIN_SECONDS.
+    """
+    per_item = settings.WA_GATEWAY_TIMEOUT
+    room = settings.CELERY_TASK_SOFT_TIME_LIMIT - SEND_DRAIN_SECONDS - 2
+    return min(per_item * count, max(per_item, room))
+
+
+def _batch_item_error(failure) -> GatewayError:
+    """Read the error of one item of a batch answer as a GatewayError."""
+    if not isinstance(failure, dict):
+        return GatewayError("The gateway gave no result for this message.", status=502)
+    status = failure.get("status")
+    status = status if isinstance(status, int) else 502
+    return GatewayError(
+        failure.get("message") or f"The gateway answered {status} for this message.",
+        status=status,
+        code=failure.get("code"),
+        permanent=status < 500 and status not in TRANSIENT_STATUSES,
+    )
+
+
+def _drain_batch_failed(batch: list[Message], error: GatewayError) -> None:
+    if error.status == 404 and error.code == "GW_ERR_NOT_FOUND":
+        # A gateway without /send/batch (an older node during an upgrade):
+        # each message goes through the one-message task.
+        logger.warning(
+            "The gateway has no /send/batch; sending %s messages one by one",
+            len(batch),
+        )
+        for message in batch:
+            message_release(message.pk)
+            message_send_enqueue(message.pk)
+        return
+    for message in batch:
+        _drain_message_failed(message, error)
+
+
+def _drain_message_failed(message: Message, error: GatewayError) -> None:
+    """Fail a message of a batch, or hand it to the one-message task to retry."""
+    if _send_given_up(
+        message, error, attempt=0, max_retries=settings.WA_SEND_MAX_RETRIES
+    ):
+        return
+    countdown = _send_release(message, error, attempt=0)
+    message_send_enqueue(message.pk, countdown=countdown, attempt=1)
 
 
 @shared_task(name="messaging.message_requeue_stuck")
@@ -281,17 +522,20 @@ def message_requeue_stuck() -> int:
     mid-send. Both go back to the queue; the claim in `message_send` keeps a
     duplicate task from sending twice.
     """
-    from .selectors import message_list_stuck
+    from .selectors import message_list_stuck, message_owners_first_attempts
 
     cutoff = timezone.now() - timedelta(minutes=settings.WA_SEND_STUCK_MINUTES)
-    ids = list(message_list_stuck(updated_before=cutoff))
-    for message_id, status in ids:
+    # A drain task sends its owner's paced backlog of first attempts, which
+    # may be old without being stuck.
+    draining = drain_owners_active(message_owners_first_attempts(updated_before=cutoff))
+    rows = list(message_list_stuck(updated_before=cutoff, draining_owners=draining))
+    for message_id, status in rows:
         if status == Status.SENDING:
             message_release(message_id)
         message_send_enqueue(message_id)
-    if ids:
-        logger.warning("Requeued %s stuck messages", len(ids))
-    return len(ids)
+    if rows:
+        logger.warning("Requeued %s stuck messages", len(rows))
+    return len(rows)
 
 
 @shared_task(name="messaging.pending_updates_purge")

@@ -195,6 +195,25 @@ class GatewayClient:
         payload = {"user_id": user_id, "message_id": message_id, "to": to, "text": text}
         return self.request("POST", "/send", user_id=user_id, payload=payload)
 
+    def send_batch(self, user_id: int, messages: list[dict]) -> list[dict]:
+        """Send several messages of one user in order; return one result each.
+
+        `messages` holds ``{message_id, to, text}`` items. A result is
+        ``{message_id, gateway_message_id, to_jid}`` for a message the
+        gateway took, or ``{message_id, error: {status, code, message}}``
+        with what `/send` would have answered for that message alone. A
+        failure of the whole request raises GatewayError.
+        """
+        payload = {"user_id": user_id, "messages": messages}
+        answer = self.request("POST", "/send/batch", user_id=user_id, payload=payload)
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(messages):
+            raise GatewayError(
+                "The gateway answered /send/batch without one result per message.",
+                status=502,
+            )
+        return results
+
     def health(self, base_url: str | None = None) -> dict:
         base = (base_url or self.base_url or gateway_urls()[0]).rstrip("/")
         response = _http().get(base + "/healthz", timeout=self.timeout)

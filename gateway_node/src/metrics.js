@@ -42,13 +42,13 @@ export function createMetrics ({ read, processMetrics = false }) {
 
     sends: new client.Counter({
       name: 'wa_gateway_sends_total',
-      help: 'Messages handed to WhatsApp through POST /send.',
+      help: 'Messages handed to WhatsApp through POST /send and POST /send/batch.',
       registers: [register]
     }),
 
     sendFailures: new client.Counter({
       name: 'wa_gateway_send_failures_total',
-      help: 'POST /send requests that did not send, by error code.',
+      help: 'Messages of POST /send and POST /send/batch that were not sent, by error code.',
       labelNames: ['code'],
       registers: [register]
     }),

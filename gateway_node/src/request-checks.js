@@ -58,6 +58,20 @@ function toGatewayError (error, bodyLimit) {
 }
 
 /**
+ * Maps any error to the `{ status, code, message }` the gateway responds
+ * with: a GW_ERR_* error as it is, Fastify's client errors as their GW_ERR_*
+ * equivalent, and anything else as a 500 GW_ERR_INTERNAL. `bodyLimit` is the
+ * route's limit in bytes, named in GW_ERR_BODY_TOO_LARGE.
+ */
+export function toErrorReply (error, bodyLimit) {
+  const known = toGatewayError(error, bodyLimit)
+  // Messages of GatewayErrors are written for the caller. Any other error
+  // may carry internals and gets a generic text.
+  if (!known) return { status: 500, code: 'GW_ERR_INTERNAL', message: GENERIC_SERVER_ERROR }
+  return { status: known.statusCode, code: known.code, message: known.message }
+}
+
+/**
  * Installs the JSON parser, the signature and user_id hooks, and the error
  * and not-found handlers on `app`. Routes opt out of the signature with
  * `config: { public: true }` and ask for user_id with
@@ -125,9 +139,8 @@ export function installRequestChecks (app, { secrets, bodyLimit, clock = Date.no
   })
 
   app.setErrorHandler((error, request, reply) => {
-    const known = toGatewayError(error, bodyLimit)
-    const statusCode = known?.statusCode ?? 500
-    const code = known?.code ?? 'GW_ERR_INTERNAL'
+    // A route may set its own bodyLimit, as POST /send/batch does.
+    const { status: statusCode, code, message } = toErrorReply(error, request.routeOptions?.bodyLimit ?? bodyLimit)
     const context = { code, statusCode, method: request.method, route: request.routeOptions?.url }
 
     if (statusCode >= 500) {
@@ -135,12 +148,8 @@ export function installRequestChecks (app, { secrets, bodyLimit, clock = Date.no
     } else if (statusCode === 401) {
       request.log.warn({ ...context, reason: error.message }, 'rejected a request with an invalid signature')
     } else {
-      request.log.info({ ...context, reason: known.message }, 'request rejected')
+      request.log.info({ ...context, reason: message }, 'request rejected')
     }
-
-    // Messages of GatewayErrors are written for the caller. Any other error
-    // at 500 or above may carry internals and gets a generic text.
-    const message = known ? known.message : GENERIC_SERVER_ERROR
     reply.code(statusCode).send({ code, message })
   })
 

@@ -1,5 +1,6 @@
-// Shared test helpers: temporary data dirs, signed requests, a stand-in for
-// Django's callback endpoint on 127.0.0.1, and polling with a deadline.
+// Shared test helpers: temporary data dirs, signed requests, JSON escaped as
+// Python writes it, a stand-in for Django's callback endpoint on 127.0.0.1,
+// and polling with a deadline.
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
@@ -17,6 +18,15 @@ export const SECRET = 'test-secret-for-the-gateway'
 // Port 9 (discard) normally has no listener, so callbacks fail fast with
 // ECONNREFUSED when a test does not care about them.
 export const UNREACHABLE_CALLBACK = 'http://127.0.0.1:9/api/settings/whatsapp/session/update'
+
+// One code point outside the Basic Multilingual Plane: two UTF-16 units, four
+// UTF-8 bytes, twelve bytes once escaped.
+export const EMOJI = '\u{1F600}'
+
+/** JSON with every non-ASCII UTF-16 unit escaped, as Python's json.dumps writes it. */
+export function asciiJson (value) {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
 
 export async function makeDataDir (t) {
   const dir = await mkdtemp(join(tmpdir(), 'wa-gateway-test-'))

@@ -4,16 +4,7 @@ import { describe, it } from 'node:test'
 import { BODY_LIMIT_BYTES } from '../src/app.js'
 import { createEngine as createSimEngine } from '../src/engines/sim.js'
 import { MAX_TEXT_LENGTH } from '../src/routes/schemas.js'
-import { SECRET, buildTestApp, call, get, post, signature } from './helpers.js'
-
-// One code point outside the Basic Multilingual Plane: two UTF-16 units, four
-// UTF-8 bytes, twelve bytes once escaped.
-const EMOJI = '\u{1F600}'
-
-/** JSON with every non-ASCII UTF-16 unit escaped, as Python's json.dumps writes it. */
-function asciiJson (value) {
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`)
-}
+import { EMOJI, SECRET, asciiJson, buildTestApp, call, get, post, signature } from './helpers.js'
 
 async function connectedTestApp (t) {
   const app = await buildTestApp(t)
@@ -30,6 +21,7 @@ const USER_SCOPED = [
   ['GET', '/status', undefined],
   ['GET', '/qr', undefined],
   ['POST', '/send', { message_id: 'm1', to: '+5511900000001', text: 'hi' }],
+  ['POST', '/send/batch', { messages: [{ message_id: 'm1', to: '+5511900000001', text: 'hi' }] }],
   ['POST', '/sim/scan', { phone: '+5511900000009' }],
   ['POST', '/sim/inbound', { from: '+5511900000001', text: 'hi' }],
   ['POST', '/sim/disconnect', { reason: 'network' }]

@@ -1,7 +1,8 @@
 """Writes and business rules for customers and messages.
 
 Split by concept: `customers` (create, update, identify, merge), `imports`
-(CSV), `sending` (outbound messages and their send outcome), `events`
+(CSV), `sending` (outbound messages and their send outcome), `send_queue`
+(a subscriber's new messages sent in batches), `events`
 (gateway callbacks) and `updates` (receipts, edits, revokes, reactions).
 """
 

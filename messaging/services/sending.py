@@ -210,6 +210,8 @@ def message_send(
     session cannot send: never linked, waiting for a QR scan, logged out or
     failed.
     """
+    from .send_queue import message_send_wake
+
     if (customer_code is None) == (to is None):
         raise ApplicationError(
             _("Give either customer_id or to, not both and not neither."),
@@ -242,7 +244,7 @@ def message_send(
             # then fails on the key's unique constraint and replays.
             quota_take(user, len(parts))
             messages = _parts_create(user, customer, parts, source, key=key)
-            transaction.on_commit(partial(message_send_enqueue, messages[0].pk))
+            transaction.on_commit(partial(message_send_wake, user.pk, messages[0].pk))
     except IntegrityError:
         earlier = replay()
         if not earlier:
@@ -363,17 +365,22 @@ def _parts_create(
     return messages
 
 
-def message_send_enqueue(message_id: int, *, countdown: float | None = None) -> bool:
+def message_send_enqueue(
+    message_id: int, *, countdown: float | None = None, attempt: int = 0
+) -> bool:
     """Queue the send task for one message; return False if the broker failed.
 
     The message is stored as `queued` before this runs, so a broker outage
     only delays it: `message_requeue_stuck` queues it again later. The
     error is logged instead of raised, because the send was already accepted.
+    `attempt` is the number of attempts already made, which counts against
+    WA_SEND_MAX_RETRIES as Celery's own retries do.
     """
     from messaging.tasks import message_send as message_send_task
 
+    options = {"retries": attempt} if attempt else {}
     try:
-        message_send_task.apply_async((message_id,), countdown=countdown)
+        message_send_task.apply_async((message_id,), countdown=countdown, **options)
     except (OperationalError, OSError) as error:
         logger.warning(
             "Could not queue message %s (%s); the stuck-message requeue will "
@@ -466,7 +473,7 @@ def message_record_sent(
         if isinstance(gateway_message_id, str) and gateway_message_id
         else None
     )
-    jid = _sent_to_jid(message_id, to_jid)
+    jid = sent_to_jid(message_id, to_jid)
     updates_held = _sent_update(message_id, gateway_id, jid)
     if updates_held is None:
         _sent_record_locked(message_id, gateway_id, jid)
@@ -549,7 +556,13 @@ def _sent_update(message_id: int, gateway_id: str | None, jid: str | None):
 
 def _sent_record_locked(message_id: int, gateway_id: str | None, jid: str | None):
     with transaction.atomic():
-        message = Message.objects.select_for_update().get(pk=message_id)
+        message = unique_row(Message.objects.select_for_update().filter(pk=message_id))
+        if message is None:
+            # Deleted with its customer while the gateway was sending it.
+            logger.info(
+                "Message %s was deleted before its send was recorded", message_id
+            )
+            return
         fields = []
         if gateway_id is not None and message.gateway_message_id != gateway_id:
             # Saved with the status below: one UPDATE instead of two.
@@ -568,7 +581,7 @@ def _sent_record_locked(message_id: int, gateway_id: str | None, jid: str | None
             message.save(update_fields=[*fields, "updated_at"])
 
 
-def _sent_to_jid(message_id: int, to_jid) -> str | None:
+def sent_to_jid(message_id: int, to_jid) -> str | None:
     """Return the customer JID the gateway sent to, or None when unusable."""
     if not isinstance(to_jid, str):
         return None

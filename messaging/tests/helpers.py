@@ -199,7 +199,34 @@ class FakeGateway:
     sends: list = field(default_factory=list)
     answers: dict = field(default_factory=dict)
     bad_signatures: int = 0
+    batches: list = field(default_factory=list)
+    batch_route: bool = True
+    batch_script: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer_batch(self, payload: dict) -> tuple[int, dict, float]:
+        """Answer `/send/batch` item by item, as the real gateway does.
+
+        `batch_script` holds whole-request answers (status, body, delay) for
+        the next batches; `script` still answers single items, and an item
+        answered with an error status gets it as its result's error.
+        """
+        items = payload.get("messages") or []
+        with self.lock:
+            self.batches.append([item.get("message_id") for item in items])
+            if self.batch_script:
+                return self.batch_script.pop(0)
+        results = []
+        delay_total = 0.0
+        for item in items:
+            status, body, delay = self.answer({**item, "user_id": payload["user_id"]})
+            delay_total += delay
+            if status == 202:
+                results.append({"message_id": item["message_id"], **body})
+                continue
+            error = {"status": status, "code": None, "message": None, **(body or {})}
+            results.append({"message_id": item["message_id"], "error": error})
+        return 200, {"results": results}, delay_total
 
     def answer(self, payload: dict) -> tuple[int, dict, float]:
         with self.lock:
@@ -253,10 +280,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.gateway.bad_signatures += 1
             self._reply(401, {"code": "GW_ERR_SIGNATURE", "message": "bad signature"})
             return
-        if self.path != "/send":
+        payload = json.loads(body)
+        if self.path == "/send":
+            status, answer, delay = self.gateway.answer(payload)
+        elif self.path == "/send/batch" and self.gateway.batch_route:
+            status, answer, delay = self.gateway.answer_batch(payload)
+        else:
             self._reply(404, {"code": "GW_ERR_NOT_FOUND", "message": "no such route"})
             return
-        status, answer, delay = self.gateway.answer(json.loads(body))
         if delay:
             time.sleep(delay)
         self._reply(status, answer)

@@ -33,7 +33,10 @@ def test_send_to_customer_queues_one_message(alice, django_capture_on_commit_cal
     assert len(callbacks) == 1
 
 
-def test_send_queues_task_on_commit(alice, django_capture_on_commit_callbacks):
+def test_send_without_redis_queues_message_task_on_commit(
+    alice, settings, django_capture_on_commit_callbacks
+):
+    settings.REDIS_URL = ""
     customer = customer_make(alice)
 
     with mock.patch("messaging.tasks.message_send.apply_async") as apply_async:
@@ -304,9 +307,12 @@ def test_send_survives_broker_outage(alice, django_capture_on_commit_callbacks):
 
     customer = customer_make(alice)
 
-    with mock.patch(
-        "messaging.tasks.message_send.apply_async",
-        side_effect=OperationalError("Error 111 connecting to 127.0.0.1:6379"),
+    outage = OperationalError("Error 111 connecting to 127.0.0.1:6379")
+    with (
+        mock.patch("messaging.tasks.message_send.apply_async", side_effect=outage),
+        mock.patch(
+            "messaging.tasks.message_send_drain.apply_async", side_effect=outage
+        ),
     ):
         with django_capture_on_commit_callbacks(execute=True):
             messages = _send(alice, customer_code=customer.code)

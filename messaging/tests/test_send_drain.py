@@ -1,0 +1,720 @@
+"""New messages of one subscriber sent in batches by the drain task.
+
+These run the task in-process against a fake gateway on 127.0.0.1 and use
+Redis for the drain key and the pacing bucket.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from messaging.models import Customer, Message
+from messaging.services import message_send
+from messaging.services.send_queue import (
+    drain_key,
+    message_send_wake,
+    send_drain_finish,
+)
+from messaging.tasks import message_requeue_stuck, message_send_drain
+
+from .helpers import apply, customer_make, outbound_make
+
+pytestmark = pytest.mark.redis
+
+
+def _drain(user) -> int:
+    return message_send_drain.apply(args=(user.pk,)).get()
+
+
+def _redis():
+    return redis.Redis.from_url(django_settings.REDIS_URL)
+
+
+def _statuses(messages) -> list[str]:
+    return [Message.objects.get(pk=m.pk).status for m in messages]
+
+
+@pytest.fixture
+def customer(alice):
+    return customer_make(alice, wa_jid="5511900000001@s.whatsapp.net")
+
+
+@pytest.fixture
+def enqueue():
+    with mock.patch("messaging.tasks.message_send_enqueue") as patched:
+        yield patched
+
+
+def test_drain_sends_queued_messages_in_one_batch(alice, customer, fake_gateway):
+    messages = [outbound_make(alice, customer, body=f"Hi {n}") for n in range(3)]
+
+    assert _drain(alice) == 3
+
+    assert fake_gateway.batches == [[str(m.code) for m in messages]]
+    assert _statuses(messages) == ["sent", "sent", "sent"]
+
+
+def test_drain_records_gateway_id_and_sent_time(alice, customer, fake_gateway):
+    message = outbound_make(alice, customer)
+
+    _drain(alice)
+
+    message.refresh_from_db()
+    answer = fake_gateway.answers[str(message.code)]
+    assert message.gateway_message_id == answer["gateway_message_id"]
+    assert message.sent_at is not None
+    assert message.metadata["send_to"] == "5511900000001@s.whatsapp.net"
+
+
+def test_drain_splits_backlog_into_batches_of_configured_size(
+    alice, customer, fake_gateway, settings
+):
+    settings.WA_SEND_BATCH_SIZE = 2
+    messages = [outbound_make(alice, customer) for _ in range(5)]
+
+    _drain(alice)
+
+    assert [len(batch) for batch in fake_gateway.batches] == [2, 2, 1]
+    assert _statuses(messages) == ["sent"] * 5
+
+
+def test_drain_sends_oldest_first(alice, customer, fake_gateway):
+    older = outbound_make(alice, customer, body="first")
+    newer = outbound_make(alice, customer, body="second")
+
+    _drain(alice)
+
+    assert [call.text for call in fake_gateway.requests] == ["first", "second"]
+    assert older.pk < newer.pk
+
+
+def test_drain_sends_only_its_owners_messages(alice, charlie, customer, fake_gateway):
+    theirs = outbound_make(charlie, customer_make(charlie, phone="+5491100000001"))
+    outbound_make(alice, customer)
+
+    _drain(alice)
+
+    assert {call.user_id for call in fake_gateway.requests} == {alice.pk}
+    theirs.refresh_from_db()
+    assert theirs.status == "queued"
+
+
+def test_drain_leaves_messages_another_run_claimed(alice, customer, fake_gateway):
+    sending = outbound_make(alice, customer, status="sending")
+
+    assert _drain(alice) == 0
+
+    assert fake_gateway.requests == []
+    sending.refresh_from_db()
+    assert sending.status == "sending"
+
+
+def test_drain_leaves_retries_to_the_message_task(alice, customer, fake_gateway):
+    retry = outbound_make(
+        alice, customer, metadata={"send_to": "5511900000001@s.whatsapp.net"}
+    )
+
+    assert _drain(alice) == 0
+
+    assert fake_gateway.requests == []
+    retry.refresh_from_db()
+    assert retry.status == "queued"
+
+
+def test_next_part_gets_own_batch(alice, customer, fake_gateway, enqueue):
+    first = outbound_make(alice, customer, body="part 1")
+    second = outbound_make(alice, customer, body="part 2", previous_part=first)
+
+    _drain(alice)
+
+    assert fake_gateway.batches == [[str(first.code)], [str(second.code)]]
+    enqueue.assert_not_called()
+
+
+def test_no_message_comes_between_parts(alice, customer, fake_gateway):
+    first = outbound_make(alice, customer, body="Long text, part 1")
+    outbound_make(alice, customer, body="Long text, part 2", previous_part=first)
+    outbound_make(alice, customer, body="Sent after the long text")
+
+    _drain(alice)
+
+    assert [call.text for call in fake_gateway.requests] == [
+        "Long text, part 1",
+        "Long text, part 2",
+        "Sent after the long text",
+    ]
+
+
+def test_later_part_waits_while_first_part_is_retried(
+    alice, customer, fake_gateway, enqueue
+):
+    first = outbound_make(alice, customer, body="part 1")
+    second = outbound_make(alice, customer, body="part 2", previous_part=first)
+    fake_gateway.script = [(503, {"code": "GW_ERR_ENGINE_FAILED", "message": "x"}, 0)]
+
+    _drain(alice)
+
+    second.refresh_from_db()
+    assert second.status == "queued"
+    assert [call.text for call in fake_gateway.requests] == ["part 1"]
+
+
+def test_item_rejected_for_good_fails_alone(alice, customer, fake_gateway):
+    unknown = outbound_make(alice, customer, body="to nobody")
+    fine = outbound_make(alice, customer, body="to someone")
+    fake_gateway.script = [
+        (422, {"code": "GW_ERR_NOT_ON_WHATSAPP", "message": "+55 not on WhatsApp"}, 0)
+    ]
+
+    _drain(alice)
+
+    unknown.refresh_from_db()
+    fine.refresh_from_db()
+    assert (unknown.status, unknown.error_code) == ("failed", "not_on_whatsapp")
+    assert fine.status == "sent"
+
+
+def test_item_with_transient_error_is_retried_alone(
+    alice, customer, fake_gateway, enqueue
+):
+    message = outbound_make(alice, customer)
+    fake_gateway.script = [(503, {"code": "GW_ERR_ENGINE_FAILED", "message": "x"}, 0)]
+
+    _drain(alice)
+
+    message.refresh_from_db()
+    assert message.status == "queued"
+    (message_id,), kwargs = enqueue.call_args
+    assert message_id == message.pk
+    assert kwargs["attempt"] == 1
+    assert 2 <= kwargs["countdown"] <= 3
+
+
+def test_retried_item_keeps_its_recipient(alice, customer, fake_gateway, enqueue):
+    message = outbound_make(alice, customer)
+    fake_gateway.script = [(503, {"code": "GW_ERR_ENGINE_FAILED", "message": "x"}, 0)]
+
+    _drain(alice)
+
+    message.refresh_from_db()
+    assert message.metadata["send_to"] == "5511900000001@s.whatsapp.net"
+
+
+def test_unreachable_gateway_hands_each_message_to_a_retry(
+    alice, customer, settings, enqueue
+):
+    settings.WA_GATEWAY_URL = "http://127.0.0.1:9"
+    settings.WA_GATEWAY_URLS = []
+    messages = [outbound_make(alice, customer) for _ in range(2)]
+
+    _drain(alice)
+
+    assert _statuses(messages) == ["queued", "queued"]
+    retried = [call.args[0] for call in enqueue.call_args_list]
+    assert retried == [m.pk for m in messages]
+    assert {call.kwargs["attempt"] for call in enqueue.call_args_list} == {1}
+
+
+def test_no_retries_configured_fails_at_first_transient_error(
+    alice, customer, fake_gateway, settings, enqueue
+):
+    settings.WA_SEND_MAX_RETRIES = 0
+    message = outbound_make(alice, customer)
+    fake_gateway.batch_script = [(503, {"code": "GW_ERR_INTERNAL"}, 0)]
+
+    _drain(alice)
+
+    message.refresh_from_db()
+    assert message.status == "failed"
+    enqueue.assert_not_called()
+
+
+def test_gateway_without_batch_route_sends_one_by_one(
+    alice, customer, fake_gateway, enqueue
+):
+    fake_gateway.batch_route = False
+    messages = [outbound_make(alice, customer) for _ in range(2)]
+
+    _drain(alice)
+
+    assert _statuses(messages) == ["queued", "queued"]
+    assert [call.args for call in enqueue.call_args_list] == [(m.pk,) for m in messages]
+    assert all(not call.kwargs for call in enqueue.call_args_list)
+
+
+def test_answer_with_wrong_result_count_retries_batch(
+    alice, customer, fake_gateway, enqueue
+):
+    message = outbound_make(alice, customer)
+    fake_gateway.batch_script = [(200, {"results": []}, 0)]
+
+    _drain(alice)
+
+    message.refresh_from_db()
+    assert message.status == "queued"
+    assert enqueue.call_args.kwargs["attempt"] == 1
+
+
+def test_results_are_matched_by_message_id(alice, fake_gateway):
+    first = outbound_make(alice, customer_make(alice))
+    second = outbound_make(alice, customer_make(alice, phone="+5511900000002"))
+    answers = [
+        {
+            "message_id": str(message.code),
+            "gateway_message_id": f"3EB0{message.pk}",
+            "to_jid": f"{phone}@s.whatsapp.net",
+        }
+        for message, phone in [(first, "5511900000001"), (second, "5511900000002")]
+    ]
+    fake_gateway.batch_script = [(200, {"results": answers[::-1]}, 0)]
+
+    _drain(alice)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.gateway_message_id == f"3EB0{first.pk}"
+    assert second.chat_jid == "5511900000002@s.whatsapp.net"
+
+
+def test_result_for_another_message_id_retries_message(
+    alice, customer, fake_gateway, enqueue
+):
+    message = outbound_make(alice, customer)
+    stranger = {"message_id": "not-this-one", "gateway_message_id": "3EB0X"}
+    fake_gateway.batch_script = [(200, {"results": [stranger]}, 0)]
+
+    _drain(alice)
+
+    message.refresh_from_db()
+    assert message.status == "queued"
+    assert enqueue.call_args.kwargs["attempt"] == 1
+
+
+def test_batch_timeout_allows_each_message_its_own(alice, fake_gateway, settings):
+    settings.WA_GATEWAY_TIMEOUT = 1.0
+    customer = customer_make(alice)
+    messages = [outbound_make(alice, customer, body=f"Hi {n}") for n in range(3)]
+    # Each item takes less than one /send would be given, the three more.
+    fake_gateway.script = [(202, None, 0.4)] * len(messages)
+
+    _drain(alice)
+
+    assert _statuses(messages) == ["sent", "sent", "sent"]
+
+
+def test_message_deleted_during_send_spares_the_rest(alice):
+    from messaging.services import customer_delete
+    from sessions_wa.gateway import GatewayClient
+
+    removed = customer_make(alice, phone="+5511900000002", name="Removed")
+    kept = customer_make(alice)
+    outbound_make(alice, removed, body="To the customer being deleted")
+    first = outbound_make(alice, kept, body="part 1")
+    second = outbound_make(alice, kept, body="part 2", previous_part=first)
+
+    def send_batch(_client, owner_id, items):
+        if Customer.objects.filter(pk=removed.pk).exists():
+            customer_delete(customer=removed)
+        return [
+            {"message_id": item["message_id"], "gateway_message_id": f"3EB0{n}"}
+            for n, item in enumerate(items)
+        ]
+
+    with mock.patch.object(GatewayClient, "send_batch", send_batch):
+        _drain(alice)
+
+    assert _statuses([first, second]) == ["sent", "sent"]
+
+
+def _send_batch_with_arrivals(user, customer, calls, *, fail_first=None):
+    """A send_batch stand-in that stores a new message during each call."""
+
+    def send_batch(_client, owner_id, items):
+        calls.append(items)
+        if len(calls) <= 5:
+            outbound_make(user, customer, body="Sent meanwhile")
+        if fail_first is not None and len(calls) == 1:
+            raise fail_first
+        return [
+            {"message_id": item["message_id"], "gateway_message_id": item["message_id"]}
+            for item in items
+        ]
+
+    return send_batch
+
+
+def test_drain_hands_over_after_its_time_budget(alice, customer):
+    from sessions_wa.gateway import GatewayClient
+
+    outbound_make(alice, customer)
+    calls = []
+    send_batch = _send_batch_with_arrivals(alice, customer, calls)
+
+    with (
+        mock.patch("messaging.tasks.SEND_DRAIN_SECONDS", 0.0),
+        mock.patch.object(GatewayClient, "send_batch", send_batch),
+        mock.patch("messaging.tasks.send_drain_enqueue") as continuation,
+    ):
+        message_send_drain.run(alice.pk)
+
+    assert len(calls) == 1
+    continuation.assert_called_once_with(alice.pk, countdown=None)
+
+
+def test_drain_hands_over_at_soft_time_limit(alice, customer, enqueue):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from sessions_wa.gateway import GatewayClient
+
+    message = outbound_make(alice, customer)
+    calls = []
+    send_batch = _send_batch_with_arrivals(
+        alice, customer, calls, fail_first=SoftTimeLimitExceeded()
+    )
+
+    with (
+        mock.patch.object(GatewayClient, "send_batch", send_batch),
+        mock.patch("messaging.tasks.send_drain_enqueue") as continuation,
+    ):
+        message_send_drain.run(alice.pk)
+
+    assert len(calls) == 1
+    continuation.assert_called_once_with(alice.pk, countdown=None)
+    message.refresh_from_db()
+    assert message.status == "queued"
+
+
+def test_customer_without_address_fails_and_rest_is_sent(alice, fake_gateway):
+    nobody = Customer.objects.create(owner=alice, name="No address")
+    unreachable = outbound_make(alice, nobody)
+    fine = outbound_make(alice, customer_make(alice))
+
+    _drain(alice)
+
+    unreachable.refresh_from_db()
+    fine.refresh_from_db()
+    assert (unreachable.status, unreachable.error_code) == ("failed", "no_recipient")
+    assert fine.status == "sent"
+
+
+def test_drain_stores_jid_gateway_sent_to(alice, fake_gateway):
+    customer = customer_make(alice)
+    message = outbound_make(alice, customer)
+
+    _drain(alice)
+
+    customer.refresh_from_db()
+    message.refresh_from_db()
+    assert customer.wa_jid == "5511900000001@s.whatsapp.net"
+    assert message.chat_jid == "5511900000001@s.whatsapp.net"
+
+
+def test_drain_absorbs_echo_stored_first(alice, customer, fake_gateway):
+    message = outbound_make(alice, customer)
+    echo = outbound_make(
+        alice, customer, status="read", source="phone", gateway_message_id="3EB0ECHO"
+    )
+    fake_gateway.script = [
+        (202, {"gateway_message_id": "3EB0ECHO", "to_jid": customer.wa_jid}, 0)
+    ]
+
+    _drain(alice)
+
+    message.refresh_from_db()
+    assert not Message.objects.filter(pk=echo.pk).exists()
+    assert (message.gateway_message_id, message.status) == ("3EB0ECHO", "read")
+
+
+def test_drain_applies_receipts_held_for_the_id(alice, customer, fake_gateway):
+    apply(alice, "message.status", {"gateway_message_id": "3EB0H", "status": "read"})
+    message = outbound_make(alice, customer)
+    fake_gateway.script = [
+        (202, {"gateway_message_id": "3EB0H", "to_jid": customer.wa_jid}, 0)
+    ]
+
+    _drain(alice)
+
+    message.refresh_from_db()
+    assert message.status == "read"
+
+
+def test_drain_keeps_status_a_receipt_moved_further(
+    transactional_db, alice, customer, fake_gateway
+):
+    # The receipt is written from the gateway's thread, so the rows must be
+    # committed.
+    message = outbound_make(alice, customer)
+
+    def receipt_first(payload):
+        try:
+            Message.objects.filter(pk=message.pk).update(status="delivered")
+        finally:
+            # The gateway thread's own connection, so the test database can
+            # be dropped at the end.
+            connection.close()
+        return original(payload)
+
+    original = fake_gateway.answer
+    fake_gateway.answer = receipt_first
+    _drain(alice)
+
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    assert message.sent_at is not None
+
+
+@pytest.mark.postgres
+def test_batch_of_five_makes_four_statements(transactional_db, alice, fake_gateway):
+    customer = customer_make(alice, wa_jid="5511900000001@s.whatsapp.net")
+    for _ in range(5):
+        outbound_make(alice, customer)
+
+    with CaptureQueriesContext(connection) as queries:
+        _drain(alice)
+
+    # Read the batch, claim it and record it, then check after dropping the
+    # drain key that nothing was queued meanwhile.
+    statements = [query["sql"].split()[0] for query in queries.captured_queries]
+    assert statements == ["SELECT", "UPDATE", "UPDATE", "SELECT"]
+
+
+def test_pacing_sends_what_the_bucket_allows(alice, customer, fake_gateway, settings):
+    settings.WA_SEND_BURST = 2
+    settings.WA_SEND_RATE_PER_MINUTE = 1
+    from messaging.ratelimit import send_bucket_reset
+
+    send_bucket_reset(alice.pk)
+    messages = [outbound_make(alice, customer) for _ in range(3)]
+
+    with mock.patch("messaging.tasks.send_drain_enqueue") as later:
+        _drain(alice)
+
+    assert _statuses(messages) == ["sent", "sent", "queued"]
+    (owner_id,), kwargs = later.call_args
+    assert owner_id == alice.pk
+    assert 0 < kwargs["countdown"] <= 60
+
+
+def test_paced_message_is_touched_so_requeue_leaves_it(
+    alice, customer, fake_gateway, settings
+):
+    settings.WA_SEND_BURST = 1
+    settings.WA_SEND_RATE_PER_MINUTE = 1
+    from messaging.ratelimit import send_bucket_reset
+
+    send_bucket_reset(alice.pk)
+    outbound_make(alice, customer)
+    waiting = outbound_make(alice, customer)
+    Message.objects.filter(pk=waiting.pk).update(
+        updated_at=timezone.now() - timedelta(hours=1)
+    )
+
+    with mock.patch("messaging.tasks.send_drain_enqueue"):
+        _drain(alice)
+
+    waiting.refresh_from_db()
+    assert waiting.updated_at > timezone.now() - timedelta(minutes=1)
+
+
+def test_drain_gives_up_its_key_when_done(alice, customer, fake_gateway):
+    outbound_make(alice, customer)
+    _redis().set(drain_key(alice.pk), "1")
+
+    _drain(alice)
+
+    assert _redis().get(drain_key(alice.pk)) is None
+
+
+def test_unexpected_error_frees_key_for_next_send(alice, customer):
+    outbound_make(alice, customer)
+    _redis().set(drain_key(alice.pk), "1")
+
+    with (
+        mock.patch(
+            "messaging.tasks.drain_batch_read", side_effect=RuntimeError("boom")
+        ),
+        pytest.raises(RuntimeError),
+    ):
+        message_send_drain.run(alice.pk)
+
+    assert _redis().get(drain_key(alice.pk)) is None
+
+
+def test_finish_takes_key_again_for_message_queued_meanwhile(alice, customer):
+    _redis().set(drain_key(alice.pk), "1")
+    outbound_make(alice, customer)
+
+    assert send_drain_finish(alice.pk) is True
+    assert _redis().get(drain_key(alice.pk)) is not None
+
+
+def test_finish_with_nothing_queued_leaves_key_free(alice, customer):
+    _redis().set(drain_key(alice.pk), "1")
+
+    assert send_drain_finish(alice.pk) is False
+    assert _redis().get(drain_key(alice.pk)) is None
+
+
+def test_burst_of_sends_queues_one_drain_task(alice, customer, settings):
+    with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
+        for _ in range(3):
+            message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+
+    drain.assert_called_once_with((alice.pk,), countdown=None)
+
+
+def test_each_subscriber_gets_own_drain_task(alice, charlie, customer):
+    theirs = customer_make(charlie, phone="+5491100000001")
+
+    with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
+        message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+        message_send_wake(charlie.pk, outbound_make(charlie, theirs).pk)
+
+    assert [call.args[0] for call in drain.call_args_list] == [
+        (alice.pk,),
+        (charlie.pk,),
+    ]
+
+
+def test_api_send_wakes_drain_on_commit(
+    alice, customer, django_capture_on_commit_callbacks
+):
+    with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
+        with django_capture_on_commit_callbacks(execute=True):
+            message_send(user=alice, content="Hi", customer_code=customer.code)
+
+    drain.assert_called_once_with((alice.pk,), countdown=None)
+
+
+def test_broker_outage_frees_key_for_next_send(alice, customer):
+    from kombu.exceptions import OperationalError
+
+    failing = OperationalError("Error 111 connecting to 127.0.0.1:6379")
+    with mock.patch(
+        "messaging.tasks.message_send_drain.apply_async", side_effect=failing
+    ):
+        message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+
+    assert _redis().get(drain_key(alice.pk)) is None
+
+
+def test_redis_failure_queues_message_task_instead(alice, customer, settings):
+    message = outbound_make(alice, customer)
+    with (
+        mock.patch(
+            "messaging.services.send_queue._redis",
+            return_value=mock.Mock(set=mock.Mock(side_effect=redis.ConnectionError)),
+        ),
+        mock.patch("messaging.services.send_queue.message_send_enqueue") as enqueue,
+    ):
+        message_send_wake(alice.pk, message.pk)
+
+    enqueue.assert_called_once_with(message.pk)
+
+
+def test_without_redis_each_message_gets_own_task(alice, customer, settings):
+    settings.REDIS_URL = ""
+    message = outbound_make(alice, customer)
+
+    with mock.patch("messaging.services.send_queue.message_send_enqueue") as enqueue:
+        message_send_wake(alice.pk, message.pk)
+
+    enqueue.assert_called_once_with(message.pk)
+
+
+def _age(message, minutes: int) -> None:
+    Message.objects.filter(pk=message.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=minutes)
+    )
+
+
+def test_requeue_leaves_backlog_of_running_drain(alice, customer, enqueue):
+    message = outbound_make(alice, customer)
+    _age(message, 10)
+    _redis().set(drain_key(alice.pk), "1")
+
+    assert message_requeue_stuck() == 0
+    enqueue.assert_not_called()
+
+
+def test_requeue_takes_backlog_whose_drain_was_lost(alice, customer, enqueue):
+    message = outbound_make(alice, customer)
+    _age(message, 10)
+
+    assert message_requeue_stuck() == 1
+    enqueue.assert_called_once_with(message.pk)
+
+
+def test_requeue_reaches_others_behind_a_paced_backlog(
+    alice, charlie, customer, enqueue
+):
+    now = timezone.now()
+    Message.objects.bulk_create(
+        Message(
+            owner=alice,
+            customer=customer,
+            direction=Message.Direction.OUTBOUND,
+            source=Message.Source.API,
+            kind=Message.Kind.TEXT,
+            body=f"Campaign {n}",
+            status=Message.Status.QUEUED,
+            timestamp=now,
+        )
+        for n in range(500)
+    )
+    # A send of Charlie's whose worker died mid-send.
+    lost = outbound_make(charlie, customer_make(charlie), status="sending")
+    Message.objects.update(updated_at=now - timedelta(minutes=30))
+    _redis().set(drain_key(alice.pk), "1")
+
+    assert message_requeue_stuck() == 1
+    enqueue.assert_called_once_with(lost.pk)
+
+
+def test_requeue_takes_lost_retry_while_drain_runs(alice, customer, enqueue):
+    retry = outbound_make(
+        alice, customer, metadata={"send_to": "5511900000001@s.whatsapp.net"}
+    )
+    _age(retry, 10)
+    _redis().set(drain_key(alice.pk), "1")
+
+    assert message_requeue_stuck() == 1
+    enqueue.assert_called_once_with(retry.pk)
+
+
+@pytest.mark.postgres
+def test_batch_read_matches_orm_read(alice, customer):
+    from messaging.services.send_queue import drain_batch_read, drain_candidates
+
+    first = outbound_make(alice, customer, body="part 1", metadata={"part": 1})
+    outbound_make(alice, customer, body="part 2", previous_part=first)
+    lone = outbound_make(alice, customer, body="alone ✓", metadata={"a": [1, "ü"]})
+
+    def view(message):
+        return (
+            message.pk,
+            message.code,
+            message.owner_id,
+            message.body,
+            message.metadata,
+            message.status,
+            message.customer.pk,
+            message.customer.wa_jid,
+            message.customer.phone,
+            message.customer.lid,
+            getattr(getattr(message, "next_part", None), "pk", None),
+        )
+
+    expected = drain_candidates(alice.pk).select_related("customer", "next_part")
+    read = drain_batch_read(alice.pk, limit=10)
+
+    assert [view(m) for m in read] == [view(m) for m in expected]
+    assert [m.pk for m in read] == [first.pk, lone.pk]
