@@ -60,6 +60,8 @@ class ModelFieldsOnceMixin:
 
 
 class CustomerSerializer(ModelFieldsOnceMixin, serializers.ModelSerializer):
+    """A customer of the subscriber, with the time of the latest message."""
+
     id = serializers.UUIDField(source="code", read_only=True)
     last_message_at = serializers.DateTimeField(read_only=True, allow_null=True)
     unread_count = serializers.IntegerField(read_only=True)
@@ -99,6 +101,8 @@ class CustomerUpdateSerializer(CallerIdMixin):
 
 
 class MessageSerializer(ModelFieldsOnceMixin, serializers.ModelSerializer):
+    """One WhatsApp message to or from a customer, with its delivery status."""
+
     id = serializers.UUIDField(source="code", read_only=True)
     customer_id = serializers.UUIDField(source="customer.code", read_only=True)
 

@@ -174,7 +174,9 @@ def message_send(self, message_id: int) -> str:
     if wait > 0:
         logger.info("Pacing %s: next slot in %.1f s", message_log_label(message), wait)
         message_postpone(message_id)
-        message_send_enqueue(message_id, countdown=wait)
+        # A new task, so the attempts made so far go with it: otherwise a
+        # send that keeps failing and waiting for slots never gives up.
+        message_send_enqueue(message_id, countdown=wait, attempt=self.request.retries)
         return "paced"
 
     metadata = message_metadata_with_recipient(message, recipient)

@@ -49,9 +49,11 @@ logger = logging.getLogger(__name__)
 Status = Message.Status
 
 # Seconds the drain key lives without being renewed. The drain task renews
-# it before every batch, so it expires only when a drain task was lost.
-# The next send then queues a new one.
-DRAIN_KEY_TTL_SECONDS = 300
+# it before every batch after the first, and a batch ends within the soft
+# time limit. So the key expires when a drain task was lost or waited this
+# long in the broker's queue. The next send then queues another drain, and
+# the claim lets each message go out once.
+DRAIN_KEY_TTL_SECONDS = 60
 
 
 DRAIN_KEY_PREFIX = "messaging:send-drain:"

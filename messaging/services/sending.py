@@ -269,12 +269,15 @@ IDEMPOTENCY_KEY_MAX_LENGTH = Message._meta.get_field("idempotency_key").max_leng
 
 def _idempotency_key_clean(value) -> str:
     key = value.strip() if isinstance(value, str) else ""
-    if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH or any(
-        not char.isprintable() for char in key
+    # ASCII only: an HTTP header carries no defined text encoding.
+    if (
+        len(key) > IDEMPOTENCY_KEY_MAX_LENGTH
+        or not key.isascii()
+        or not key.isprintable()
     ):
         raise ApplicationError(
             _(
-                "The idempotency key must be at most %(max)s printable "
+                "The idempotency key must be at most %(max)s printable ASCII "
                 "characters, such as a UUID."
             )
             % {"max": IDEMPOTENCY_KEY_MAX_LENGTH},

@@ -405,6 +405,14 @@ def test_schema_endpoint_serves_messaging_paths(api):
     assert "/api/messages/send" in response.content.decode()
 
 
+def test_schema_describes_serializers_not_their_mixin(api):
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    components = response.json()["components"]["schemas"]
+    assert "ModelSerializer" not in components["Message"].get("description", "")
+    assert "ModelSerializer" not in components["Customer"].get("description", "")
+
+
 def test_send_by_token_costs_six_database_statements(alice, customer):
 
     client = APIClient()

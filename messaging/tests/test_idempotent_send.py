@@ -161,6 +161,15 @@ def test_same_key_other_subscriber_sends(alice, charlie, customer):
     assert Message.objects.filter(owner=alice).count() == 1
 
 
+def test_api_key_outside_ascii_is_400(alice, customer):
+    response = _api_send(_client(alice), customer, "pedido-ü")
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["field"] == "idempotency_key"
+    assert "ASCII" in response.json()["message"]
+    assert not Message.objects.filter(owner=alice).exists()
+
+
 def test_api_key_too_long_is_400(alice, customer):
     response = _api_send(_client(alice), customer, "k" * 65)
 

@@ -346,6 +346,26 @@ def test_empty_bucket_reschedules_instead_of_failing(alice, customer, settings):
     assert 0 < kwargs["countdown"] <= 60
 
 
+def test_paced_retry_keeps_its_attempt_count(alice, customer, settings):
+    settings.WA_SEND_BURST = 1
+    settings.WA_SEND_RATE_PER_MINUTE = 1
+    from messaging.ratelimit import send_slot_take
+
+    send_slot_take(alice.pk)
+    message = outbound_make(alice, customer)
+
+    # Run as a worker runs the fourth attempt (apply() would run it eagerly).
+    message_send_task.push_request(retries=3, is_eager=False)
+    try:
+        with mock.patch("messaging.tasks.message_send_enqueue") as enqueue:
+            outcome = message_send_task.run(message.pk)
+    finally:
+        message_send_task.pop_request()
+
+    assert outcome == "paced"
+    assert enqueue.call_args.kwargs["attempt"] == 3
+
+
 def test_record_sent_keeps_status_a_receipt_moved_further(alice, customer):
     message = outbound_make(alice, customer, status="delivered")
 
