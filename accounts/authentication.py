@@ -16,6 +16,18 @@ class TokenAuthentication(authentication.TokenAuthentication):
     query for each.
     """
 
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if header and header[0].lower() == b"bearer":
+            # DRF would treat the request as one without credentials.
+            raise exceptions.AuthenticationFailed(
+                _(
+                    "The Authorization header uses the Bearer scheme; send "
+                    "'Authorization: Token <token>' instead."
+                )
+            )
+        return super().authenticate(request)
+
     def authenticate_credentials(self, key):
         token = unique_row(
             self.get_model()

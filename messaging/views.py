@@ -192,6 +192,17 @@ def conversation_send(request, code):
             )
         except ApplicationError as exc:
             error = exc
+            if exc.code == "idempotency_key_reused":
+                # The form was sent, then edited and sent again with the same
+                # hidden key. The API's advice about keys means nothing here.
+                error = ApplicationError(
+                    _(
+                        "This form was already sent with another text. Reload "
+                        "the page to send a new message."
+                    ),
+                    code=exc.code,
+                    status_code=exc.status_code,
+                )
     else:
         error = ApplicationError(_("The message is empty; type the text to send."))
 

@@ -92,6 +92,18 @@ def test_api_rotation_requires_authentication():
     assert response.json()["code"] == "not_authenticated"
 
 
+def test_bearer_scheme_gets_401_naming_token_scheme(owner):
+    token = Token.objects.create(user=owner)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+
+    response = api.post(ROTATE_API_URL)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed"
+    assert "Authorization: Token <token>" in response.json()["message"]
+
+
 def test_api_rotation_leaves_other_users_token(owner, outsider):
     outsider_token = Token.objects.create(user=outsider)
     api = APIClient()

@@ -216,6 +216,19 @@ def test_send_long_text_returns_every_part(api, customer):
     assert [len(m["body"]) for m in response.json()["messages"]] == [4096, 904]
 
 
+@pytest.mark.parametrize("content", ["", "   "])
+def test_send_empty_text_is_empty_message(api, customer, content):
+    response = api.post(
+        "/api/messages/send",
+        {"customer_id": str(customer.code), "content": content},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "empty_message"
+    assert response.json()["extra"]["field"] == "content"
+
+
 def test_send_with_both_recipients_is_400(api, customer):
     response = api.post(
         SEND,

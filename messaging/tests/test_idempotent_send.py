@@ -63,6 +63,21 @@ def test_form_double_submit_stores_once(alice_client, alice, customer, fake_gate
     assert Message.objects.filter(owner=alice).count() == 1
 
 
+def test_form_resent_with_other_text_asks_to_reload(
+    alice_client, alice, customer, fake_gateway
+):
+    page = alice_client.get(_conversation_url(customer)).content.decode()
+    key = _form_key(page)
+    send_url = _conversation_url(customer, "conversation_send")
+    alice_client.post(send_url, {"content": "Olá", "idempotency_key": key})
+
+    again = alice_client.post(send_url, {"content": "Tchau", "idempotency_key": key})
+
+    assert again.status_code == 422
+    assert "Reload the page" in again.content.decode()
+    assert Message.objects.filter(owner=alice).count() == 1
+
+
 def test_send_form_gets_a_new_key_each_render(alice_client, customer):
     first = alice_client.get(_conversation_url(customer)).content.decode()
     second = alice_client.get(_conversation_url(customer)).content.decode()
