@@ -24,13 +24,13 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 # KEYS[1]: the bucket hash. ARGV[1]: tokens per millisecond, ARGV[2]: burst,
-# ARGV[3]: how many tokens are wanted. Returns {taken, wait}: the tokens
-# taken (at most ARGV[3], as many as are whole in the bucket) and, when none
-# could be taken, the milliseconds until one is free.
+# ARGV[3]: the tokens requested. Returns {granted, wait}: the tokens granted
+# (at most ARGV[3], as many as are whole in the bucket) and, when none
+# were, the milliseconds until one is free.
 TOKEN_BUCKET_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local wanted = tonumber(ARGV[3])
+local requested = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -44,17 +44,17 @@ if now > at then
   tokens = math.min(burst, tokens + (now - at) * rate)
   at = now
 end
-local taken = math.min(wanted, math.floor(tokens))
+local granted = math.min(requested, math.floor(tokens))
 local wait = 0
-if taken >= 1 then
-  tokens = tokens - taken
+if granted >= 1 then
+  tokens = tokens - granted
 else
-  taken = 0
+  granted = 0
   wait = math.ceil((1 - tokens) / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
-return {taken, wait}
+return {granted, wait}
 """
 
 
@@ -82,22 +82,24 @@ class _LocalBuckets:
         self._lock = threading.Lock()
         self._state: dict[str, tuple[float, float]] = {}
 
-    def take(self, key: str, rate: float, burst: float, wanted: int) -> tuple[int, int]:
+    def take(
+        self, key: str, rate: float, burst: float, requested: int
+    ) -> tuple[int, int]:
         now = time.monotonic() * 1000
         with self._lock:
             tokens, at = self._state.get(key, (burst, now))
             if now > at:
                 tokens = min(burst, tokens + (now - at) * rate)
                 at = now
-            taken = min(wanted, math.floor(tokens))
+            granted = min(requested, math.floor(tokens))
             wait = 0
-            if taken >= 1:
-                tokens -= taken
+            if granted >= 1:
+                tokens -= granted
             else:
-                taken = 0
+                granted = 0
                 wait = math.ceil((1 - tokens) / rate)
             self._state[key] = (tokens, at)
-        return taken, wait
+        return granted, wait
 
     def reset(self, key: str) -> None:
         with self._lock:
@@ -113,35 +115,35 @@ def send_slot_take(user_id: int) -> float:
     Returns 0 when the message may go now, else the seconds to wait before
     asking again.
     """
-    _taken, wait = send_slots_take(user_id, 1)
+    _granted, wait = send_slots_take(user_id, 1)
     return wait
 
 
-def send_slots_take(user_id: int, wanted: int) -> tuple[int, float]:
-    """Take up to `wanted` send slots for a user's session at once.
+def send_slots_take(user_id: int, requested: int) -> tuple[int, float]:
+    """Take up to `requested` send slots for a user's session at once.
 
-    Returns (slots taken, seconds to wait). The wait is 0 unless no slot
-    was free; then it says when to ask again. When Redis fails every slot
-    is given (and a warning is logged), because the broker shares that
-    Redis and is failing too.
+    Returns (slots granted, seconds to wait). The wait is 0 unless no slot
+    was free, and then it is the time until one frees up. When Redis fails
+    every slot is granted (and a warning is logged), because the broker
+    shares that Redis and is failing too.
     """
     rate, burst = _limits()
     key = bucket_key(user_id)
     if not settings.REDIS_URL:
-        taken, wait_ms = _local_buckets.take(key, rate, burst, wanted)
-        return taken, wait_ms / 1000
+        granted, wait_ms = _local_buckets.take(key, rate, burst, requested)
+        return granted, wait_ms / 1000
 
     _client, script = _redis_script(settings.REDIS_URL)
     try:
-        taken, wait_ms = script(keys=[key], args=[repr(rate), repr(burst), wanted])
+        granted, wait_ms = script(keys=[key], args=[repr(rate), repr(burst), requested])
     except redis.RedisError as error:
         logger.warning(
             "Send pacing skipped for user %s: Redis failed (%s)",
             user_id,
             error.__class__.__name__,
         )
-        return wanted, 0.0
-    return int(taken), int(wait_ms) / 1000
+        return requested, 0.0
+    return int(granted), int(wait_ms) / 1000
 
 
 def send_bucket_reset(user_id: int) -> None:

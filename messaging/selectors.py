@@ -281,20 +281,24 @@ def message_list_stuck(
         updated_at__lt=updated_before,
     )
     if draining_owners:
-        stuck = stuck.exclude(_first_attempts(), owner_id__in=list(draining_owners))
+        stuck = stuck.exclude(
+            message_first_attempts_q(), owner_id__in=list(draining_owners)
+        )
     return stuck.order_by("pk").values_list("pk", "status")[:limit]
 
 
 def message_owners_first_attempts(*, updated_before: datetime, limit: int = 1000):
     """Return ids of users with queued first attempts untouched since then."""
     return (
-        Message.objects.filter(_first_attempts(), updated_at__lt=updated_before)
+        Message.objects.filter(
+            message_first_attempts_q(), updated_at__lt=updated_before
+        )
         .order_by()
         .values_list("owner_id", flat=True)
         .distinct()[:limit]
     )
 
 
-def _first_attempts() -> Q:
+def message_first_attempts_q() -> Q:
     """Queued messages that no send has claimed yet (no ``send_to``)."""
     return Q(status=Message.Status.QUEUED) & ~Q(metadata__has_key="send_to")

@@ -170,7 +170,7 @@ class MessageSendSerializer(CallerIdMixin):
     )
     content = StrictCharField(
         # The send service rejects empty and whitespace-only text alike,
-        # with an error that tells the client what to do.
+        # with the `empty_message` error.
         allow_blank=True,
         trim_whitespace=False,
         help_text=_("The text; longer than 4096 characters it is sent in parts."),

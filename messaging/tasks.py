@@ -23,7 +23,7 @@ from django import db
 from django.conf import settings
 from django.utils import timezone
 
-from sessions_wa.gateway import TRANSIENT_STATUSES, GatewayClient, GatewayError
+from sessions_wa.gateway import GatewayClient, GatewayError
 from whatsapp_saas.queries import unique_row
 
 from .models import Message
@@ -225,7 +225,7 @@ def _send_failed(task, message: Message, error: GatewayError) -> str:
     if task.request.is_eager:
         max_retries = min(max_retries, EAGER_MAX_RETRIES)
         if isinstance(error.__cause__, requests.Timeout):
-            # One repeat collects the answer of a slow gateway; more waits
+            # One repeat collects the response of a slow gateway. More waits
             # would only hold the web request longer.
             max_retries = min(max_retries, EAGER_TIMEOUT_RETRIES)
     attempt = task.request.retries
@@ -319,8 +319,8 @@ GATEWAY_SEND_BATCH_MAX = 50
 SEND_DRAIN_SECONDS = 5.0
 
 
-@shared_task(bind=True, name="messaging.message_send_drain", acks_late=True)
-def message_send_drain(self, owner_id: int) -> int:
+@shared_task(name="messaging.message_send_drain", acks_late=True)
+def message_send_drain(owner_id: int) -> int:
     """Send a subscriber's newly queued messages in batches; return how many.
 
     The send API queues this task when it finds no drain of the subscriber
@@ -394,12 +394,12 @@ def _drain_batch_send(owner_id: int) -> tuple[int, float, bool]:
             more = True
             messages = messages[: index + 1]
             break
-    taken, wait = send_slots_take(owner_id, len(messages))
-    if taken == 0:
+    granted, wait = send_slots_take(owner_id, len(messages))
+    if granted == 0:
         messages_postpone([message.pk for message in messages])
         return 0, wait, True
-    more = more or taken < len(messages)
-    messages = messages[:taken]
+    more = more or granted < len(messages)
+    messages = messages[:granted]
 
     claims = {}
     for message in messages:
@@ -440,19 +440,13 @@ def _drain_batch_send(owner_id: int) -> tuple[int, float, bool]:
         _drain_batch_failed(batch, error)
         return len(messages), 0.0, more
 
-    by_id = {
-        result.get("message_id"): result
-        for result in results
-        if isinstance(result, dict)
-    }
     sent = []
     for message in batch:
-        result = by_id.get(str(message.code))
-        failure = None if result is None else result.get("error")
-        if result is not None and failure is None:
-            sent.append((message, result))
+        outcome = results[str(message.code)]
+        if isinstance(outcome, GatewayError):
+            _drain_message_failed(message, outcome)
         else:
-            _drain_message_failed(message, _batch_item_error(failure))
+            sent.append((message, outcome))
     messages_record_sent(sent)
     if sent:
         logger.info(
@@ -473,20 +467,6 @@ def _batch_timeout(count: int) -> float:
     per_item = settings.WA_GATEWAY_TIMEOUT
     room = settings.CELERY_TASK_SOFT_TIME_LIMIT - SEND_DRAIN_SECONDS - 2
     return min(per_item * count, max(per_item, room))
-
-
-def _batch_item_error(failure) -> GatewayError:
-    """Read the error of one item of a batch answer as a GatewayError."""
-    if not isinstance(failure, dict):
-        return GatewayError("The gateway gave no result for this message.", status=502)
-    status = failure.get("status")
-    status = status if isinstance(status, int) else 502
-    return GatewayError(
-        failure.get("message") or f"The gateway answered {status} for this message.",
-        status=status,
-        code=failure.get("code"),
-        permanent=status < 500 and status not in TRANSIENT_STATUSES,
-    )
 
 
 def _drain_batch_failed(batch: list[Message], error: GatewayError) -> None:

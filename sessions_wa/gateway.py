@@ -40,6 +40,21 @@ class GatewayError(Exception):
         self.permanent = permanent
 
 
+def gateway_error_from_reply(status: int, body, *, fallback: str) -> GatewayError:
+    """Build the GatewayError for an error status and the gateway's JSON body.
+
+    The body's `message` and `code` are used when present, `fallback` as the
+    message otherwise. 5xx, 408, 425 and 429 are transient.
+    """
+    body = body if isinstance(body, dict) else {}
+    return GatewayError(
+        body.get("message") or fallback,
+        status=status,
+        code=body.get("code"),
+        permanent=status < 500 and status not in TRANSIENT_STATUSES,
+    )
+
+
 def gateway_urls() -> list[str]:
     """Return the configured gateway nodes, one URL each."""
     urls = getattr(settings, "WA_GATEWAY_URLS", None) or [settings.WA_GATEWAY_URL]
@@ -137,18 +152,12 @@ class GatewayClient:
             data = {}
 
         if response.status_code >= 400:
-            permanent = (
-                response.status_code < 500
-                and response.status_code not in TRANSIENT_STATUSES
-            )
-            message = data.get("message") if isinstance(data, dict) else None
-            code = data.get("code") if isinstance(data, dict) else None
-            raise GatewayError(
-                message
-                or f"The gateway answered {response.status_code} to {method} {path}.",
-                status=response.status_code,
-                code=code,
-                permanent=permanent,
+            raise gateway_error_from_reply(
+                response.status_code,
+                data,
+                fallback=(
+                    f"The gateway answered {response.status_code} to {method} {path}."
+                ),
             )
         return data
 
@@ -195,24 +204,53 @@ class GatewayClient:
         payload = {"user_id": user_id, "message_id": message_id, "to": to, "text": text}
         return self.request("POST", "/send", user_id=user_id, payload=payload)
 
-    def send_batch(self, user_id: int, messages: list[dict]) -> list[dict]:
-        """Send several messages of one user in order; return one result each.
+    def send_batch(
+        self, user_id: int, messages: list[dict]
+    ) -> dict[str, dict | GatewayError]:
+        """Send several messages of one user in order, one after another.
 
-        `messages` holds ``{message_id, to, text}`` items. A result is
-        ``{message_id, gateway_message_id, to_jid}`` for a message the
-        gateway took, or ``{message_id, error: {status, code, message}}``
-        with what `/send` would have answered for that message alone. A
-        failure of the whole request raises GatewayError.
+        `messages` contains ``{message_id, to, text}`` items. Returns, by
+        message id, ``{gateway_message_id, to_jid}`` for a message the
+        gateway took, or the GatewayError that `/send` would have raised for
+        that message alone. A message id without a result maps to a
+        transient GatewayError. A failure of the whole request raises
+        GatewayError.
         """
         payload = {"user_id": user_id, "messages": messages}
-        answer = self.request("POST", "/send/batch", user_id=user_id, payload=payload)
-        results = answer.get("results") if isinstance(answer, dict) else None
+        reply = self.request("POST", "/send/batch", user_id=user_id, payload=payload)
+        results = reply.get("results") if isinstance(reply, dict) else None
         if not isinstance(results, list) or len(results) != len(messages):
             raise GatewayError(
-                "The gateway answered /send/batch without one result per message.",
+                "The gateway returned /send/batch results that do not match "
+                "the messages sent, one result each.",
                 status=502,
             )
-        return results
+
+        by_id = {
+            result.get("message_id"): result
+            for result in results
+            if isinstance(result, dict)
+        }
+        outcomes: dict[str, dict | GatewayError] = {}
+        for item in messages:
+            result = by_id.get(item["message_id"])
+            if result is None:
+                outcomes[item["message_id"]] = GatewayError(
+                    "The gateway returned no result for this message.", status=502
+                )
+                continue
+            error = result.get("error")
+            if error is None:
+                outcomes[item["message_id"]] = result
+                continue
+            status = error.get("status") if isinstance(error, dict) else None
+            status = status if isinstance(status, int) else 502
+            outcomes[item["message_id"]] = gateway_error_from_reply(
+                status,
+                error,
+                fallback=f"The gateway answered {status} for this message.",
+            )
+        return outcomes
 
     def health(self, base_url: str | None = None) -> dict:
         base = (base_url or self.base_url or gateway_urls()[0]).rstrip("/")

@@ -35,14 +35,15 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from messaging.models import Customer, Message, PendingMessageUpdate
+from messaging.selectors import message_first_attempts_q
 
 from .sending import (
     message_claim,
     message_record_sent,
     message_send_enqueue,
+    sent_record_finish,
     sent_to_jid,
 )
-from .updates import held_updates_apply_locked
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,13 @@ def drain_owners_active(owner_ids) -> set[int]:
         return set()
     try:
         values = _redis(settings.REDIS_URL).mget([drain_key(i) for i in owner_ids])
-    except redis.RedisError:
+    except redis.RedisError as error:
+        logger.warning(
+            "Could not read the send drain keys of %s users (%s); treating "
+            "their drains as lost",
+            len(owner_ids),
+            error.__class__.__name__,
+        )
         return set()
     return {
         owner_id for owner_id, value in zip(owner_ids, values, strict=True) if value
@@ -203,16 +210,12 @@ def drain_candidates(owner_id: int):
     the first part of their text, or a later part whose previous part was
     sent.
     """
-    return (
-        Message.objects.filter(
-            Q(previous_part__isnull=True) | Q(previous_part__status__in=SENT_STATUSES),
-            owner_id=owner_id,
-            status=Status.QUEUED,
-            direction=Message.Direction.OUTBOUND,
-        )
-        .exclude(metadata__has_key="send_to")
-        .order_by("pk")
-    )
+    return Message.objects.filter(
+        message_first_attempts_q(),
+        Q(previous_part__isnull=True) | Q(previous_part__status__in=SENT_STATUSES),
+        owner_id=owner_id,
+        direction=Message.Direction.OUTBOUND,
+    ).order_by("pk")
 
 
 # The drain runs these reads for every batch, and on PostgreSQL they are
@@ -223,7 +226,7 @@ _CUSTOMER_COLUMNS = ("id", "owner_id", "name", "phone", "wa_jid", "lid")
 
 
 def _candidates_where() -> tuple[str, list]:
-    """The WHERE clause of `drain_candidates` for table alias ``m``."""
+    """Return the WHERE clause of `drain_candidates` for table alias ``m``."""
     quote = connection.ops.quote_name
     table = quote(Message._meta.db_table)
     previous = quote("previous_part_id")
@@ -356,38 +359,28 @@ def messages_record_sent(sends: list[tuple[Message, dict]]) -> None:
     """Record several sends the gateway accepted, as `message_record_sent` does.
 
     `sends` pairs each message (read with its customer) with the gateway's
-    answer ``{gateway_message_id, to_jid}``. On PostgreSQL the usual case is
-    one UPDATE for all of them. A message whose WhatsApp id is taken (its
-    echo was stored first) or missing goes through `message_record_sent`.
+    response ``{gateway_message_id, to_jid}``. On PostgreSQL the usual case
+    is one UPDATE for all of them. If that UPDATE fails, each send is
+    recorded alone.
     """
     if not sends:
         return
     rows = []
-    alone = []
-    for message, answer in sends:
-        gateway_id = answer.get("gateway_message_id")
-        jid = sent_to_jid(message.pk, answer.get("to_jid"))
-        if isinstance(gateway_id, str) and gateway_id:
-            rows.append((message, gateway_id, jid))
-        else:
-            alone.append((message, answer))
-
-    held = _sent_update_many(rows) if connection.vendor == "postgresql" else None
-    if held is None:
-        alone += [(m, {"gateway_message_id": g, "to_jid": j}) for m, g, j in rows]
-        rows = []
-    for message, answer in alone:
-        message_record_sent(
-            message_id=message.pk,
-            gateway_message_id=answer.get("gateway_message_id"),
-            to_jid=answer.get("to_jid"),
-            customer=message.customer,
+    for message, response in sends:
+        gateway_id = response.get("gateway_message_id")
+        if not isinstance(gateway_id, str) or not gateway_id:
+            gateway_id = None
+        rows.append(
+            (message, gateway_id, sent_to_jid(message.pk, response.get("to_jid")))
         )
 
+    recorded = (
+        _sent_update_many([row for row in rows if row[1] is not None])
+        if connection.vendor == "postgresql"
+        else None
+    )
     for message, gateway_id, jid in rows:
-        if message.pk not in held:
-            # Another WhatsApp id is on the row already: the locked path
-            # decides, as for one message.
+        if recorded is None or gateway_id is None:
             message_record_sent(
                 message_id=message.pk,
                 gateway_message_id=gateway_id,
@@ -395,21 +388,27 @@ def messages_record_sent(sends: list[tuple[Message, dict]]) -> None:
                 customer=message.customer,
             )
             continue
-        if held[message.pk]:
-            held_updates_apply_locked(Message.objects.filter(pk=message.pk))
-        if jid is not None and message.customer.wa_jid != jid:
-            Customer.objects.filter(pk=message.customer_id).update(wa_jid=jid)
-            message.customer.wa_jid = jid
+        # A row the UPDATE left alone has another WhatsApp id, which the
+        # locked path merges, as for one message.
+        sent_record_finish(
+            message.pk,
+            updates_held=recorded.get(message.pk),
+            gateway_id=gateway_id,
+            jid=jid,
+            customer=message.customer,
+        )
 
 
 def _sent_update_many(rows) -> dict[int, bool] | None:
     """Record sends in one UPDATE; return {id: updates held} for the rows it changed.
 
     The SQL of `_sent_update` in `sending`, for many rows: a row changes
-    only if it has no WhatsApp id yet or this one. None when a
-    unique-constraint error shows that an echo holds one of the ids; the
-    caller then records each send alone.
+    only if it has no WhatsApp id yet or this one. Returns None when a
+    unique-constraint error shows that an echo already has one of the ids,
+    and the caller then records each send alone.
     """
+    if not rows:
+        return {}
     quote = connection.ops.quote_name
     table = quote(Message._meta.db_table)
     held_table = quote(PendingMessageUpdate._meta.db_table)

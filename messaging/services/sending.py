@@ -478,6 +478,25 @@ def message_record_sent(
     )
     jid = sent_to_jid(message_id, to_jid)
     updates_held = _sent_update(message_id, gateway_id, jid)
+    sent_record_finish(
+        message_id,
+        updates_held=updates_held,
+        gateway_id=gateway_id,
+        jid=jid,
+        customer=customer,
+    )
+
+
+def sent_record_finish(
+    message_id: int, *, updates_held, gateway_id: str | None, jid: str | None, customer
+) -> None:
+    """Finish recording a send after its conditional UPDATE.
+
+    `updates_held` is what the UPDATE returned: None when it could not
+    record the send (the locked path merges the echo instead), True when
+    held updates wait for the WhatsApp id. Then the customer's `wa_jid`
+    becomes the JID the gateway sent to.
+    """
     if updates_held is None:
         _sent_record_locked(message_id, gateway_id, jid)
     elif updates_held:
@@ -491,6 +510,7 @@ def message_record_sent(
         customer = Customer.objects.filter(messages__pk=message_id).first()
     if customer is not None and customer.wa_jid != jid:
         Customer.objects.filter(pk=customer.pk).update(wa_jid=jid)
+        customer.wa_jid = jid
 
 
 def _sent_update(message_id: int, gateway_id: str | None, jid: str | None):

@@ -205,11 +205,11 @@ class FakeGateway:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer_batch(self, payload: dict) -> tuple[int, dict, float]:
-        """Answer `/send/batch` item by item, as the real gateway does.
+        """Respond to `/send/batch` item by item, as the real gateway does.
 
-        `batch_script` holds whole-request answers (status, body, delay) for
-        the next batches; `script` still answers single items, and an item
-        answered with an error status gets it as its result's error.
+        `batch_script` contains whole-request responses (status, body,
+        delay) for the next batches. `script` still scripts single items,
+        and an item scripted with an error status gets it as its error.
         """
         items = payload.get("messages") or []
         with self.lock:

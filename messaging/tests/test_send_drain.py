@@ -323,10 +323,10 @@ def test_message_deleted_during_send_spares_the_rest(alice):
     def send_batch(_client, owner_id, items):
         if Customer.objects.filter(pk=removed.pk).exists():
             customer_delete(customer=removed)
-        return [
-            {"message_id": item["message_id"], "gateway_message_id": f"3EB0{n}"}
+        return {
+            item["message_id"]: {"gateway_message_id": f"3EB0{n}"}
             for n, item in enumerate(items)
-        ]
+        }
 
     with mock.patch.object(GatewayClient, "send_batch", send_batch):
         _drain(alice)
@@ -343,10 +343,10 @@ def _send_batch_with_arrivals(user, customer, calls, *, fail_first=None):
             outbound_make(user, customer, body="Sent meanwhile")
         if fail_first is not None and len(calls) == 1:
             raise fail_first
-        return [
-            {"message_id": item["message_id"], "gateway_message_id": item["message_id"]}
+        return {
+            item["message_id"]: {"gateway_message_id": item["message_id"]}
             for item in items
-        ]
+        }
 
     return send_batch
 
