@@ -46,8 +46,11 @@ class ModelFieldsOnceMixin:
 
     ModelSerializer inspects the model again for every serializer it makes,
     which cost more than the rest of a send request's serialising. The
-    result never changes, so each instance gets a deep copy of the first,
-    as a plain Serializer gets of its declared fields.
+    result never changes, so each instance gets a copy of the first. When
+    every field is read-only, a shallow copy of each field is enough: binding
+    sets the copy's own name and parent, and reading a value changes
+    nothing a field holds. Fields that validate input get deep copies, as a
+    plain Serializer gets of its declared fields.
     """
 
     def get_fields(self):
@@ -56,6 +59,9 @@ class ModelFieldsOnceMixin:
         if built is None:
             built = super().get_fields()
             cls._fields_built = built
+            cls._fields_read_only = all(field.read_only for field in built.values())
+        if cls._fields_read_only:
+            return {name: copy.copy(field) for name, field in built.items()}
         return copy.deepcopy(built)
 
 

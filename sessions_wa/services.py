@@ -529,17 +529,20 @@ def gateway_events_apply(payload) -> dict:
         accepted = len(new_events)
 
         for run in _event_runs(new_events, users):
-            user = users.get(run[0].user_id)
-            session = sessions.get(run[0].user_id)
             if len(run) > 1:
-                results = _event_run_apply(run, user, session)
+                results = _event_run_apply(run, users, sessions)
             else:
-                results = [_event_dispatch_isolated(run[0], user, session)]
+                event = run[0]
+                results = [
+                    _event_dispatch_isolated(
+                        event, users.get(event.user_id), sessions.get(event.user_id)
+                    )
+                ]
             for event, (outcome, detail) in zip(run, results, strict=True):
                 if outcome != Outcome.APPLIED or detail:
                     changed_outcomes[(outcome, detail[:255])].append(event.event_id)
-                if user is not None and outcome == Outcome.APPLIED:
-                    active_user_ids.add(user.pk)
+                if event.user_id in users and outcome == Outcome.APPLIED:
+                    active_user_ids.add(event.user_id)
 
         for (outcome, detail), event_ids in changed_outcomes.items():
             GatewayEvent.objects.filter(event_id__in=event_ids).update(
@@ -649,8 +652,9 @@ EVENT_DATA_ERRORS = (
 def _event_runs(events: list[GatewayEventIn], users: dict):
     """Split a batch into runs that messaging can apply together.
 
-    A run is consecutive `RUN_EVENT_TYPES` events of one known user; every
-    other event is a run of its own. Order is kept.
+    A run is consecutive `RUN_EVENT_TYPES` events of known users, of one
+    subscriber or several; every other event is a run of its own. Order is
+    kept, so each subscriber's events stay in the order they happened.
     """
     from messaging.services.events import RUN_EVENT_TYPES
 
@@ -662,18 +666,15 @@ def _event_runs(events: list[GatewayEventIn], users: dict):
                 run = []
             yield [event]
             continue
-        if run and run[0].user_id != event.user_id:
-            yield run
-            run = []
         run.append(event)
     if run:
         yield run
 
 
 def _event_run_apply(
-    run: list[GatewayEventIn], user: User, session: WhatsAppSession | None
+    run: list[GatewayEventIn], users: dict, sessions: dict
 ) -> list[tuple[str, str]]:
-    """Apply a run of one user's messaging events together, in a savepoint.
+    """Apply a run of messaging events together, in a savepoint.
 
     If applying them together fails, nothing of it is kept and each event
     is applied alone, so a bad event fails only itself.
@@ -681,21 +682,24 @@ def _event_run_apply(
     from messaging import services as messaging_services
 
     def apply_one(index: int) -> tuple[str, str]:
-        return _event_dispatch_isolated(run[index], user, session)
+        event = run[index]
+        return _event_dispatch_isolated(
+            event, users.get(event.user_id), sessions.get(event.user_id)
+        )
 
     try:
         with transaction.atomic():
             results = messaging_services.gateway_event_run_apply(
-                user=user, events=[event.raw for event in run], apply_one=apply_one
+                users=users, events=[event.raw for event in run], apply_one=apply_one
             )
     except (ApplicationError, *EVENT_DATA_ERRORS):
         logger.warning(
-            "Applying %s events of user %s together failed; applying them one by one",
+            "Applying %s events of users %s together failed; applying them one by one",
             len(run),
-            user.pk,
+            sorted({event.user_id for event in run}),
             exc_info=True,
         )
-        return [_event_dispatch_isolated(event, user, session) for event in run]
+        return [apply_one(index) for index in range(len(run))]
     return [(str(outcome)[:16], detail) for outcome, detail in results]
 
 

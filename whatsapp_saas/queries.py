@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import cache
 
 from django.db import connection
+from django.db.models import Model
 from django.db.models.fields import AutoFieldMixin
 
 
@@ -17,6 +19,99 @@ def unique_row(queryset):
     paths where the filter names a primary key or a unique column.
     """
     return next(iter(queryset[:1]), None)
+
+
+@cache
+def _select_statement(model, names: tuple[str, ...], vendor: str):
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = meta.concrete_fields
+    keys = [meta.get_field(name) for name in names]
+    where = " AND ".join(f"{quote(field.column)} = %s" for field in keys)
+    sql = (
+        f"SELECT {', '.join(quote(field.column) for field in fields)} "
+        f"FROM {quote(meta.db_table)} WHERE {where} LIMIT 1"
+    )
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(meta.db_table)
+        found = connection.ops.get_db_converters(column) + column.get_db_converters(
+            connection
+        )
+        if found:
+            converters.append((index, column, found))
+    return sql, [field.attname for field in fields], keys, converters
+
+
+def row_get(model, **filters):
+    """Return the row that equality filters on unique columns select, or None.
+
+    The same as `unique_row(model.objects.filter(**filters))` for plain
+    field names (a foreign key takes an instance or its id), but the SELECT
+    is built once per model and set of names, where the ORM compiles it on
+    every call. For the hot paths of the send API.
+    """
+    names = tuple(sorted(filters))
+    sql, attnames, keys, converters = _select_statement(model, names, connection.vendor)
+    params = []
+    for field, name in zip(keys, names, strict=True):
+        value = filters[name]
+        if isinstance(value, Model):
+            value = value.pk
+        params.append(field.get_db_prep_value(value, connection))
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    if converters:
+        row = list(row)
+        for index, column, functions in converters:
+            for function in functions:
+                row[index] = function(row[index], column, connection)
+    return model.from_db(connection.alias, attnames, row)
+
+
+@cache
+def _insert_statement(model, vendor: str):
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = [
+        field
+        for field in meta.concrete_fields
+        if not (field.primary_key and isinstance(field, AutoFieldMixin))
+    ]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} "
+        f"({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"RETURNING {quote(meta.pk.column)}"
+    )
+    return sql, fields
+
+
+def row_create(model, **values):
+    """Insert one new row and return its instance, as `objects.create` would.
+
+    The INSERT is built once per model, where `create` compiles it on every
+    call. Defaults and `auto_now`/`auto_now_add` are applied and the
+    primary key is set. As with `bulk_create`, no signals are sent and
+    `save()` is not called, so use it only for models that rely on
+    neither. A unique violation raises IntegrityError.
+    """
+    obj = model(**values)
+    sql, fields = _insert_statement(model, connection.vendor)
+    params = [
+        field.get_db_prep_save(field.pre_save(obj, True), connection)
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        obj.pk = cursor.fetchone()[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return obj
 
 
 def rows_update(model, objs, fields: list[str]) -> None:

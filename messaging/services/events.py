@@ -589,65 +589,77 @@ _HANDLERS = {
 RUN_EVENT_TYPES = frozenset({"message.received", "message.status"})
 
 
-def gateway_event_run_apply(*, user, events: list[dict], apply_one) -> list[tuple]:
-    """Apply consecutive `message.received` and `message.status` events of `user`.
+def gateway_event_run_apply(
+    *, users: dict, events: list[dict], apply_one
+) -> list[tuple]:
+    """Apply consecutive `message.received` and `message.status` events.
 
-    Returns an (outcome, detail) pair per event, in order. The result is
-    the same as applying each event with `gateway_event_apply`, with far
-    fewer queries. The customers, messages and held updates the run names
-    are read with one query per table. New messages are inserted together,
-    and receipts are saved together.
+    The events may belong to several subscribers: `users` maps each event's
+    `user_id` to its User. Returns an (outcome, detail) pair per event, in
+    order. The result is the same as applying each event with
+    `gateway_event_apply`, with far fewer queries. The customers, messages
+    and held updates the run names are read with one query per table for
+    all its subscribers, each row matched to its own subscriber. New
+    messages are inserted together, and receipts are saved together.
 
     An event the shared path cannot take (a new customer, a replay, a
     receipt that arrived first) goes to `apply_one(index)`, which applies
     that event alone and returns its pair. Everything gathered before it is
     written first, and the rows are read again after it. Call inside the
-    callback transaction, with the user's session row locked.
+    callback transaction, with the session rows of the run's subscribers
+    locked.
     """
-    return _EventRun(user, events, apply_one).apply()
+    return _EventRun(users, events, apply_one).apply()
 
 
-def _receipt_messages_locked(owner, codes: set, gateway_ids: set) -> list[Message]:
-    """Lock the outbound messages that receipts name, in primary-key order.
+def _receipt_messages_locked(owner_ids, codes: set, gateway_ids: set) -> list[Message]:
+    """Lock the outbound messages of `owner_ids` that receipts name, by primary key.
 
-    The order is the one the send task locks in, one message at a time. On
-    PostgreSQL the statement is written out, because compiling the ORM form
-    (an OR of two IN lists, locking and ordering) took longer than the
-    database's work for a callback's receipts.
+    The rows may include another named subscriber's message with the same
+    id; the caller matches each row to its own subscriber. The order is the
+    one the send task locks in, one message at a time. On PostgreSQL the
+    statement is written out, because compiling the ORM form (an OR of two
+    IN lists, locking and ordering) took longer than the database's work
+    for a callback's receipts.
     """
+    owner_ids = sorted(owner_ids)
     if connection.vendor != "postgresql":
         return list(
             Message.objects.select_for_update()
-            .filter(owner=owner, direction=Message.Direction.OUTBOUND)
+            .filter(owner_id__in=owner_ids, direction=Message.Direction.OUTBOUND)
             .filter(Q(code__in=codes) | Q(gateway_message_id__in=gateway_ids))
             .order_by("pk")
         )
     quote = connection.ops.quote_name
     sql = (
         f"SELECT * FROM {quote(Message._meta.db_table)} "
-        f"WHERE {quote('owner_id')} = %s AND {quote('direction')} = %s "
+        f"WHERE {quote('owner_id')} = ANY(%s::bigint[]) AND {quote('direction')} = %s "
         f"AND ({quote('code')} = ANY(%s::uuid[]) "
         f"OR {quote('gateway_message_id')} = ANY(%s::varchar[])) "
         f"ORDER BY {quote('id')} FOR UPDATE"
     )
-    params = [owner.pk, Message.Direction.OUTBOUND, list(codes), list(gateway_ids)]
+    params = [owner_ids, Message.Direction.OUTBOUND, list(codes), list(gateway_ids)]
     return list(Message.objects.raw(sql, params))
 
 
 class _EventRun:
-    def __init__(self, user, events: list[dict], apply_one):
-        self.user = user
+    def __init__(self, users: dict, events: list[dict], apply_one):
         self.events = events
         self.apply_one = apply_one
-        own = _own_identity(user)
-        self.reads = [self._read(event, own) for event in events]
+        self.owners = [users[event.get("user_id")] for event in events]
+        distinct = {owner.pk: owner for owner in self.owners}
+        own = {owner_id: _own_identity(owner) for owner_id, owner in distinct.items()}
+        self.reads = [
+            self._read(owner, event, own[owner.pk])
+            for owner, event in zip(self.owners, events, strict=True)
+        ]
         self.loaded = False
         self.inserts: list[Message] = []
-        self.inserted: set[tuple[str, str]] = set()
+        self.inserted: set[tuple[int, str, str]] = set()
         self.dirty: dict[int, Message] = {}
         self.dirty_fields: set[str] = set()
 
-    def _read(self, event: dict, own: tuple):
+    def _read(self, owner, event: dict, own: tuple):
         """Return the event's _Received, _Receipt, outcome word, or None.
 
         None sends the event to `apply_one`, which also reports a malformed
@@ -658,9 +670,9 @@ class _EventRun:
             return None
         try:
             if event.get("type") == "message.received":
-                return _received_read(self.user, data, own)
+                return _received_read(owner, data, own)
             if event.get("type") == "message.status":
-                return _receipt_read(self.user, data, _event_time(event))
+                return _receipt_read(owner, data, _event_time(event))
         except ApplicationError:
             return None
         return None
@@ -688,63 +700,75 @@ class _EventRun:
         return None
 
     def _load(self, start: int) -> None:
-        """Read what the events from `start` on refer to, a query per table."""
+        """Read what the events from `start` on refer to, a query per table.
+
+        Each query covers every subscriber of the run, and every row is
+        filed under its owner's id, so one subscriber's rows never match
+        another's event.
+        """
         if self.loaded:
             return
         self.loaded = True
-        pending_reads = self.reads[start:]
-        received = [read for read in pending_reads if isinstance(read, _Received)]
-        receipts = [read for read in pending_reads if isinstance(read, _Receipt)]
-        owner = self.user
+        received, receipts = [], []
+        for owner, read in zip(self.owners[start:], self.reads[start:], strict=True):
+            if isinstance(read, _Received):
+                received.append((owner.pk, read))
+            elif isinstance(read, _Receipt):
+                receipts.append((owner.pk, read))
 
         self.by_key, self.by_lid = {}, {}
-        keys = {read.key for read in received if read.key}
-        lids = {read.lid for read in received if read.lid}
+        keys = {read.key for _, read in received if read.key}
+        lids = {read.lid for _, read in received if read.lid}
+        owner_ids = {owner_id for owner_id, _ in received}
         if keys or lids:
-            for customer in Customer.objects.filter(owner=owner).filter(
+            for customer in Customer.objects.filter(owner_id__in=owner_ids).filter(
                 Q(match_key__in=keys) | Q(lid__in=lids)
             ):
                 if customer.match_key:
-                    self.by_key[customer.match_key] = customer
+                    self.by_key[customer.owner_id, customer.match_key] = customer
                 if customer.lid:
-                    self.by_lid[customer.lid] = customer
+                    self.by_lid[customer.owner_id, customer.lid] = customer
 
-        gateway_ids = {read.gateway_id for read in received}
+        gateway_ids = {read.gateway_id for _, read in received}
         self.stored = set()
         self.held_ids = set()
         if gateway_ids:
             self.stored = set(
                 Message.objects.filter(
-                    owner=owner, gateway_message_id__in=gateway_ids
-                ).values_list("gateway_message_id", "direction")
+                    owner_id__in=owner_ids, gateway_message_id__in=gateway_ids
+                ).values_list("owner_id", "gateway_message_id", "direction")
             )
             self.held_ids = set(
                 PendingMessageUpdate.objects.filter(
-                    owner=owner, gateway_message_id__in=gateway_ids
-                ).values_list("gateway_message_id", flat=True)
+                    owner_id__in=owner_ids, gateway_message_id__in=gateway_ids
+                ).values_list("owner_id", "gateway_message_id")
             )
 
         self.by_code, self.by_gateway_id = {}, {}
-        codes = {read.code for read in receipts if read.code}
-        receipt_ids = {read.gateway_id for read in receipts if read.gateway_id}
+        codes = {read.code for _, read in receipts if read.code}
+        receipt_ids = {read.gateway_id for _, read in receipts if read.gateway_id}
         if codes or receipt_ids:
-            for message in _receipt_messages_locked(owner, codes, receipt_ids):
-                self.by_code[message.code] = message
+            receipt_owners = {owner_id for owner_id, _ in receipts}
+            for message in _receipt_messages_locked(receipt_owners, codes, receipt_ids):
+                self.by_code[message.owner_id, message.code] = message
                 if message.gateway_message_id:
-                    self.by_gateway_id[message.gateway_message_id] = message
+                    self.by_gateway_id[message.owner_id, message.gateway_message_id] = (
+                        message
+                    )
 
     def _received(self, index: int, read: _Received) -> tuple | None:
         self._load(index)
-        key = (read.gateway_id, read.direction)
+        owner = self.owners[index]
+        key = (owner.pk, read.gateway_id, read.direction)
         if (
             key in self.stored
             or key in self.inserted
-            or read.gateway_id in self.held_ids
+            or (owner.pk, read.gateway_id) in self.held_ids
         ):
             return None
 
-        by_phone = self.by_key.get(read.key) if read.key else None
-        by_lid = self.by_lid.get(read.lid) if read.lid else None
+        by_phone = self.by_key.get((owner.pk, read.key)) if read.key else None
+        by_lid = self.by_lid.get((owner.pk, read.lid)) if read.lid else None
         if by_phone and by_lid and by_phone.pk != by_lid.pk:
             return None
         customer = by_phone or by_lid
@@ -760,7 +784,7 @@ class _EventRun:
 
         self.inserts.append(
             Message(
-                owner=self.user,
+                owner=owner,
                 gateway_message_id=read.gateway_id,
                 direction=read.direction,
                 customer=customer,
@@ -772,9 +796,10 @@ class _EventRun:
 
     def _receipt(self, index: int, read: _Receipt) -> tuple | None:
         self._load(index)
-        message = self.by_code.get(read.code) if read.code else None
+        owner_id = self.owners[index].pk
+        message = self.by_code.get((owner_id, read.code)) if read.code else None
         if message is None and read.gateway_id:
-            message = self.by_gateway_id.get(read.gateway_id)
+            message = self.by_gateway_id.get((owner_id, read.gateway_id))
         if message is None or (read.gateway_id and not message.gateway_message_id):
             return None
 
@@ -791,9 +816,9 @@ class _EventRun:
         if self.inserts:
             rows_insert(Message, self.inserts)
             logger.info(
-                "Stored %s messages for user %s (ids %s to %s)",
+                "Stored %s messages for users %s (ids %s to %s)",
                 len(self.inserts),
-                self.user.pk,
+                sorted({message.owner_id for message in self.inserts}),
                 self.inserts[0].pk,
                 self.inserts[-1].pk,
             )

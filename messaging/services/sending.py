@@ -32,7 +32,7 @@ from messaging.selectors import (
 )
 from messaging.text import WHATSAPP_TEXT_LIMIT, text_split, utf16_length
 from whatsapp_saas.exceptions import ApplicationError
-from whatsapp_saas.queries import unique_row
+from whatsapp_saas.queries import row_create, row_get, unique_row
 
 from .customers import customer_for_phone, customer_identify, phone_clean
 from .updates import STATUS_RANK, gateway_id_assign, held_updates_apply_locked
@@ -95,9 +95,7 @@ def _customer_by_code(owner, value) -> Customer:
         code = uuid.UUID(str(value))
     except ValueError:
         code = None
-    customer = (
-        unique_row(Customer.objects.filter(owner=owner, code=code)) if code else None
-    )
+    customer = row_get(Customer, owner=owner, code=code) if code else None
     if customer is None:
         raise ApplicationError(
             _("No customer has the id %(id)s.") % {"id": value},
@@ -350,7 +348,8 @@ def _parts_create(
     previous = None
     for index, part in enumerate(parts, start=1):
         metadata = {"part": index, "parts": len(parts)} if len(parts) > 1 else {}
-        previous = Message.objects.create(
+        previous = row_create(
+            Message,
             owner=user,
             customer=customer,
             direction=Message.Direction.OUTBOUND,

@@ -1,4 +1,5 @@
-"""`rows_insert` and `rows_update`, the one-statement writes of callbacks."""
+"""The prebuilt statements of hot paths: `rows_insert` and `rows_update` for
+callbacks, `row_get` and `row_create` for the send API."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from messaging.models import Message
+from messaging.models import Customer, Message
 from sessions_wa.models import GatewayEvent
-from whatsapp_saas.queries import rows_insert, rows_update
+from whatsapp_saas.queries import row_create, row_get, rows_insert, rows_update
 
 from .helpers import customer_make, outbound_make
 
@@ -226,3 +227,108 @@ def test_insert_converts_bool_in_char_field(alice):
 
     # As bulk_create stores it: CharField.to_python gives "True", COPY "t".
     assert Message.objects.get(pk=message.pk).chat_jid == "True"
+
+
+def _all_fields(obj) -> dict:
+    fields = obj._meta.concrete_fields
+    return {field.attname: getattr(obj, field.attname) for field in fields}
+
+
+def test_get_reads_what_the_orm_reads(alice):
+    customer = customer_make(alice)
+    message = outbound_make(
+        alice,
+        customer,
+        metadata={"part": 1, "text": AWKWARD_TEXT},
+        reactions={"5511900000002@s.whatsapp.net": "👍"},
+        sent_at=timezone.now(),
+    )
+
+    found = row_get(Message, owner=alice, code=message.code)
+
+    assert _all_fields(found) == _all_fields(Message.objects.get(pk=message.pk))
+    assert found._state.adding is False
+
+
+def test_get_takes_an_id_for_a_foreign_key(alice):
+    customer = customer_make(alice)
+
+    found = row_get(Customer, owner=alice.pk, code=customer.code)
+
+    assert found.pk == customer.pk
+
+
+def test_get_returns_none_for_another_owners_row(alice, charlie):
+    customer = customer_make(alice)
+
+    assert row_get(Customer, owner=charlie, code=customer.code) is None
+
+
+def test_get_runs_one_query(alice):
+    customer = customer_make(alice)
+
+    with CaptureQueriesContext(connection) as queries:
+        row_get(Customer, owner=alice, code=customer.code)
+
+    assert len(queries) == 1
+
+
+def test_create_stores_what_the_orm_stores(alice):
+    customer = customer_make(alice)
+    values = {
+        "owner": alice,
+        "customer": customer,
+        "direction": Message.Direction.OUTBOUND,
+        "source": Message.Source.API,
+        "kind": Message.Kind.TEXT,
+        "body": AWKWARD_TEXT,
+        "metadata": {"part": 1, "parts": 2},
+        "status": Message.Status.QUEUED,
+        "chat_jid": customer.wa_jid,
+        "timestamp": timezone.now(),
+        "idempotency_key": "key-1",
+    }
+
+    created = row_create(Message, **values)
+    by_orm = Message.objects.create(**{**values, "idempotency_key": "key-2"})
+
+    stored = _stored(created)
+    expected = _stored(by_orm)
+    assert stored.pop("idempotency_key") == "key-1"
+    expected.pop("idempotency_key")
+    assert stored == expected
+
+
+def _queued_values(user, customer) -> dict:
+    return {
+        "owner": user,
+        "customer": customer,
+        "direction": Message.Direction.OUTBOUND,
+        "source": Message.Source.API,
+        "kind": Message.Kind.TEXT,
+        "body": "Hello",
+        "status": Message.Status.QUEUED,
+        "timestamp": timezone.now(),
+    }
+
+
+def test_create_sets_key_defaults_and_times(alice):
+    customer = customer_make(alice)
+
+    message = row_create(Message, **_queued_values(alice, customer))
+
+    stored = Message.objects.get(pk=message.pk)
+    assert message.code == stored.code
+    assert stored.created_at is not None
+    assert stored.created_at == message.created_at
+    assert message._state.adding is False
+
+
+def test_create_raises_on_a_unique_conflict(alice):
+    customer = customer_make(alice)
+    taken = outbound_make(alice, customer)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        row_create(Message, **_queued_values(alice, customer), code=taken.code)
+
+    assert Message.objects.filter(code=taken.code).count() == 1

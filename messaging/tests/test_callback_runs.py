@@ -1,10 +1,10 @@
 """Batches of message events are applied together, with the same result.
 
 The callback applies consecutive `message.received` and `message.status`
-events of one user together: a few queries for the whole run instead of
-several per event. These tests post the same generated events once as one
-batch and once one event per request, for two subscribers set up alike, and
-require the same rows and outcomes.
+events together, of one subscriber or of several: a few queries for the
+whole run instead of several per event. These tests post the same
+generated events once as one batch and once one event per request, for
+subscribers set up alike, and require the same rows and outcomes.
 """
 
 from __future__ import annotations
@@ -235,6 +235,104 @@ def test_one_batch_ends_as_one_event_per_request(db, seed):
     expected = _state(alone, alone_codes)
     for part, rows in _state(together, together_codes).items():
         assert rows == expected[part], part
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_batch_of_two_subscribers_ends_as_one_event_per_request(db, seed):
+    # Both subscribers have customers, and messages with WhatsApp ids, alike,
+    # so a row matched to the wrong owner would show in their state.
+    first, first_codes = _subscriber("first@example.com")
+    second, second_codes = _subscriber("second@example.com")
+    first_alone, first_alone_codes = _subscriber("first-alone@example.com")
+    second_alone, second_alone_codes = _subscriber("second-alone@example.com")
+    first_scenario = _scenario(seed)
+    second_scenario = _scenario(seed + 1000)
+
+    first_events = _events_for(first, first_codes, first_scenario)
+    second_events = _events_for(second, second_codes, second_scenario)
+    rng = random.Random(seed)
+    mixed = []
+    while first_events or second_events:
+        source = rng.choice([queue for queue in (first_events, second_events) if queue])
+        mixed.append(source.pop(0))
+    callback_post(mixed)
+    for single in _events_for(first_alone, first_alone_codes, first_scenario):
+        callback_post([single])
+    for single in _events_for(second_alone, second_alone_codes, second_scenario):
+        callback_post([single])
+
+    for together, alone in (
+        (_state(first, first_codes), _state(first_alone, first_alone_codes)),
+        (_state(second, second_codes), _state(second_alone, second_alone_codes)),
+    ):
+        for part, rows in together.items():
+            assert rows == alone[part], part
+
+
+def test_receipts_of_several_subscribers_saved_in_one_update(alice, charlie):
+    receipts, messages = [], []
+    for user in (alice, charlie, alice, charlie):
+        customer = Customer.objects.filter(owner=user).first() or customer_make(user)
+        message = outbound_make(
+            user, customer, status="sent", gateway_message_id=f"R{len(messages)}"
+        )
+        messages.append(message)
+        receipts.append(
+            event(
+                user,
+                "message.status",
+                {"gateway_message_id": message.gateway_message_id, "status": "read"},
+            )
+        )
+
+    with CaptureQueriesContext(connection) as queries:
+        answer = callback_post(receipts)
+
+    updates = [
+        query
+        for query in queries.captured_queries
+        if query["sql"].startswith('UPDATE "messaging_message"')
+    ]
+    assert answer == {"accepted": 4, "duplicates": 0}
+    assert len(updates) == 1
+    assert {Message.objects.get(pk=m.pk).status for m in messages} == {"read"}
+
+
+def test_receipt_naming_another_subscribers_message_changes_nothing(alice, charlie):
+    alices = outbound_make(
+        alice, customer_make(alice), status="sent", gateway_message_id="OWN"
+    )
+    charlies = outbound_make(
+        charlie,
+        customer_make(charlie, phone="+5491122223333"),
+        status="sent",
+        gateway_message_id="THEIRS",
+    )
+    batch = [
+        event(alice, "message.status", {"gateway_message_id": "OWN", "status": "read"}),
+        event(
+            alice,
+            "message.status",
+            {
+                "message_id": str(charlies.code),
+                "gateway_message_id": "THEIRS",
+                "status": "read",
+            },
+        ),
+        event(
+            charlie,
+            "message.status",
+            {"gateway_message_id": "THEIRS", "status": "delivered"},
+        ),
+    ]
+
+    callback_post(batch)
+
+    assert Message.objects.get(pk=alices.pk).status == "read"
+    assert Message.objects.get(pk=charlies.pk).status == "delivered"
+    assert PendingMessageUpdate.objects.filter(
+        owner=alice, gateway_message_id="THEIRS"
+    ).exists()
 
 
 def _inbound_batch(user, size: int, first: int) -> list[dict]:
