@@ -23,38 +23,42 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-# KEYS[1]: the bucket hash. ARGV[1]: tokens per millisecond, ARGV[2]: burst,
-# ARGV[3]: the tokens requested. Returns {granted, wait}: the tokens granted
-# (at most ARGV[3], as many as are whole in the bucket) and, when none
-# were, the milliseconds until one is free.
+# KEYS: one bucket hash per user. ARGV[1]: tokens per millisecond,
+# ARGV[2]: burst, ARGV[2 + i]: the tokens requested from KEYS[i]. Returns
+# {granted, wait} for each key in turn: the tokens granted (at most the
+# request, as many as are whole in the bucket) and, when fewer than
+# requested, the milliseconds until the next one is free.
 TOKEN_BUCKET_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local requested = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = burst
-  at = now
-end
-if now > at then
-  tokens = math.min(burst, tokens + (now - at) * rate)
-  at = now
-end
-local granted = math.min(requested, math.floor(tokens))
-local wait = 0
-if granted >= 1 then
+local result = {}
+for index, key in ipairs(KEYS) do
+  local requested = tonumber(ARGV[index + 2])
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1])
+  local at = tonumber(state[2])
+  if tokens == nil or at == nil then
+    tokens = burst
+    at = now
+  end
+  if now > at then
+    tokens = math.min(burst, tokens + (now - at) * rate)
+    at = now
+  end
+  local granted = math.max(0, math.min(requested, math.floor(tokens)))
   tokens = tokens - granted
-else
-  granted = 0
-  wait = math.ceil((1 - tokens) / rate)
+  local wait = 0
+  if granted < requested then
+    wait = math.ceil((1 - tokens) / rate)
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(at))
+  redis.call('PEXPIRE', key, math.ceil(burst / rate) + 1000)
+  table.insert(result, granted)
+  table.insert(result, wait)
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
-return {granted, wait}
+return result
 """
 
 
@@ -91,12 +95,10 @@ class _LocalBuckets:
             if now > at:
                 tokens = min(burst, tokens + (now - at) * rate)
                 at = now
-            granted = min(requested, math.floor(tokens))
+            granted = max(0, min(requested, math.floor(tokens)))
+            tokens -= granted
             wait = 0
-            if granted >= 1:
-                tokens -= granted
-            else:
-                granted = 0
+            if granted < requested:
                 wait = math.ceil((1 - tokens) / rate)
             self._state[key] = (tokens, at)
         return granted, wait
@@ -122,28 +124,55 @@ def send_slot_take(user_id: int) -> float:
 def send_slots_take(user_id: int, requested: int) -> tuple[int, float]:
     """Take up to `requested` send slots for a user's session at once.
 
-    Returns (slots granted, seconds to wait). The wait is 0 unless no slot
-    was free, and then it is the time until one frees up. When Redis fails
+    Returns (slots granted, seconds to wait), as `send_slots_take_many`
+    does for one user.
+    """
+    return send_slots_take_many({user_id: requested})[user_id]
+
+
+def send_slots_take_many(requests: dict[int, int]) -> dict[int, tuple[int, float]]:
+    """Take send slots for several users' sessions in one Redis call.
+
+    `requests` maps a user id to the slots requested. Returns, per user id,
+    (slots granted, seconds to wait): the wait is 0 when every slot was
+    granted, else the time until the next one frees up. When Redis fails
     every slot is granted (and a warning is logged), because the broker
     shares that Redis and is failing too.
     """
+    if not requests:
+        return {}
     rate, burst = _limits()
-    key = bucket_key(user_id)
     if not settings.REDIS_URL:
-        granted, wait_ms = _local_buckets.take(key, rate, burst, requested)
-        return granted, wait_ms / 1000
+        slots = {}
+        for user_id, requested in requests.items():
+            granted, wait_ms = _local_buckets.take(
+                bucket_key(user_id), rate, burst, requested
+            )
+            slots[user_id] = (granted, wait_ms / 1000)
+        return slots
 
     _client, script = _redis_script(settings.REDIS_URL)
+    user_ids = list(requests)
     try:
-        granted, wait_ms = script(keys=[key], args=[repr(rate), repr(burst), requested])
+        reply = script(
+            keys=[bucket_key(user_id) for user_id in user_ids],
+            args=[
+                repr(rate),
+                repr(burst),
+                *(requests[user_id] for user_id in user_ids),
+            ],
+        )
     except redis.RedisError as error:
         logger.warning(
-            "Send pacing skipped for user %s: Redis failed (%s)",
-            user_id,
+            "Send pacing skipped for users %s: Redis failed (%s)",
+            ", ".join(map(str, user_ids)),
             error.__class__.__name__,
         )
-        return requested, 0.0
-    return int(granted), int(wait_ms) / 1000
+        return {user_id: (requested, 0.0) for user_id, requested in requests.items()}
+    return {
+        user_id: (int(reply[2 * index]), int(reply[2 * index + 1]) / 1000)
+        for index, user_id in enumerate(user_ids)
+    }
 
 
 def send_bucket_reset(user_id: int) -> None:

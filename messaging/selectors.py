@@ -272,7 +272,7 @@ def message_list_stuck(
     """Return unsent messages of every user untouched since `updated_before`.
 
     Yields (id, status) pairs, oldest first. Queued first attempts of the
-    users in `draining_owners` are left out: their drain task sends them
+    users in `draining_owners` are left out: their shard's drain sends them
     (see `messaging.services.send_queue`). Only the requeue task uses this
     read across all users.
     """

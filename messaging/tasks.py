@@ -1,11 +1,11 @@
 """Celery tasks: send queued messages, and recover sends that got stuck.
 
-`message_send_drain` sends a subscriber's new messages in batches (see
-`messaging.services.send_queue`); `message_send` sends one message and
-takes retries, later parts of long texts and requeued sends.
+`message_send_drain` sends the new messages of a shard of subscribers in
+batches (see `messaging.services.send_queue`); `message_send` sends one
+message and takes retries, later parts of long texts and requeued sends.
 
-Task arguments are row ids only, so no message text or number reaches the
-broker or the task logs.
+Task arguments are row ids and shard numbers only, so no message text or
+number reaches the broker or the task logs.
 """
 
 from __future__ import annotations
@@ -23,21 +23,24 @@ from django import db
 from django.conf import settings
 from django.utils import timezone
 
-from sessions_wa.gateway import GatewayClient, GatewayError
+from sessions_wa.gateway import GatewayClient, GatewayError, gateway_url_for_user
 from whatsapp_saas.queries import unique_row
 
 from .models import Message
-from .ratelimit import send_slot_take, send_slots_take
+from .ratelimit import send_slot_take, send_slots_take_many
 from .services.send_queue import (
     drain_batch_read,
     drain_key_drop,
     drain_key_renew,
+    drain_key_take,
     drain_owners_active,
     messages_claim,
     messages_postpone,
     messages_record_sent,
+    owner_mark_slow,
     send_drain_enqueue,
     send_drain_finish,
+    slow_owners,
 )
 from .services.sending import (
     gateway_error_retryable,
@@ -315,91 +318,157 @@ def _send_release(message: Message, error: GatewayError, *, attempt: int) -> flo
 GATEWAY_SEND_BATCH_MAX = 50
 
 # Seconds one drain task sends before it queues its continuation, so that
-# one subscriber's backlog does not hold a worker process from the others.
+# one shard's backlog does not hold a worker process from the others.
 SEND_DRAIN_SECONDS = 5.0
 
 
 @shared_task(name="messaging.message_send_drain", acks_late=True)
-def message_send_drain(owner_id: int) -> int:
-    """Send a subscriber's newly queued messages in batches; return how many.
+def message_send_drain(shard: int, take_key: bool = False) -> int:
+    """Send the newly queued messages of a shard's subscribers; return how many.
 
-    The send API queues this task when it finds no drain of the subscriber
+    The send API queues this task when it finds no drain of the shard
     queued or running (see `messaging.services.send_queue`). It sends
-    batches until none is left, the pacing makes it wait (then it queues itself
-    for when the next slot frees up), or SEND_DRAIN_SECONDS have passed or
-    the soft time limit came (then it queues its continuation).
+    batches until none is left, only paced subscribers have messages left,
+    or SEND_DRAIN_SECONDS have passed or the soft time limit came (then it
+    queues its continuation).
+
+    When only paced subscribers are left, the task gives the drain key up
+    and queues itself for the earliest next slot with `take_key`. A send of
+    another subscriber of the shard meanwhile starts a drain at once, and
+    the later task then runs only if the key is free. The drain that has the
+    key reads the paced subscribers' messages too.
     """
+    shards = settings.WA_SEND_DRAIN_SHARDS
+    if not 0 <= shard < shards:
+        moved = _drain_shard_moved(shard, shards)
+        if moved is None:
+            return 0
+        shard = moved
+    elif take_key and not drain_key_take(shard):
+        logger.info(
+            "Send drain shard %s is already queued or running; this paced "
+            "continuation ends",
+            shard,
+        )
+        return 0
+
     started = time.monotonic()
     handled = 0
+    # Owner id -> the time.monotonic() at which its next send slot is free.
+    # The drain reads none of these owners' messages before then.
+    paced: dict[int, float] = {}
+    # Subscribers whose messages go one by one instead (see owner_mark_slow).
+    slow = slow_owners()
     first = True
     try:
         while True:
             if not first:
                 # The waker set the key with its lifetime; later rounds
                 # renew it.
-                drain_key_renew(owner_id)
+                drain_key_renew(shard)
             first = False
-            count, wait, more = _drain_batch_send(owner_id)
+            now = time.monotonic()
+            paced = {owner_id: due for owner_id, due in paced.items() if due > now}
+            count, waits, more = _drain_batch_send(
+                shard, skip_owners=paced.keys() | slow, slow=slow
+            )
             handled += count
-            if wait > 0:
+            now = time.monotonic()
+            paced.update({owner_id: now + wait for owner_id, wait in waits.items()})
+            if not more and paced:
+                countdown = max(min(paced.values()) - now, 0.0)
                 logger.info(
-                    "Pacing the sends of user %s: next in %.1f s", owner_id, wait
+                    "Pacing send drain shard %s: users %s wait, next slot in %.1f s",
+                    shard,
+                    ", ".join(str(owner_id) for owner_id in sorted(paced)),
+                    countdown,
                 )
-                _drain_continue(owner_id, countdown=wait)
+                drain_key_drop(shard)
+                send_drain_enqueue(shard, countdown=countdown, take_key=True)
                 break
-            if not more and not send_drain_finish(owner_id):
+            if not more and not send_drain_finish(shard, skip_owners=slow):
                 break
             if time.monotonic() - started > SEND_DRAIN_SECONDS:
-                _drain_continue(owner_id)
+                _drain_continue(shard)
                 break
     except SoftTimeLimitExceeded:
         logger.warning(
-            "The send drain of user %s reached the soft time limit; continuing "
-            "in a new task",
-            owner_id,
+            "Send drain shard %s reached the soft time limit; continuing in a new task",
+            shard,
         )
-        _drain_continue(owner_id)
+        _drain_continue(shard)
     except BaseException:
         # The next send queues a new drain, instead of waiting for the key
         # to expire. Messages this run claimed stay `sending` until the
         # stuck-message requeue.
-        drain_key_drop(owner_id)
+        drain_key_drop(shard)
         raise
     return handled
 
 
-def _drain_continue(owner_id: int, *, countdown: float | None = None) -> None:
+def _drain_shard_moved(shard: int, shards: int) -> int | None:
+    """Return the shard that a task queued as `shard` drains now, or None.
+
+    WA_SEND_DRAIN_SHARDS went down while the task waited, so its owners now
+    belong to shard ``shard % shards``. The task gives up the old key and
+    drains that shard only if it gets that shard's key too. Otherwise the
+    drain holding that key sends the messages. Even if two drains of one
+    shard did run at once (a key expired while its task waited), the
+    conditional claim still lets each message go out once.
+    """
+    current = shard % shards
+    drain_key_drop(shard)
+    if not drain_key_take(current):
+        logger.info(
+            "Send drain shard %s is now shard %s, whose drain is already "
+            "queued or running",
+            shard,
+            current,
+        )
+        return None
+    logger.info("Send drain shard %s runs as shard %s", shard, current)
+    return current
+
+
+def _drain_continue(shard: int, *, countdown: float | None = None) -> None:
     """Queue the rest of a drain in a new task; it keeps the drain key."""
-    if not send_drain_enqueue(owner_id, countdown=countdown):
-        drain_key_drop(owner_id)
+    if not send_drain_enqueue(shard, countdown=countdown):
+        drain_key_drop(shard)
 
 
-def _drain_batch_send(owner_id: int) -> tuple[int, float, bool]:
-    """Send the next batch of an owner's new messages.
+def _drain_batch_send(
+    shard: int, *, skip_owners=(), slow: set[int] | None = None
+) -> tuple[int, dict[int, float], bool]:
+    """Send the next batch of a shard's new messages.
 
-    Returns (messages handled, seconds to wait, more may wait). A wait above
-    0 means the pacing held the whole batch back. "More may wait" is False
-    when the read found less than a full batch, so the queue was empty then.
-    Raises SoftTimeLimitExceeded after dealing with a batch it interrupted.
+    Returns (messages handled, seconds to wait per paced owner, more may
+    wait). An owner in the waits got fewer send slots than it had messages
+    in the batch, and its other messages were postponed. "More may wait"
+    is False when the read found less than a full batch, so the queue of
+    the owners not in `skip_owners` was empty then. Owners marked slow on
+    the way are added to `slow`. Raises SoftTimeLimitExceeded after dealing
+    with a batch it interrupted.
     """
     limit = min(settings.WA_SEND_BATCH_SIZE, GATEWAY_SEND_BATCH_MAX)
-    messages = drain_batch_read(owner_id, limit=limit)
-    more = len(messages) == limit
-    if not messages:
-        return 0, 0.0, False
-    for index, message in enumerate(messages):
+    read = drain_batch_read(shard, limit=limit, skip_owners=skip_owners)
+    if not read:
+        return 0, {}, False
+    more = len(read) == limit
+    by_owner: dict[int, list[Message]] = {}
+    parted: set[int] = set()
+    for message in read:
+        if message.owner_id in parted:
+            continue
+        by_owner.setdefault(message.owner_id, []).append(message)
         if getattr(message, "next_part", None) is not None:
             # The next part becomes sendable once this one is sent, and no
-            # other message may come between them.
+            # other message of this owner may come between them.
+            parted.add(message.owner_id)
             more = True
-            messages = messages[: index + 1]
-            break
-    granted, wait = send_slots_take(owner_id, len(messages))
-    if granted == 0:
-        messages_postpone([message.pk for message in messages])
-        return 0, wait, True
-    more = more or granted < len(messages)
-    messages = messages[:granted]
+
+    messages, waits = _drain_batch_pace(by_owner)
+    if not messages:
+        return 0, waits, more
 
     claims = {}
     for message in messages:
@@ -415,46 +484,120 @@ def _drain_batch_send(owner_id: int) -> tuple[int, float, bool]:
         claims[message.pk] = message.metadata
     claimed = messages_claim(claims)
     batch = [message for message in messages if message.pk in claimed]
-    if not batch:
-        return len(messages), 0.0, more
 
-    labels = ", ".join(str(message.pk) for message in batch)
-    logger.info("Sending messages %s of user %s", labels, owner_id)
+    groups = _batch_by_gateway_node(batch)
+    for index, (node_url, group) in enumerate(groups):
+        try:
+            _drain_request_send(shard, node_url, group, slow=slow)
+        except SoftTimeLimitExceeded:
+            error = GatewayError("The send took longer than the task time limit.")
+            for _node_url, rest in groups[index + 1 :]:
+                _drain_batch_failed(rest, error)
+            raise
+    return len(messages), waits, more
+
+
+def _drain_batch_pace(
+    by_owner: dict[int, list[Message]],
+) -> tuple[list[Message], dict[int, float]]:
+    """Take send slots for each owner's messages, and postpone the rest.
+
+    Returns the messages granted a slot, oldest first, and the seconds to
+    wait for each owner that got fewer slots than it requested. An owner's
+    oldest messages take its slots. The drain reads none of a waiting
+    owner's messages until its wait is over, so no later message of the
+    owner overtakes a postponed one.
+    """
+    slots = send_slots_take_many(
+        {owner_id: len(owned) for owner_id, owned in by_owner.items()}
+    )
+    messages: list[Message] = []
+    postponed: list[int] = []
+    waits: dict[int, float] = {}
+    for owner_id, owned in by_owner.items():
+        granted, wait = slots[owner_id]
+        messages += owned[:granted]
+        if granted < len(owned):
+            postponed += [message.pk for message in owned[granted:]]
+            waits[owner_id] = wait
+    if postponed:
+        messages_postpone(postponed)
+    messages.sort(key=lambda message: message.pk)
+    return messages, waits
+
+
+def _batch_by_gateway_node(
+    batch: list[Message],
+) -> list[tuple[str, list[Message]]]:
+    """Split a batch by the gateway node that runs each owner's client."""
+    groups: dict[str, list[Message]] = {}
+    for message in batch:
+        groups.setdefault(gateway_url_for_user(message.owner_id), []).append(message)
+    return list(groups.items())
+
+
+def _drain_request_send(
+    shard: int, node_url: str, batch: list[Message], *, slow: set[int] | None = None
+) -> None:
+    """Send messages through one /send/batch request and record each outcome.
+
+    Raises SoftTimeLimitExceeded after handing the messages on for a retry.
+    """
+    by_owner: dict[int, list[int]] = {}
+    for message in batch:
+        by_owner.setdefault(message.owner_id, []).append(message.pk)
+    for owner_id, message_ids in by_owner.items():
+        logger.info(
+            "Sending messages %s of user %s in send drain shard %s",
+            ", ".join(map(str, message_ids)),
+            owner_id,
+            shard,
+        )
     items = [
         {
+            "user_id": message.owner_id,
             "message_id": str(message.code),
             "to": message.metadata["send_to"],
             "text": message.body,
         }
         for message in batch
     ]
+    client = GatewayClient(node_url, timeout=_batch_timeout(len(items)))
     try:
-        results = GatewayClient(timeout=_batch_timeout(len(items))).send_batch(
-            owner_id, items
-        )
+        results = client.send_batch(items)
     except SoftTimeLimitExceeded:
         error = GatewayError("The send took longer than the task time limit.")
         _drain_batch_failed(batch, error)
         raise
     except GatewayError as error:
         _drain_batch_failed(batch, error)
-        return len(messages), 0.0, more
+        return
 
     sent = []
+    late_owners = set()
     for message in batch:
         outcome = results[str(message.code)]
         if isinstance(outcome, GatewayError):
+            if outcome.code == SEND_TIMEOUT_CODE:
+                late_owners.add(message.owner_id)
             _drain_message_failed(message, outcome)
         else:
             sent.append((message, outcome))
     messages_record_sent(sent)
+    for owner_id in sorted(late_owners):
+        owner_mark_slow(owner_id)
+        if slow is not None:
+            slow.add(owner_id)
     if sent:
         logger.info(
-            "Sent messages %s of user %s",
+            "Sent messages %s in send drain shard %s",
             ", ".join(str(message.pk) for message, _answer in sent),
-            owner_id,
+            shard,
         )
-    return len(messages), 0.0, more
+
+
+# The gateway's answer for an item not confirmed within its batch wait.
+SEND_TIMEOUT_CODE = "GW_ERR_SEND_TIMEOUT"
 
 
 def _batch_timeout(count: int) -> float:
@@ -470,11 +613,14 @@ def _batch_timeout(count: int) -> float:
 
 
 def _drain_batch_failed(batch: list[Message], error: GatewayError) -> None:
-    if error.status == 404 and error.code == "GW_ERR_NOT_FOUND":
-        # A gateway without /send/batch (an older node during an upgrade):
-        # each message goes through the one-message task.
+    if _gateway_lacks_batch_route(error):
+        # An older gateway node during an upgrade: it has no /send/batch, or
+        # its /send/batch takes the messages of one user only. Each message
+        # goes through the one-message task.
         logger.warning(
-            "The gateway has no /send/batch; sending %s messages one by one",
+            "The gateway cannot take this /send/batch (%s); sending %s messages "
+            "one by one",
+            error.code,
             len(batch),
         )
         for message in batch:
@@ -483,6 +629,19 @@ def _drain_batch_failed(batch: list[Message], error: GatewayError) -> None:
         return
     for message in batch:
         _drain_message_failed(message, error)
+
+
+def _gateway_lacks_batch_route(error: GatewayError) -> bool:
+    """Return whether a whole /send/batch failed because the node is older.
+
+    404 GW_ERR_NOT_FOUND: the node has no such route. 400
+    GW_ERR_USER_ID_REQUIRED: its route needs a top-level user_id, which a
+    batch of several users does not have, while a current node takes one
+    user_id per item.
+    """
+    if error.status == 404 and error.code == "GW_ERR_NOT_FOUND":
+        return True
+    return error.status == 400 and error.code == "GW_ERR_USER_ID_REQUIRED"
 
 
 def _drain_message_failed(message: Message, error: GatewayError) -> None:
@@ -507,8 +666,8 @@ def message_requeue_stuck() -> int:
     from .selectors import message_list_stuck, message_owners_first_attempts
 
     cutoff = timezone.now() - timedelta(minutes=settings.WA_SEND_STUCK_MINUTES)
-    # A drain task sends its owner's paced backlog of first attempts, which
-    # may be old without being stuck.
+    # The drain of an owner's shard sends the owner's paced backlog of first
+    # attempts, which may be old without being stuck.
     draining = drain_owners_active(message_owners_first_attempts(updated_before=cutoff))
     rows = list(message_list_stuck(updated_before=cutoff, draining_owners=draining))
     for message_id, status in rows:

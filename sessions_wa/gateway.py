@@ -204,20 +204,34 @@ class GatewayClient:
         payload = {"user_id": user_id, "message_id": message_id, "to": to, "text": text}
         return self.request("POST", "/send", user_id=user_id, payload=payload)
 
-    def send_batch(
-        self, user_id: int, messages: list[dict]
-    ) -> dict[str, dict | GatewayError]:
-        """Send several messages of one user in order, one after another.
+    def send_batch(self, messages: list[dict]) -> dict[str, dict | GatewayError]:
+        """Send several messages, of one user or several, in order.
 
-        `messages` contains ``{message_id, to, text}`` items. Returns, by
-        message id, ``{gateway_message_id, to_jid}`` for a message the
-        gateway took, or the GatewayError that `/send` would have raised for
-        that message alone. A message id without a result maps to a
-        transient GatewayError. A failure of the whole request raises
-        GatewayError.
+        `messages` contains ``{user_id, message_id, to, text}`` items, and
+        every user must run on one gateway node: this client's `base_url`,
+        or else the node of the first item's user (see
+        `gateway_url_for_user`). Returns, by message id,
+        ``{gateway_message_id, to_jid}`` for a message the gateway took, or
+        the GatewayError that `/send` would have raised for that message
+        alone. A message id without a result maps to a transient
+        GatewayError. A failure of the whole request raises GatewayError.
         """
-        payload = {"user_id": user_id, "messages": messages}
-        reply = self.request("POST", "/send/batch", user_id=user_id, payload=payload)
+        user_ids = {item["user_id"] for item in messages}
+        first_user = messages[0]["user_id"]
+        if self.base_url is None and len(user_ids) > 1:
+            nodes = {gateway_url_for_user(user_id) for user_id in user_ids}
+            if len(nodes) > 1:
+                raise ValueError(
+                    "send_batch got users of several gateway nodes. Group the "
+                    "messages by gateway_url_for_user first."
+                )
+        payload: dict = {"messages": messages}
+        if len(user_ids) == 1:
+            # Only for one user: a gateway node older than per-item user ids
+            # sends every item as the top-level user, and rejects a body
+            # without one (400 GW_ERR_USER_ID_REQUIRED).
+            payload["user_id"] = first_user
+        reply = self.request("POST", "/send/batch", user_id=first_user, payload=payload)
         results = reply.get("results") if isinstance(reply, dict) else None
         if not isinstance(results, list) or len(results) != len(messages):
             raise GatewayError(

@@ -376,9 +376,13 @@ WA_SEND_RATE_PER_MINUTE = env_float("WA_SEND_RATE_PER_MINUTE", default=20.0)
 WA_SEND_BURST = env_int("WA_SEND_BURST", default=5)
 # Retries of a send after a timeout, connection error or 5xx from the gateway.
 WA_SEND_MAX_RETRIES = env_int("WA_SEND_MAX_RETRIES", default=6, minimum=0)
-# New messages of one subscriber go to the gateway in one request of at most
-# this many; 1 sends each message alone.
+# New messages go to the gateway in requests of at most this many; 1 sends
+# each message alone.
 WA_SEND_BATCH_SIZE = env_int("WA_SEND_BATCH_SIZE", default=20, minimum=1)
+# Subscribers share this many drain tasks: user id modulo this number picks
+# the drain, and one drain sends the new messages of all its subscribers.
+# One drain batches best; more run in parallel on more worker processes.
+WA_SEND_DRAIN_SHARDS = env_int("WA_SEND_DRAIN_SHARDS", default=1, minimum=1)
 # Minutes a message may stay queued (or sending) before it is queued again.
 # 0 requeues every queued message at each sweep, which tests use.
 WA_SEND_STUCK_MINUTES = env_int("WA_SEND_STUCK_MINUTES", default=5, minimum=0)

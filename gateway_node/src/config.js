@@ -116,6 +116,7 @@ const VARIABLES = {
   WA_CALLBACK_TIMEOUT_MS: [integer({ min: 100, max: 300000 }), '10000'],
   WA_CALLBACK_BACKOFF_MS: [integerList(2, 'first retry, maximum'), '1000,60000'],
   WA_CALLBACK_CONCURRENCY: [integer({ min: 1, max: 64 }), '4'],
+  WA_CALLBACK_LINGER_MS: [integer({ min: 0, max: 10000 }), '50'],
   WA_ENGINE: [oneOf(ENGINES), 'sim'],
   WA_DATA_DIR: [dataDir, 'data'],
   WA_DB_SYNCHRONOUS: [oneOf(DB_SYNCHRONOUS), 'normal'],
@@ -123,6 +124,7 @@ const VARIABLES = {
   WA_RESTORE_CONCURRENCY: [integer({ min: 1, max: 1000 }), '5'],
   WA_RESTORE_TIMEOUT_MS: [integer({ min: 1, max: 3600000 }), '60000'],
   WA_SEND_TIMEOUT_MS: [integer({ min: 100, max: 600000 }), '60000'],
+  WA_SEND_BATCH_WAIT_MS: [integer({ min: 100, max: 600000 }), '5000'],
   WA_SEND_RECORD_TTL_HOURS: [integer({ min: 1, max: 24 * 365 }), '168'],
   WA_SHUTDOWN_TIMEOUT_MS: [integer({ min: 0, max: 600000 }), '10000'],
   WA_SIM_ACK_DELAYS_MS: [integerList(3, 'sent, delivered, read'), '300,1000,2500'],
@@ -205,6 +207,7 @@ export function loadConfig (env = process.env) {
     restoreConcurrency: values.WA_RESTORE_CONCURRENCY,
     restoreTimeoutMs: values.WA_RESTORE_TIMEOUT_MS,
     sendTimeoutMs: values.WA_SEND_TIMEOUT_MS,
+    sendBatchWaitMs: values.WA_SEND_BATCH_WAIT_MS,
     sendRecordTtlMs: values.WA_SEND_RECORD_TTL_HOURS * 60 * 60 * 1000,
     shutdownTimeoutMs: values.WA_SHUTDOWN_TIMEOUT_MS,
     callback: Object.freeze({
@@ -212,7 +215,8 @@ export function loadConfig (env = process.env) {
       timeoutMs: values.WA_CALLBACK_TIMEOUT_MS,
       backoffFirstMs,
       backoffMaxMs,
-      concurrency: values.WA_CALLBACK_CONCURRENCY
+      concurrency: values.WA_CALLBACK_CONCURRENCY,
+      lingerMs: values.WA_CALLBACK_LINGER_MS
     }),
     // Handed to createEngine() as `config`. Each engine reads its own keys.
     engineOptions: Object.freeze({

@@ -4,10 +4,23 @@
 // An event is committed to SQLite before anything else happens with it, and
 // its row is deleted only after Django responds 2xx, so neither a Django
 // outage nor a gateway crash loses it. Each user's events form a lane that is
-// posted in `seq` order, one batch in flight per lane. A lane that Django
-// rejects backs off alone. Failures that mean Django itself is unreachable
-// pause every lane, so an outage costs one probe per backoff step instead of
-// one request per user.
+// posted in `seq` order. A request starts from the lane whose turn it is and
+// is filled from other ready lanes, up to MAX_BATCH events, so many users
+// with a few events each share one request. Each lane's events are
+// contiguous in the body, and a lane is in one request at a time, which
+// keeps every user's events in order.
+//
+// When Django rejects or fails a request that carries several lanes,
+// nothing is dead-lettered. Each of those lanes posts alone until it is
+// delivered again, so a bad event is isolated within its own lane and the
+// other users' events are not held up. Failures that mean Django itself is
+// unreachable pause every lane, so an outage costs one probe per backoff
+// step instead of one request per user.
+//
+// Under load, requests start at most once per `lingerMs` unless the pending
+// events fill a whole request, so events that come in a stream share
+// requests instead of each taking one. An event that comes after a quiet
+// spell goes at once.
 
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -72,16 +85,20 @@ export class Outbox {
   #backoffFirstMs
   #backoffMaxMs
   #concurrency
+  #lingerMs
   #logger
   #metrics
   #fetch
   #random
   #clock
 
-  // userId -> { attempts, retryAt, limit }, present while the user has
-  // pending events. Map order is the order lanes get their turn.
+  // userId -> { attempts, retryAt, limit, postAlone }, present while the
+  // user has pending events. Map order is the order lanes get their turn.
   #lanes = new Map()
-  #inFlight = new Map()
+  // Users whose events are in a request that has not settled.
+  #inFlight = new Set()
+  // The AbortController of each request in flight.
+  #requests = new Set()
   #endpoint = { attempts: 0, retryAt: 0 }
   #running = false
   #closed = false
@@ -90,6 +107,12 @@ export class Outbox {
   #timerAt = Infinity
   #deadline = Infinity
   #draining = false
+  // Events in the outbox, and those of them in requests in flight, kept in
+  // step with the table so that a pass knows without a query whether the
+  // waiting events fill a request.
+  #pendingEvents = 0
+  #inFlightEvents = 0
+  #lastStartAt = -Infinity
 
   constructor ({ db, callback, secret, logger, metrics, fetch = globalThis.fetch, random = Math.random, clock = Date.now }) {
     this.#db = db
@@ -101,6 +124,7 @@ export class Outbox {
     this.#backoffFirstMs = callback.backoffFirstMs
     this.#backoffMaxMs = callback.backoffMaxMs
     this.#concurrency = callback.concurrency
+    this.#lingerMs = callback.lingerMs ?? 0
     this.#logger = logger
     this.#metrics = metrics
     this.#fetch = fetch
@@ -109,6 +133,7 @@ export class Outbox {
     this.#sql = this.#prepare()
 
     for (const { user_id: userId } of this.#sql.lanes.all()) this.#openLane(userId)
+    this.#pendingEvents = this.pendingCount()
   }
 
   #prepare () {
@@ -123,7 +148,10 @@ export class Outbox {
       batch: db.prepare(
         'SELECT seq, event_id, user_id, type, occurred_at, data FROM outbox WHERE user_id = ? ORDER BY seq LIMIT ?'
       ),
-      hasPending: db.prepare('SELECT 1 FROM outbox WHERE user_id = ? LIMIT 1'),
+      // Those of a JSON array of user ids that still have pending events.
+      usersWithPending: db.prepare(
+        'SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM outbox WHERE user_id = json_each.value)'
+      ).pluck(),
       deleteUpTo: db.prepare('DELETE FROM outbox WHERE user_id = ? AND seq <= ?'),
       pending: db.prepare('SELECT COUNT(*) AS count FROM outbox'),
       moveToDeadLetters: db.prepare(
@@ -165,6 +193,7 @@ export class Outbox {
       event.event_id, userId, type, event.occurred_at, JSON.stringify(data)
     )
     event.seq = Number(result.lastInsertRowid)
+    this.#pendingEvents += 1
 
     this.#metrics?.events.inc({ type })
     this.#openLane(userId)
@@ -190,6 +219,7 @@ export class Outbox {
       return found
     })()
     if (rows.length === 0) return 0
+    this.#pendingEvents += rows.length
 
     const users = [...new Set(rows.map((row) => row.user_id))]
     for (const user of users) this.#openLane(user)
@@ -238,7 +268,7 @@ export class Outbox {
     this.#schedule()
 
     while (this.#clock() < deadline) {
-      if (this.#inFlight.size === 0 && !this.#hasLaneReadyBefore(deadline)) break
+      if (this.#requests.size === 0 && !this.#hasLaneReadyBefore(deadline)) break
       await sleep(Math.min(20, Math.max(1, deadline - this.#clock())))
     }
     await this.close()
@@ -250,8 +280,8 @@ export class Outbox {
     this.#closed = true
     this.#running = false
     this.#clearTimer()
-    for (const controller of this.#inFlight.values()) controller.abort()
-    while (this.#inFlight.size) await sleep(5)
+    for (const controller of this.#requests) controller.abort()
+    while (this.#requests.size) await sleep(5)
   }
 
   #hasLaneReadyBefore (time) {
@@ -265,7 +295,7 @@ export class Outbox {
 
   #openLane (userId) {
     if (!this.#lanes.has(userId)) {
-      this.#lanes.set(userId, { attempts: 0, retryAt: 0, limit: MAX_BATCH })
+      this.#lanes.set(userId, { attempts: 0, retryAt: 0, limit: MAX_BATCH, postAlone: false })
     }
   }
 
@@ -303,45 +333,109 @@ export class Outbox {
       this.#wakeAt(this.#endpoint.retryAt)
       return
     }
-    // While Django is failing, one lane probes it at a time.
+    // While Django is failing, one request probes it at a time.
     const slots = this.#endpoint.attempts > 0 ? 1 : this.#concurrency
 
     let nextRetryAt = Infinity
     for (const [userId, lane] of this.#lanes) {
-      if (this.#inFlight.size >= slots) break
+      if (this.#requests.size >= slots) break
       if (this.#inFlight.has(userId)) continue
       if (lane.retryAt > now) {
         nextRetryAt = Math.min(nextRetryAt, lane.retryAt)
         continue
       }
-      this.#deliver(userId, lane)
+      const lingerEnd = this.#lastStartAt + this.#lingerMs
+      if (now < lingerEnd && !this.#draining && this.#pendingEvents - this.#inFlightEvents < MAX_BATCH) {
+        nextRetryAt = Math.min(nextRetryAt, lingerEnd)
+        break
+      }
+      const started = this.#requests.size
+      this.#deliver(userId, lane, now)
+      if (this.#requests.size > started) this.#lastStartAt = now
     }
     if (nextRetryAt < Infinity) this.#wakeAt(nextRetryAt)
   }
 
-  async #deliver (userId, lane) {
+  // Everything up to the first `await` runs before #pass goes on, so the
+  // lanes of this request are in flight before the next request is filled.
+  async #deliver (userId, lane, now) {
     const controller = new AbortController()
-    this.#inFlight.set(userId, controller)
-    // Move the lane to the back so other users get their turn first.
-    this.#lanes.delete(userId)
-    this.#lanes.set(userId, lane)
+    this.#requests.add(controller)
+    const parts = []
 
     try {
-      const rows = this.#sql.batch.all(userId, lane.limit)
-      if (rows.length === 0) {
-        this.#lanes.delete(userId)
-        return
-      }
+      this.#fill(parts, userId, lane, now)
+      if (parts.length === 0) return
+      const rows = parts.flatMap((part) => part.rows)
       const outcome = await this.#post(rows, controller.signal)
       if (controller.signal.aborted) return
-      this.#settle(userId, lane, rows, outcome)
+      this.#settle(parts, outcome)
     } catch (error) {
-      this.#logger.error({ err: error, userId }, 'callback dispatch failed unexpectedly; retrying with backoff')
-      this.#backOff(lane, {})
+      this.#logger.error(
+        { err: error, userIds: parts.map((part) => part.userId) },
+        'callback dispatch failed unexpectedly; retrying with backoff'
+      )
+      for (const part of parts) {
+        part.lane.postAlone = true
+        this.#backOff(part.lane, {})
+      }
     } finally {
-      this.#inFlight.delete(userId)
-      if (!this.#sql.hasPending.get(userId)) this.#lanes.delete(userId)
+      this.#requests.delete(controller)
+      this.#release(parts)
       this.#schedule()
+    }
+  }
+
+  /**
+   * Takes lanes into a request: first `userId`, then, unless it posts
+   * alone, the other lanes ready at `now` in turn order, until the request
+   * contains MAX_BATCH events. Each lane gives up to its `limit` events and
+   * goes into `parts` as `{ userId, lane, rows }`, in flight and moved to
+   * the back of the turn order. A lane with no events left is removed.
+   */
+  #fill (parts, userId, lane, now) {
+    let room = MAX_BATCH
+    for (const [takenId, taken] of this.#candidates(userId, lane, now)) {
+      // In `parts` before the read, so a failed read backs this lane off.
+      const part = { userId: takenId, lane: taken, rows: [] }
+      parts.push(part)
+      this.#inFlight.add(takenId)
+      this.#lanes.delete(takenId)
+      this.#lanes.set(takenId, taken)
+
+      part.rows = this.#sql.batch.all(takenId, Math.min(taken.limit, room))
+      if (part.rows.length === 0) {
+        parts.pop()
+        this.#inFlight.delete(takenId)
+        this.#lanes.delete(takenId)
+        continue
+      }
+      room -= part.rows.length
+      this.#inFlightEvents += part.rows.length
+      if (room === 0) break
+    }
+  }
+
+  // A lane moved to the back is met again later in the same loop, and it
+  // is skipped then because it is in flight.
+  * #candidates (userId, lane, now) {
+    yield [userId, lane]
+    if (lane.postAlone) return
+    for (const [otherId, other] of this.#lanes) {
+      if (otherId === userId || this.#inFlight.has(otherId)) continue
+      if (other.postAlone || other.retryAt > now) continue
+      yield [otherId, other]
+    }
+  }
+
+  #release (parts) {
+    if (parts.length === 0) return
+    for (const part of parts) this.#inFlightEvents -= part.rows.length
+    const userIds = parts.map((part) => part.userId)
+    for (const userId of userIds) this.#inFlight.delete(userId)
+    const pending = new Set(this.#sql.usersWithPending.all(JSON.stringify(userIds)))
+    for (const userId of userIds) {
+      if (!pending.has(userId)) this.#lanes.delete(userId)
     }
   }
 
@@ -376,22 +470,31 @@ export class Outbox {
     }
   }
 
-  #settle (userId, lane, rows, outcome) {
+  #settle (parts, outcome) {
     const kind = classify(outcome)
-    const lastSeq = rows[rows.length - 1].seq
+    const lanes = parts.map((part) => part.lane)
+    // Each lane's rows are in `seq` order, so these are the lowest and the
+    // highest seq of the request.
     const context = {
-      userId,
-      events: rows.length,
-      firstSeq: rows[0].seq,
-      lastSeq,
+      userIds: parts.map((part) => part.userId),
+      events: parts.reduce((count, part) => count + part.rows.length, 0),
+      firstSeq: Math.min(...parts.map((part) => part.rows[0].seq)),
+      lastSeq: Math.max(...parts.map((part) => part.rows.at(-1).seq)),
       status: outcome.status
     }
 
     if (kind === 'delivered') {
-      this.#sql.deleteUpTo.run(userId, lastSeq)
-      lane.attempts = 0
-      lane.retryAt = 0
-      lane.limit = Math.min(MAX_BATCH, lane.limit * 2)
+      this.#db.transaction(() => {
+        for (const { userId, rows } of parts) {
+          this.#pendingEvents -= this.#sql.deleteUpTo.run(userId, rows.at(-1).seq).changes
+        }
+      })()
+      for (const lane of lanes) {
+        lane.attempts = 0
+        lane.retryAt = 0
+        lane.limit = Math.min(MAX_BATCH, lane.limit * 2)
+        lane.postAlone = false
+      }
       this.#endpoint = { attempts: 0, retryAt: 0 }
       this.#metrics?.callbackAttempts.inc({ outcome: 'delivered' })
       this.#logger.debug(context, 'callback batch delivered')
@@ -399,31 +502,63 @@ export class Outbox {
     }
 
     if (kind === 'rejected') {
-      if (rows.length > 1) {
-        // Halve the batch until the rejected event is alone in its batch,
-        // so a 413 or one invalid event does not take its neighbours down.
-        lane.limit = Math.max(1, Math.floor(rows.length / 2))
-        this.#metrics?.callbackAttempts.inc({ outcome: 'split' })
-        this.#logger.warn({ ...context, nextBatch: lane.limit, response: outcome.excerpt }, 'Django rejected a callback batch; splitting it')
-        return
-      }
-      this.#deadLetter(userId, rows[0], outcome)
-      lane.attempts = 0
-      lane.retryAt = 0
+      this.#reject(parts, outcome, context)
       return
     }
 
     this.#metrics?.callbackAttempts.inc({ outcome: 'retried' })
-    const target = kind === 'endpoint' ? this.#endpoint : lane
-    const delay = this.#backOff(target, outcome)
+    let attempt
+    let delay
+    let scope = 'all users'
+    if (kind === 'endpoint') {
+      delay = this.#backOff(this.#endpoint, outcome)
+      attempt = this.#endpoint.attempts
+    } else {
+      // Each lane backs off on its own counters and then posts alone, so
+      // a user whose events make Django fail does not delay other users.
+      // The log line shows the lowest delay and the highest attempt count.
+      delay = Infinity
+      attempt = 0
+      scope = parts.length > 1 ? 'each user' : 'this user'
+      for (const lane of lanes) {
+        lane.postAlone = true
+        delay = Math.min(delay, this.#backOff(lane, outcome))
+        attempt = Math.max(attempt, lane.attempts)
+      }
+    }
     this.#logger.warn({
       ...context,
       error: describe(outcome.error),
-      attempt: target.attempts,
+      attempt,
       retryInMs: delay,
-      scope: kind === 'endpoint' ? 'all users' : 'this user',
+      scope,
       response: outcome.excerpt
     }, this.#draining ? 'callback delivery failed; events stay pending for the next start' : 'callback delivery failed; will retry')
+  }
+
+  // Every lane of a rejected request posts alone until it is delivered
+  // again. With several lanes nothing is dead-lettered yet, because each
+  // lane's own request then shows whether it contains the rejected event.
+  #reject (parts, outcome, context) {
+    for (const part of parts) part.lane.postAlone = true
+    if (parts.length > 1) {
+      this.#metrics?.callbackAttempts.inc({ outcome: 'split' })
+      this.#logger.warn({ ...context, response: outcome.excerpt }, 'Django rejected a callback batch; splitting it')
+      return
+    }
+
+    const [{ userId, lane, rows }] = parts
+    if (rows.length > 1) {
+      // Halve the batch until the rejected event is alone in its batch,
+      // so a 413 or one invalid event does not take its neighbours down.
+      lane.limit = Math.max(1, Math.floor(rows.length / 2))
+      this.#metrics?.callbackAttempts.inc({ outcome: 'split' })
+      this.#logger.warn({ ...context, nextBatch: lane.limit, response: outcome.excerpt }, 'Django rejected a callback batch; splitting it')
+      return
+    }
+    this.#deadLetter(userId, rows[0], outcome)
+    lane.attempts = 0
+    lane.retryAt = 0
   }
 
   #backOff (target, outcome) {
@@ -454,7 +589,7 @@ export class Outbox {
 
     this.#db.transaction(() => {
       this.#sql.moveToDeadLetters.run(status, reason, failedAt, userId, row.seq)
-      this.#sql.deleteUpTo.run(userId, row.seq)
+      this.#pendingEvents -= this.#sql.deleteUpTo.run(userId, row.seq).changes
     })()
 
     this.#metrics?.callbackAttempts.inc({ outcome: 'dead_lettered' })

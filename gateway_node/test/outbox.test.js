@@ -5,18 +5,28 @@ import { describe, it } from 'node:test'
 import { openDatabase } from '../src/database.js'
 import { createLogger } from '../src/logger.js'
 import { MAX_BATCH, Outbox } from '../src/outbox.js'
-import { SECRET, makeDataDir, startFakeDjango, waitFor } from './helpers.js'
+import { SECRET, logSink, makeDataDir, startFakeDjango, waitFor } from './helpers.js'
 
 const silent = createLogger({ level: 'silent' })
 
-async function makeOutbox (t, { url, dataDir, backoff = [20, 200], timeoutMs = 2000, concurrency = 4, start = true } = {}) {
+// Only the path of this URL is signed, and `controlledFetch` requests never
+// leave the process.
+const STUB_CALLBACK_URL = 'http://127.0.0.1:9/api/settings/whatsapp/session/update'
+
+async function makeOutbox (t, {
+  url = STUB_CALLBACK_URL, dataDir, backoff = [20, 200], timeoutMs = 2000, concurrency = 4, start = true,
+  fetch, logger = silent, clock, random, lingerMs = 0
+} = {}) {
   const dir = dataDir ?? await makeDataDir(t)
   const db = openDatabase({ dataDir: dir })
   const outbox = new Outbox({
     db,
-    callback: { url, timeoutMs, backoffFirstMs: backoff[0], backoffMaxMs: backoff[1], concurrency },
+    callback: { url, timeoutMs, backoffFirstMs: backoff[0], backoffMaxMs: backoff[1], concurrency, lingerMs },
     secret: SECRET,
-    logger: silent
+    logger,
+    fetch,
+    clock,
+    random
   })
   t.after(async () => {
     await outbox.close()
@@ -24,6 +34,31 @@ async function makeOutbox (t, { url, dataDir, backoff = [20, 200], timeoutMs = 2
   })
   if (start) outbox.start()
   return { outbox, db, dataDir: dir }
+}
+
+/**
+ * Returns a fetch stand-in that records each request and leaves it pending
+ * until the test calls `respond(status)` on it. An aborted request rejects,
+ * as fetch does.
+ */
+function controlledFetch () {
+  const requests = []
+  const fetch = (url, init) => new Promise((resolve, reject) => {
+    const request = {
+      events: JSON.parse(init.body).events,
+      respond: (status) => resolve(new Response('{}', { status }))
+    }
+    init.signal.addEventListener('abort', () => reject(init.signal.reason))
+    requests.push(request)
+  })
+  return { fetch, requests }
+}
+
+/** Lists the user id of each run of consecutive events in a batch. */
+function userRuns (events) {
+  return events
+    .map((event) => event.user_id)
+    .filter((userId, index, userIds) => index === 0 || userIds[index - 1] !== userId)
 }
 
 function seqsOf (events) {
@@ -91,6 +126,292 @@ describe('outbox ordering and batching', () => {
     await waitFor(() => django.events.length === 1)
     assert.deepEqual(django.events[0], event)
     assert.deepEqual(Object.keys(django.events[0]), ['event_id', 'seq', 'type', 'user_id', 'occurred_at', 'data'])
+  })
+})
+
+describe('outbox linger between requests', () => {
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+  it('posts an event at once when no request went out lately', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 60000 })
+
+    outbox.append(1, 'message.received', { index: 0 })
+
+    await waitFor(() => callbacks.requests.length === 1)
+  })
+
+  it('holds a second request until the linger ends', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 400 })
+    outbox.append(1, 'message.received', { index: 0 })
+    await waitFor(() => callbacks.requests.length === 1)
+    const firstAt = Date.now()
+
+    outbox.append(2, 'message.received', { index: 1 })
+    outbox.append(3, 'message.received', { index: 2 })
+    await sleep(100)
+    assert.equal(callbacks.requests.length, 1)
+
+    await waitFor(() => callbacks.requests.length === 2)
+    assert.ok(Date.now() - firstAt >= 390)
+    assert.deepEqual(userRuns(callbacks.requests[1].events), [2, 3])
+  })
+
+  it('holds the next request after a quick answer until the linger ends', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 400 })
+    outbox.append(1, 'message.received', { index: 0 })
+    await waitFor(() => callbacks.requests.length === 1)
+    callbacks.requests[0].respond(200)
+    await waitFor(() => outbox.pendingCount() === 0)
+
+    outbox.append(1, 'message.received', { index: 1 })
+    await sleep(100)
+    assert.equal(callbacks.requests.length, 1)
+    await waitFor(() => callbacks.requests.length === 2)
+  })
+
+  it('posts a full request at once during the linger', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 60000 })
+    outbox.append(1, 'message.received', { index: 0 })
+    await waitFor(() => callbacks.requests.length === 1)
+
+    for (let index = 0; index < MAX_BATCH; index += 1) {
+      outbox.append(2 + (index % 5), 'message.received', { index })
+    }
+
+    await waitFor(() => callbacks.requests.length === 2)
+    assert.equal(callbacks.requests[1].events.length, MAX_BATCH)
+  })
+
+  it('posts what waits at once when draining', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 60000 })
+    outbox.append(1, 'message.received', { index: 0 })
+    await waitFor(() => callbacks.requests.length === 1)
+    callbacks.requests[0].respond(200)
+    await waitFor(() => outbox.pendingCount() === 0)
+    outbox.append(2, 'message.received', { index: 1 })
+
+    const drained = outbox.drain(2000)
+    await waitFor(() => callbacks.requests.length === 2)
+    callbacks.requests[1].respond(200)
+    assert.equal(await drained, 0)
+  })
+})
+
+describe('outbox requests with several users', () => {
+  it('posts several users\' events in one request', async (t) => {
+    const django = await startFakeDjango(t)
+    const { outbox } = await makeOutbox(t, { url: django.url, start: false })
+    for (let index = 0; index < 12; index += 1) outbox.append(1 + (index % 4), 'message.received', { index })
+    outbox.start()
+
+    await waitFor(() => outbox.pendingCount() === 0, { message: 'all events deleted after the 2xx' })
+    assert.equal(django.batches.length, 1)
+    assert.deepEqual(userRuns(django.batches[0]), [1, 2, 3, 4])
+    for (const userId of [1, 2, 3, 4]) {
+      const seqs = seqsOf(django.eventsOf(userId))
+      assert.equal(seqs.length, 3, `user ${userId}`)
+      assert.ok(isSorted(seqs), `user ${userId}`)
+    }
+  })
+
+  it('fills a request up to 100 events', async (t) => {
+    const django = await startFakeDjango(t)
+    const { outbox } = await makeOutbox(t, { url: django.url, start: false })
+    for (const userId of [1, 2, 3]) {
+      for (let index = 0; index < 60; index += 1) outbox.append(userId, 'message.received', { index })
+    }
+    outbox.start()
+
+    await waitFor(() => outbox.pendingCount() === 0)
+    assert.ok(django.batches.every((batch) => batch.length <= MAX_BATCH))
+    // User 1 is first in turn, and user 2 fills the rest of that request.
+    const first = django.batches.find((batch) => batch[0].user_id === 1)
+    assert.deepEqual(first.map((event) => event.user_id), [...Array(60).fill(1), ...Array(40).fill(2)])
+    assert.equal(django.batches.length, 3)
+    for (const userId of [1, 2, 3]) {
+      assert.deepEqual(django.eventsOf(userId).map((event) => event.data.index), [...Array(60).keys()], `user ${userId}`)
+    }
+  })
+
+  it('takes no more than a lane\'s limit into a mixed request', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, concurrency: 1, start: false })
+    for (let index = 0; index < 20; index += 1) outbox.append(1, 'message.received', { index })
+    outbox.start()
+
+    // Two 413s halve user 1's limit to 10 events, then to 5.
+    await waitFor(() => callbacks.requests.length === 1)
+    callbacks.requests[0].respond(413)
+    await waitFor(() => callbacks.requests.length === 2)
+    callbacks.requests[1].respond(413)
+    await waitFor(() => callbacks.requests.length === 3)
+    assert.equal(callbacks.requests[2].events.length, 5)
+    for (let index = 0; index < 3; index += 1) outbox.append(2, 'message.received', { index })
+    // A 2xx doubles the limit back to 10.
+    callbacks.requests[2].respond(200)
+
+    await waitFor(() => callbacks.requests.length === 4)
+    assert.deepEqual(callbacks.requests[3].events.map((event) => event.user_id), [...Array(10).fill(1), 2, 2, 2])
+  })
+
+  it('keeps a user with a request in flight out of other requests', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch })
+    outbox.append(1, 'message.received', { n: 1 })
+    await waitFor(() => callbacks.requests.length === 1)
+    outbox.append(1, 'message.received', { n: 2 })
+    outbox.append(2, 'message.received', { n: 3 })
+
+    await waitFor(() => callbacks.requests.length === 2)
+    assert.deepEqual(callbacks.requests[1].events.map((event) => event.data.n), [3])
+    callbacks.requests[1].respond(200)
+    callbacks.requests[0].respond(200)
+    await waitFor(() => callbacks.requests.length === 3)
+    assert.deepEqual(callbacks.requests[2].events.map((event) => event.data.n), [2])
+  })
+
+  it('dead-letters only the bad event of a rejected mixed request', async (t) => {
+    const django = await startFakeDjango(t, {
+      respond: (batch) => (batch.some((event) => event.data.bad) ? 400 : 200)
+    })
+    const { outbox } = await makeOutbox(t, { url: django.url, start: false })
+    outbox.append(1, 'message.received', { n: 1 })
+    const bad = outbox.append(1, 'message.received', { bad: true })
+    outbox.append(1, 'message.received', { n: 3 })
+    outbox.append(2, 'message.received', { n: 4 })
+    outbox.append(3, 'message.received', { n: 5 })
+    outbox.start()
+
+    await waitFor(() => outbox.pendingCount() === 0)
+    assert.deepEqual(userRuns(django.batches[0]), [1, 2, 3])
+    assert.deepEqual(outbox.deadLetterSummary(), { count: 1, latest_event_ids: [bad.event_id] })
+    assert.deepEqual(django.eventsOf(1).map((event) => event.data.n), [1, 3])
+    assert.deepEqual(django.eventsOf(2).map((event) => event.data.n), [4])
+    assert.deepEqual(django.eventsOf(3).map((event) => event.data.n), [5])
+    // After the rejection every request carries one user's events.
+    assert.ok(django.batches.slice(1).every((batch) => userRuns(batch).length === 1))
+  })
+
+  it('retries each user alone after a mixed 500', async (t) => {
+    let now = Date.now()
+    const sink = logSink()
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, {
+      fetch: callbacks.fetch,
+      clock: () => now,
+      random: () => 0,
+      backoff: [100, 1000],
+      logger: createLogger({ level: 'debug', destination: sink.stream }),
+      start: false
+    })
+    for (const userId of [1, 2, 3]) outbox.append(userId, 'message.received', {})
+    outbox.start()
+    await waitFor(() => callbacks.requests.length === 1)
+    callbacks.requests[0].respond(500)
+    await waitFor(() => sink.lines.some((line) => line.msg === 'callback delivery failed; will retry'))
+
+    // The clock does not advance, so no lane's backoff runs out.
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    assert.equal(callbacks.requests.length, 1)
+
+    // All three retries are due at once, and each user's goes alone.
+    now += 1000
+    await waitFor(() => callbacks.requests.length === 4)
+    assert.deepEqual(callbacks.requests.slice(1).map((request) => userRuns(request.events)), [[1], [2], [3]])
+  })
+
+  it('probes with several users after an endpoint failure', async (t) => {
+    const django = await startFakeDjango(t, { respond: (batch, index) => (index === 0 ? 503 : 200) })
+    const { outbox } = await makeOutbox(t, { url: django.url, start: false })
+    for (const userId of [1, 2, 3]) outbox.append(userId, 'message.received', {})
+    outbox.start()
+
+    await waitFor(() => outbox.pendingCount() === 0)
+    assert.equal(django.batches.length, 2)
+    assert.deepEqual(userRuns(django.batches[0]), [1, 2, 3])
+    assert.deepEqual(userRuns(django.batches[1]), [1, 2, 3])
+  })
+
+  it('starts no other request while the probe is in flight', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, start: false })
+    for (const userId of [1, 2]) outbox.append(userId, 'message.received', {})
+    outbox.start()
+    await waitFor(() => callbacks.requests.length === 1)
+    callbacks.requests[0].respond(503)
+    await waitFor(() => callbacks.requests.length === 2)
+
+    outbox.append(3, 'message.received', {})
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.equal(callbacks.requests.length, 2)
+    callbacks.requests[1].respond(200)
+    await waitFor(() => callbacks.requests.length === 3)
+    assert.deepEqual(userRuns(callbacks.requests[2].events), [3])
+  })
+
+  it('keeps a lane that backs off out of other users\' requests', async (t) => {
+    const sink = logSink()
+    const logger = createLogger({ level: 'debug', destination: sink.stream })
+    const django = await startFakeDjango(t, {
+      respond: (batch) => (batch.some((event) => event.user_id === 1) ? 500 : 200)
+    })
+    const { outbox } = await makeOutbox(t, { url: django.url, backoff: [2000, 5000], logger })
+    outbox.append(1, 'message.received', {})
+    await waitFor(() => sink.lines.some((line) => line.msg === 'callback delivery failed; will retry'))
+    outbox.append(2, 'message.received', {})
+
+    await waitFor(() => django.eventsOf(2).length === 1)
+    assert.deepEqual(userRuns(django.batches[1]), [2])
+    assert.equal(django.batches.length, 2)
+    assert.equal(outbox.pendingCount(), 1)
+  })
+
+  it('logs user ids and the event count, not event data', async (t) => {
+    const sink = logSink()
+    const logger = createLogger({ level: 'debug', destination: sink.stream })
+    const django = await startFakeDjango(t, { respond: (batch, index) => (index === 0 ? 500 : 200) })
+    const { outbox } = await makeOutbox(t, { url: django.url, logger, start: false })
+    outbox.append(1, 'message.received', { caption: 'private caption' })
+    outbox.append(2, 'message.received', { caption: 'private caption' })
+    outbox.append(2, 'message.received', { caption: 'private caption' })
+    outbox.start()
+
+    await waitFor(() => outbox.pendingCount() === 0)
+    const failed = sink.lines.find((line) => line.msg === 'callback delivery failed; will retry')
+    assert.deepEqual(failed.userIds, [1, 2])
+    assert.equal(failed.events, 3)
+    assert.equal(failed.scope, 'each user')
+    assert.ok(!sink.text().includes('private caption'))
+  })
+
+  it('keeps the events of an aborted mixed request pending on close', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, start: false })
+    for (const userId of [1, 2]) outbox.append(userId, 'message.received', {})
+    outbox.start()
+    await waitFor(() => callbacks.requests.length === 1)
+    assert.deepEqual(userRuns(callbacks.requests[0].events), [1, 2])
+
+    await outbox.close()
+    assert.equal(outbox.pendingCount(), 2)
+    assert.equal(outbox.deadLetterCount(), 0)
+  })
+
+  it('keeps the events of a mixed request pending when drain ends', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, start: false })
+    for (const userId of [1, 2]) outbox.append(userId, 'message.received', {})
+
+    const pending = await outbox.drain(200)
+    assert.equal(pending, 2)
+    assert.equal(callbacks.requests.length, 1)
+    assert.deepEqual(userRuns(callbacks.requests[0].events), [1, 2])
+    assert.equal(outbox.deadLetterCount(), 0)
   })
 })
 

@@ -21,7 +21,6 @@ const USER_SCOPED = [
   ['GET', '/status', undefined],
   ['GET', '/qr', undefined],
   ['POST', '/send', { message_id: 'm1', to: '+5511900000001', text: 'hi' }],
-  ['POST', '/send/batch', { messages: [{ message_id: 'm1', to: '+5511900000001', text: 'hi' }] }],
   ['POST', '/sim/scan', { phone: '+5511900000009' }],
   ['POST', '/sim/inbound', { from: '+5511900000001', text: 'hi' }],
   ['POST', '/sim/disconnect', { reason: 'network' }]

@@ -210,6 +210,126 @@ describe('POST /send/batch', () => {
     assert.deepEqual(result.error, { status: single.statusCode, ...single.json() })
   })
 
+  it('sends items of several users in one batch', async (t) => {
+    const app = await buildTestApp(t)
+    await pair(app, 1)
+    await pair(app, 2)
+
+    const messages = [item('m1', { user_id: 1 }), item('m2', { user_id: 2 })]
+    const response = await post(app, '/send/batch', { messages })
+    assert.equal(response.statusCode, 200, response.body)
+    const [first, second] = response.json().results
+    assert.equal(app.gateway.sends.find(1, 'm1').gateway_message_id, first.gateway_message_id)
+    assert.equal(app.gateway.sends.find(2, 'm2').gateway_message_id, second.gateway_message_id)
+    assert.equal(app.gateway.sends.find(1, 'm2'), undefined)
+  })
+
+  it('sends an item without user_id as the body user_id', async (t) => {
+    const app = await buildTestApp(t)
+    await pair(app, 1)
+    await pair(app, 2)
+
+    const messages = [item('m1'), item('m2', { user_id: 2 })]
+    const response = await post(app, '/send/batch', batchBody(messages, 1))
+    assert.equal(response.statusCode, 200, response.body)
+    assert.ok(app.gateway.sends.find(1, 'm1'))
+    assert.ok(app.gateway.sends.find(2, 'm2'))
+  })
+
+  it('fails only the items of an unknown user', async (t) => {
+    const { record, factory } = recordingEngines()
+    const app = await buildTestApp(t, { engineFactory: factory })
+    await pair(app, 1)
+
+    const messages = [item('m1', { user_id: 1 }), item('m2', { user_id: 7 }), item('m3', { user_id: 1 })]
+    const [first, unknown, third] = (await post(app, '/send/batch', { messages })).json().results
+    assert.deepEqual(unknown.error, {
+      status: 404,
+      code: 'GW_ERR_SESSION_NOT_FOUND',
+      message: 'No WhatsApp session for user 7 on this gateway. Call POST /start first.'
+    })
+    assert.ok(first.gateway_message_id)
+    assert.ok(third.gateway_message_id)
+    assert.deepEqual(record.sends.map((request) => request.text), ['text of m1', 'text of m3'])
+  })
+
+  it('fails only the items of a user not connected', async (t) => {
+    const app = await buildTestApp(t)
+    await pair(app, 1)
+    await post(app, '/start', { user_id: 2 })
+
+    const messages = [item('m1', { user_id: 2 }), item('m2', { user_id: 1 })]
+    const [waiting, sent] = (await post(app, '/send/batch', { messages })).json().results
+    assert.equal(waiting.error.status, 409)
+    assert.equal(waiting.error.code, 'GW_ERR_CLIENT_NOT_READY')
+    assert.ok(sent.gateway_message_id)
+  })
+
+  it('sends the items of each user in body order', async (t) => {
+    const { record, factory } = recordingEngines({ delayMs: 5 })
+    const app = await buildTestApp(t, { engineFactory: factory })
+    await pair(app, 1)
+    await pair(app, 2)
+
+    const order = [['a1', 1], ['b1', 2], ['a2', 1], ['a3', 1], ['b2', 2]]
+    const messages = order.map(([messageId, userId]) => item(messageId, { user_id: userId }))
+    const response = await post(app, '/send/batch', { messages })
+    assert.deepEqual(response.json().results.map((result) => result.message_id), ['a1', 'b1', 'a2', 'a3', 'b2'])
+    const sentTexts = record.sends.map((request) => request.text)
+    assert.deepEqual(sentTexts.filter((text) => text.includes(' a')), ['text of a1', 'text of a2', 'text of a3'])
+    assert.deepEqual(sentTexts.filter((text) => text.includes(' b')), ['text of b1', 'text of b2'])
+  })
+
+  it('sends different users at the same time and one user at a time', async (t) => {
+    const { record, factory } = recordingEngines({ delayMs: 20 })
+    const app = await buildTestApp(t, { engineFactory: factory })
+    await pair(app, 1)
+    await pair(app, 2)
+
+    const messages = [
+      item('a1', { user_id: 1 }), item('a2', { user_id: 1 }), item('a3', { user_id: 1 }),
+      item('b1', { user_id: 2 }), item('b2', { user_id: 2 }), item('b3', { user_id: 2 })
+    ]
+    const response = await post(app, '/send/batch', { messages })
+    assert.ok(response.json().results.every((result) => result.gateway_message_id))
+    assert.equal(record.maxRunning, 2)
+  })
+
+  it('answers after WA_SEND_BATCH_WAIT_MS when one user\'s send hangs', async (t) => {
+    const sends = []
+    let release
+    const hung = new Promise((resolve) => { release = resolve })
+    t.after(() => release())
+    const factory = (options) => {
+      const engine = createSimEngine(options)
+      const send = engine.send.bind(engine)
+      engine.send = async (request) => {
+        sends.push(request.text)
+        if (options.userId === 2) await hung
+        return send(request)
+      }
+      return engine
+    }
+    const app = await buildTestApp(t, { engineFactory: factory, env: { WA_SEND_BATCH_WAIT_MS: '200' } })
+    await pair(app, 1)
+    await pair(app, 2)
+
+    const messages = [
+      item('b1', { user_id: 2 }), item('a1', { user_id: 1 }), item('b2', { user_id: 2 }), item('a2', { user_id: 1 })
+    ]
+    const response = await post(app, '/send/batch', { messages })
+    const [b1, a1, b2, a2] = response.json().results
+    assert.ok(a1.gateway_message_id)
+    assert.ok(a2.gateway_message_id)
+    assert.equal(b1.error.status, 504)
+    assert.equal(b1.error.code, 'GW_ERR_SEND_TIMEOUT')
+    assert.equal(b2.error.code, 'GW_ERR_SEND_TIMEOUT')
+
+    release()
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.deepEqual(sends.filter((text) => text.includes(' b')), ['text of b1'])
+  })
+
   it('counts each item in /metrics', async (t) => {
     const app = await buildTestApp(t)
     await pair(app)
@@ -263,6 +383,29 @@ describe('POST /send/batch request checks', () => {
     assert.equal(response.statusCode, 400)
     assert.equal(response.json().code, 'GW_ERR_INVALID_BODY')
     assert.match(response.json().message, /messages\/1 must have required property 'text'/)
+  })
+
+  it('answers 400 naming an item without user_id', async (t) => {
+    const { record, factory } = recordingEngines()
+    const app = await buildTestApp(t, { engineFactory: factory })
+    await pair(app)
+
+    const messages = [item('m1', { user_id: 1 }), item('m2')]
+    const response = await post(app, '/send/batch', { messages })
+    assert.equal(response.statusCode, 400)
+    assert.equal(response.json().code, 'GW_ERR_INVALID_BODY')
+    assert.equal(
+      response.json().message,
+      "Invalid request: messages/1 must have property 'user_id' when the body has no user_id."
+    )
+    assert.equal(record.sends.length, 0)
+  })
+
+  it('answers 400 for an item user_id that is not a positive integer', async (t) => {
+    const app = await buildTestApp(t)
+    const response = await post(app, '/send/batch', { messages: [item('m1', { user_id: 0 })] })
+    assert.equal(response.statusCode, 400)
+    assert.match(response.json().message, /messages\/0\/user_id must be >= 1/)
   })
 
   it('answers 400 for an item text over the maximum length', async (t) => {

@@ -202,6 +202,11 @@ class FakeGateway:
     batches: list = field(default_factory=list)
     batch_route: bool = True
     batch_script: list = field(default_factory=list)
+    # The top-level user_id of each /send/batch body, None when it had none.
+    batch_body_users: list = field(default_factory=list)
+    # Users without a session here: their sends get 404
+    # GW_ERR_SESSION_NOT_FOUND, as from the real gateway.
+    missing_sessions: set = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer_batch(self, payload: dict) -> tuple[int, dict, float]:
@@ -214,12 +219,15 @@ class FakeGateway:
         items = payload.get("messages") or []
         with self.lock:
             self.batches.append([item.get("message_id") for item in items])
+            self.batch_body_users.append(payload.get("user_id"))
             if self.batch_script:
                 return self.batch_script.pop(0)
         results = []
         delay_total = 0.0
         for item in items:
-            status, body, delay = self.answer({**item, "user_id": payload["user_id"]})
+            # An item's own user_id, else the body's, as the real gateway.
+            user_id = item.get("user_id", payload.get("user_id"))
+            status, body, delay = self.answer({**item, "user_id": user_id})
             delay_total += delay
             if status == 202:
                 results.append({"message_id": item["message_id"], **body})
@@ -237,6 +245,12 @@ class FakeGateway:
                 user_id=payload.get("user_id"),
             )
             self.requests.append(call)
+            if call.user_id in self.missing_sessions:
+                body = {
+                    "code": "GW_ERR_SESSION_NOT_FOUND",
+                    "message": f"No WhatsApp session for user {call.user_id}.",
+                }
+                return 404, body, 0.0
             if call.message_id in self.answers:
                 return 202, self.answers[call.message_id], 0.0
             status, body, delay = (

@@ -8,7 +8,12 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from messaging.ratelimit import bucket_key, send_bucket_reset, send_slot_take
+from messaging.ratelimit import (
+    bucket_key,
+    send_bucket_reset,
+    send_slot_take,
+    send_slots_take_many,
+)
 
 
 @pytest.fixture
@@ -109,3 +114,40 @@ def test_redis_failure_lets_the_message_go(settings):
     settings.REDIS_URL = "redis://127.0.0.1:9/0"
 
     assert send_slot_take(205) == 0
+
+
+@pytest.mark.redis
+def test_redis_take_many_grants_each_user_own_bucket(settings):
+    settings.WA_SEND_BURST = 2
+    settings.WA_SEND_RATE_PER_MINUTE = 6
+    send_bucket_reset(211)
+    send_bucket_reset(212)
+    send_slot_take(211)
+
+    slots = send_slots_take_many({211: 3, 212: 2})
+
+    assert slots[211][0] == 1
+    assert slots[212] == (2, 0.0)
+
+
+@pytest.mark.redis
+def test_redis_take_many_returns_wait_of_partial_grant(settings):
+    settings.WA_SEND_BURST = 2
+    settings.WA_SEND_RATE_PER_MINUTE = 6
+    send_bucket_reset(213)
+
+    granted, wait = send_slots_take_many({213: 5})[213]
+
+    assert granted == 2
+    assert 9 <= wait <= 10
+
+
+def test_local_take_many_returns_wait_of_partial_grant(in_process, settings):
+    settings.WA_SEND_BURST = 2
+    settings.WA_SEND_RATE_PER_MINUTE = 6
+    send_bucket_reset(113)
+
+    granted, wait = send_slots_take_many({113: 5})[113]
+
+    assert granted == 2
+    assert 9 <= wait <= 10

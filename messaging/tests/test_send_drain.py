@@ -1,4 +1,4 @@
-"""New messages of one subscriber sent in batches by the drain task.
+"""New messages sent in batches by the drain task of a shard of subscribers.
 
 These run the task in-process against a fake gateway on 127.0.0.1 and use
 Redis for the drain key and the pacing bucket.
@@ -19,9 +19,13 @@ from django.utils import timezone
 from messaging.models import Customer, Message
 from messaging.services import message_send
 from messaging.services.send_queue import (
+    SLOW_OWNERS_KEY,
     drain_key,
+    drain_shard,
     message_send_wake,
+    owner_mark_slow,
     send_drain_finish,
+    slow_owners,
 )
 from messaging.tasks import message_requeue_stuck, message_send_drain
 
@@ -31,7 +35,12 @@ pytestmark = pytest.mark.redis
 
 
 def _drain(user) -> int:
-    return message_send_drain.apply(args=(user.pk,)).get()
+    """Run the drain of `user`'s shard in-process; return how many it handled."""
+    return message_send_drain.apply(args=(drain_shard(user.pk),)).get()
+
+
+def _key(user) -> str:
+    return drain_key(drain_shard(user.pk))
 
 
 def _redis():
@@ -45,6 +54,18 @@ def _statuses(messages) -> list[str]:
 @pytest.fixture
 def customer(alice):
     return customer_make(alice, wa_jid="5511900000001@s.whatsapp.net")
+
+
+@pytest.fixture
+def one_shard(settings):
+    """Put every subscriber in the same drain shard."""
+    settings.WA_SEND_DRAIN_SHARDS = 1
+
+
+@pytest.fixture
+def own_shards(settings, alice, charlie):
+    """Give alice and charlie drain shards of their own."""
+    settings.WA_SEND_DRAIN_SHARDS = max(alice.pk, charlie.pk) + 1
 
 
 @pytest.fixture
@@ -96,7 +117,9 @@ def test_drain_sends_oldest_first(alice, customer, fake_gateway):
     assert older.pk < newer.pk
 
 
-def test_drain_sends_only_its_owners_messages(alice, charlie, customer, fake_gateway):
+def test_drain_sends_only_its_shards_messages(
+    alice, charlie, own_shards, customer, fake_gateway
+):
     theirs = outbound_make(charlie, customer_make(charlie, phone="+5491100000001"))
     outbound_make(alice, customer)
 
@@ -320,7 +343,7 @@ def test_message_deleted_during_send_spares_the_rest(alice):
     first = outbound_make(alice, kept, body="part 1")
     second = outbound_make(alice, kept, body="part 2", previous_part=first)
 
-    def send_batch(_client, owner_id, items):
+    def send_batch(_client, items):
         if Customer.objects.filter(pk=removed.pk).exists():
             customer_delete(customer=removed)
         return {
@@ -337,7 +360,7 @@ def test_message_deleted_during_send_spares_the_rest(alice):
 def _send_batch_with_arrivals(user, customer, calls, *, fail_first=None):
     """A send_batch stand-in that stores a new message during each call."""
 
-    def send_batch(_client, owner_id, items):
+    def send_batch(_client, items):
         calls.append(items)
         if len(calls) <= 5:
             outbound_make(user, customer, body="Sent meanwhile")
@@ -363,10 +386,10 @@ def test_drain_hands_over_after_its_time_budget(alice, customer):
         mock.patch.object(GatewayClient, "send_batch", send_batch),
         mock.patch("messaging.tasks.send_drain_enqueue") as continuation,
     ):
-        message_send_drain.run(alice.pk)
+        message_send_drain.run(drain_shard(alice.pk))
 
     assert len(calls) == 1
-    continuation.assert_called_once_with(alice.pk, countdown=None)
+    continuation.assert_called_once_with(drain_shard(alice.pk), countdown=None)
 
 
 def test_drain_hands_over_at_soft_time_limit(alice, customer, enqueue):
@@ -384,10 +407,10 @@ def test_drain_hands_over_at_soft_time_limit(alice, customer, enqueue):
         mock.patch.object(GatewayClient, "send_batch", send_batch),
         mock.patch("messaging.tasks.send_drain_enqueue") as continuation,
     ):
-        message_send_drain.run(alice.pk)
+        message_send_drain.run(drain_shard(alice.pk))
 
     assert len(calls) == 1
-    continuation.assert_called_once_with(alice.pk, countdown=None)
+    continuation.assert_called_once_with(drain_shard(alice.pk), countdown=None)
     message.refresh_from_db()
     assert message.status == "queued"
 
@@ -481,9 +504,10 @@ def test_batch_of_five_makes_four_statements(transactional_db, alice, fake_gatew
         _drain(alice)
 
     # Read the batch, claim it and record it, then check after dropping the
-    # drain key that nothing was queued meanwhile.
+    # drain key that nothing was queued meanwhile. Both reads start with the
+    # WITH clause that finds the shard's owners.
     statements = [query["sql"].split()[0] for query in queries.captured_queries]
-    assert statements == ["SELECT", "UPDATE", "UPDATE", "SELECT"]
+    assert statements == ["WITH", "UPDATE", "UPDATE", "WITH"]
 
 
 def test_pacing_sends_what_the_bucket_allows(alice, customer, fake_gateway, settings):
@@ -498,8 +522,8 @@ def test_pacing_sends_what_the_bucket_allows(alice, customer, fake_gateway, sett
         _drain(alice)
 
     assert _statuses(messages) == ["sent", "sent", "queued"]
-    (owner_id,), kwargs = later.call_args
-    assert owner_id == alice.pk
+    (shard,), kwargs = later.call_args
+    assert shard == drain_shard(alice.pk)
     assert 0 < kwargs["countdown"] <= 60
 
 
@@ -526,16 +550,16 @@ def test_paced_message_is_touched_so_requeue_leaves_it(
 
 def test_drain_gives_up_its_key_when_done(alice, customer, fake_gateway):
     outbound_make(alice, customer)
-    _redis().set(drain_key(alice.pk), "1")
+    _redis().set(_key(alice), "1")
 
     _drain(alice)
 
-    assert _redis().get(drain_key(alice.pk)) is None
+    assert _redis().get(_key(alice)) is None
 
 
 def test_unexpected_error_frees_key_for_next_send(alice, customer):
     outbound_make(alice, customer)
-    _redis().set(drain_key(alice.pk), "1")
+    _redis().set(_key(alice), "1")
 
     with (
         mock.patch(
@@ -543,24 +567,24 @@ def test_unexpected_error_frees_key_for_next_send(alice, customer):
         ),
         pytest.raises(RuntimeError),
     ):
-        message_send_drain.run(alice.pk)
+        message_send_drain.run(drain_shard(alice.pk))
 
-    assert _redis().get(drain_key(alice.pk)) is None
+    assert _redis().get(_key(alice)) is None
 
 
 def test_finish_takes_key_again_for_message_queued_meanwhile(alice, customer):
-    _redis().set(drain_key(alice.pk), "1")
+    _redis().set(_key(alice), "1")
     outbound_make(alice, customer)
 
-    assert send_drain_finish(alice.pk) is True
-    assert _redis().get(drain_key(alice.pk)) is not None
+    assert send_drain_finish(drain_shard(alice.pk)) is True
+    assert _redis().get(_key(alice)) is not None
 
 
 def test_finish_with_nothing_queued_leaves_key_free(alice, customer):
-    _redis().set(drain_key(alice.pk), "1")
+    _redis().set(_key(alice), "1")
 
-    assert send_drain_finish(alice.pk) is False
-    assert _redis().get(drain_key(alice.pk)) is None
+    assert send_drain_finish(drain_shard(alice.pk)) is False
+    assert _redis().get(_key(alice)) is None
 
 
 def test_burst_of_sends_queues_one_drain_task(alice, customer, settings):
@@ -568,10 +592,12 @@ def test_burst_of_sends_queues_one_drain_task(alice, customer, settings):
         for _ in range(3):
             message_send_wake(alice.pk, outbound_make(alice, customer).pk)
 
-    drain.assert_called_once_with((alice.pk,), countdown=None)
+    drain.assert_called_once_with((drain_shard(alice.pk),), countdown=None)
 
 
-def test_each_subscriber_gets_own_drain_task(alice, charlie, customer):
+def test_subscribers_of_other_shards_get_own_drains(
+    alice, charlie, own_shards, customer
+):
     theirs = customer_make(charlie, phone="+5491100000001")
 
     with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
@@ -584,6 +610,16 @@ def test_each_subscriber_gets_own_drain_task(alice, charlie, customer):
     ]
 
 
+def test_subscribers_of_one_shard_share_drain_task(alice, charlie, one_shard, customer):
+    theirs = customer_make(charlie, phone="+5491100000001")
+
+    with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
+        message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+        message_send_wake(charlie.pk, outbound_make(charlie, theirs).pk)
+
+    drain.assert_called_once_with((0,), countdown=None)
+
+
 def test_api_send_wakes_drain_on_commit(
     alice, customer, django_capture_on_commit_callbacks
 ):
@@ -591,7 +627,7 @@ def test_api_send_wakes_drain_on_commit(
         with django_capture_on_commit_callbacks(execute=True):
             message_send(user=alice, content="Hi", customer_code=customer.code)
 
-    drain.assert_called_once_with((alice.pk,), countdown=None)
+    drain.assert_called_once_with((drain_shard(alice.pk),), countdown=None)
 
 
 def test_broker_outage_frees_key_for_next_send(alice, customer):
@@ -603,7 +639,7 @@ def test_broker_outage_frees_key_for_next_send(alice, customer):
     ):
         message_send_wake(alice.pk, outbound_make(alice, customer).pk)
 
-    assert _redis().get(drain_key(alice.pk)) is None
+    assert _redis().get(_key(alice)) is None
 
 
 def test_redis_failure_queues_message_task_instead(alice, customer, settings):
@@ -611,7 +647,10 @@ def test_redis_failure_queues_message_task_instead(alice, customer, settings):
     with (
         mock.patch(
             "messaging.services.send_queue._redis",
-            return_value=mock.Mock(set=mock.Mock(side_effect=redis.ConnectionError)),
+            # Nothing listens on port 1, so every command fails to connect.
+            return_value=redis.Redis.from_url(
+                "redis://127.0.0.1:1/0", socket_connect_timeout=0.5
+            ),
         ),
         mock.patch("messaging.services.send_queue.message_send_enqueue") as enqueue,
     ):
@@ -639,7 +678,7 @@ def _age(message, minutes: int) -> None:
 def test_requeue_leaves_backlog_of_running_drain(alice, customer, enqueue):
     message = outbound_make(alice, customer)
     _age(message, 10)
-    _redis().set(drain_key(alice.pk), "1")
+    _redis().set(_key(alice), "1")
 
     assert message_requeue_stuck() == 0
     enqueue.assert_not_called()
@@ -654,7 +693,7 @@ def test_requeue_takes_backlog_whose_drain_was_lost(alice, customer, enqueue):
 
 
 def test_requeue_reaches_others_behind_a_paced_backlog(
-    alice, charlie, customer, enqueue
+    alice, charlie, own_shards, customer, enqueue
 ):
     now = timezone.now()
     Message.objects.bulk_create(
@@ -673,7 +712,7 @@ def test_requeue_reaches_others_behind_a_paced_backlog(
     # A send of Charlie's whose worker died mid-send.
     lost = outbound_make(charlie, customer_make(charlie), status="sending")
     Message.objects.update(updated_at=now - timedelta(minutes=30))
-    _redis().set(drain_key(alice.pk), "1")
+    _redis().set(_key(alice), "1")
 
     assert message_requeue_stuck() == 1
     enqueue.assert_called_once_with(lost.pk)
@@ -684,37 +723,426 @@ def test_requeue_takes_lost_retry_while_drain_runs(alice, customer, enqueue):
         alice, customer, metadata={"send_to": "5511900000001@s.whatsapp.net"}
     )
     _age(retry, 10)
-    _redis().set(drain_key(alice.pk), "1")
+    _redis().set(_key(alice), "1")
 
     assert message_requeue_stuck() == 1
     enqueue.assert_called_once_with(retry.pk)
 
 
+def _read_view(message):
+    return (
+        message.pk,
+        message.code,
+        message.owner_id,
+        message.body,
+        message.metadata,
+        message.status,
+        message.customer.pk,
+        message.customer.wa_jid,
+        message.customer.phone,
+        message.customer.lid,
+        getattr(getattr(message, "next_part", None), "pk", None),
+    )
+
+
 @pytest.mark.postgres
-def test_batch_read_matches_orm_read(alice, customer):
+def test_batch_read_matches_orm_read(alice, charlie, one_shard, customer):
     from messaging.services.send_queue import drain_batch_read, drain_candidates
 
     first = outbound_make(alice, customer, body="part 1", metadata={"part": 1})
     outbound_make(alice, customer, body="part 2", previous_part=first)
+    theirs = outbound_make(charlie, customer_make(charlie, phone="+5491100000001"))
     lone = outbound_make(alice, customer, body="alone ✓", metadata={"a": [1, "ü"]})
 
-    def view(message):
-        return (
-            message.pk,
-            message.code,
-            message.owner_id,
-            message.body,
-            message.metadata,
-            message.status,
-            message.customer.pk,
-            message.customer.wa_jid,
-            message.customer.phone,
-            message.customer.lid,
-            getattr(getattr(message, "next_part", None), "pk", None),
-        )
+    expected = drain_candidates(0).select_related("customer", "next_part")
+    read = drain_batch_read(0, limit=10)
 
-    expected = drain_candidates(alice.pk).select_related("customer", "next_part")
-    read = drain_batch_read(alice.pk, limit=10)
+    assert [_read_view(m) for m in read] == [_read_view(m) for m in expected]
+    assert [m.pk for m in read] == [first.pk, theirs.pk, lone.pk]
 
-    assert [view(m) for m in read] == [view(m) for m in expected]
-    assert [m.pk for m in read] == [first.pk, lone.pk]
+
+@pytest.mark.postgres
+def test_batch_read_skips_owners_as_orm_read(alice, charlie, one_shard, customer):
+    from messaging.services.send_queue import drain_batch_read, drain_candidates
+
+    outbound_make(alice, customer)
+    theirs = outbound_make(charlie, customer_make(charlie, phone="+5491100000001"))
+
+    expected = drain_candidates(0, skip_owners=[alice.pk])
+    read = drain_batch_read(0, limit=10, skip_owners=[alice.pk])
+
+    assert [_read_view(m) for m in read] == [
+        _read_view(m) for m in expected.select_related("customer", "next_part")
+    ]
+    assert [m.pk for m in read] == [theirs.pk]
+
+
+@pytest.mark.postgres
+def test_batch_read_leaves_other_shards(alice, charlie, own_shards, customer):
+    from messaging.services.send_queue import drain_batch_read
+
+    mine = outbound_make(alice, customer)
+    outbound_make(charlie, customer_make(charlie, phone="+5491100000001"))
+
+    read = drain_batch_read(drain_shard(alice.pk), limit=10)
+
+    assert [m.pk for m in read] == [mine.pk]
+
+
+def _their_customer(charlie):
+    return customer_make(charlie, phone="+5491100000001")
+
+
+def test_owners_of_one_shard_share_a_request(
+    alice, charlie, one_shard, customer, fake_gateway
+):
+    mine = outbound_make(alice, customer, body="from alice")
+    theirs = outbound_make(charlie, _their_customer(charlie), body="from charlie")
+
+    assert _drain(alice) == 2
+
+    assert fake_gateway.batches == [[str(mine.code), str(theirs.code)]]
+    assert [(call.user_id, call.text) for call in fake_gateway.requests] == [
+        (alice.pk, "from alice"),
+        (charlie.pk, "from charlie"),
+    ]
+    assert _statuses([mine, theirs]) == ["sent", "sent"]
+
+
+def test_mixed_batch_has_no_top_level_user(
+    alice, charlie, one_shard, customer, fake_gateway
+):
+    outbound_make(alice, customer)
+    outbound_make(charlie, _their_customer(charlie))
+
+    _drain(alice)
+
+    assert fake_gateway.batch_body_users == [None]
+
+
+def test_one_owner_batch_names_user_at_top_level(alice, customer, fake_gateway):
+    outbound_make(alice, customer)
+
+    _drain(alice)
+
+    assert fake_gateway.batch_body_users == [alice.pk]
+
+
+def test_part_ends_only_its_owners_batch(
+    alice, charlie, one_shard, customer, fake_gateway
+):
+    first = outbound_make(alice, customer, body="part 1")
+    outbound_make(alice, customer, body="part 2", previous_part=first)
+    outbound_make(alice, customer, body="after the long text")
+    theirs = outbound_make(charlie, _their_customer(charlie), body="from charlie")
+
+    _drain(alice)
+
+    assert fake_gateway.batches[0] == [str(first.code), str(theirs.code)]
+    assert [call.text for call in fake_gateway.requests] == [
+        "part 1",
+        "from charlie",
+        "part 2",
+        "after the long text",
+    ]
+
+
+def _slots_scripted(*rounds):
+    """A send_slots_take_many stand-in: each call grants from the next round.
+
+    A round maps an owner id to (slots granted, wait). Owners not in the
+    round, and every owner once the rounds run out, get all they requested.
+    """
+    remaining = list(rounds)
+
+    def take(requests):
+        script = remaining.pop(0) if remaining else {}
+        return {
+            owner_id: script.get(owner_id, (requested, 0.0))
+            for owner_id, requested in requests.items()
+        }
+
+    return take
+
+
+def test_postponed_message_keeps_its_place(
+    alice, charlie, one_shard, customer, fake_gateway, settings
+):
+    settings.WA_SEND_BATCH_SIZE = 2
+    first = outbound_make(alice, customer, body="alice 1")
+    postponed = outbound_make(alice, customer, body="alice 2")
+    theirs = outbound_make(charlie, _their_customer(charlie), body="charlie 1")
+    later = outbound_make(alice, customer, body="alice 3")
+    take = _slots_scripted({alice.pk: (1, 30.0)})
+
+    with (
+        mock.patch("messaging.tasks.send_slots_take_many", take),
+        mock.patch("messaging.tasks.send_drain_enqueue"),
+    ):
+        _drain(alice)
+
+    assert [call.text for call in fake_gateway.requests] == ["alice 1", "charlie 1"]
+    assert _statuses([first, postponed, theirs, later]) == [
+        "sent",
+        "queued",
+        "sent",
+        "queued",
+    ]
+
+
+def test_paced_drain_continues_at_smallest_wait(
+    alice, charlie, one_shard, customer, fake_gateway
+):
+    outbound_make(alice, customer)
+    outbound_make(charlie, _their_customer(charlie))
+    take = _slots_scripted({alice.pk: (0, 30.0), charlie.pk: (0, 12.0)})
+
+    with (
+        mock.patch("messaging.tasks.send_slots_take_many", take),
+        mock.patch("messaging.tasks.send_drain_enqueue") as later,
+    ):
+        _drain(alice)
+
+    assert fake_gateway.requests == []
+    (shard,), kwargs = later.call_args
+    assert shard == 0
+    assert 11 < kwargs["countdown"] <= 12
+
+
+def test_paced_drain_gives_its_key_up(
+    alice, charlie, one_shard, customer, fake_gateway
+):
+    outbound_make(alice, customer)
+    take = _slots_scripted({alice.pk: (0, 30.0)})
+    _redis().set(_key(alice), "1")
+
+    with (
+        mock.patch("messaging.tasks.send_slots_take_many", take),
+        mock.patch("messaging.tasks.send_drain_enqueue") as later,
+    ):
+        _drain(alice)
+
+    assert _redis().exists(_key(alice)) == 0
+    assert later.call_args.kwargs["take_key"] is True
+
+
+def test_send_of_shard_mate_wakes_a_drain_while_another_is_paced(
+    alice, charlie, one_shard, customer, fake_gateway
+):
+    outbound_make(alice, customer)
+    take = _slots_scripted({alice.pk: (0, 30.0)})
+    with (
+        mock.patch("messaging.tasks.send_slots_take_many", take),
+        mock.patch("messaging.tasks.send_drain_enqueue"),
+    ):
+        _drain(alice)
+
+    with mock.patch("messaging.tasks.message_send_drain.apply_async") as queued:
+        message_send_wake(charlie.pk, 1)
+
+    assert queued.call_count == 1
+
+
+def test_paced_continuation_ends_when_a_drain_holds_the_key(
+    alice, one_shard, customer, fake_gateway
+):
+    waiting = outbound_make(alice, customer)
+    _redis().set(_key(alice), "1")
+
+    handled = message_send_drain.apply(
+        args=(drain_shard(alice.pk),), kwargs={"take_key": True}
+    ).get()
+
+    assert handled == 0
+    assert fake_gateway.requests == []
+    assert _statuses([waiting]) == ["queued"]
+
+
+def test_paced_continuation_sends_when_the_key_is_free(
+    alice, one_shard, customer, fake_gateway
+):
+    waiting = outbound_make(alice, customer)
+
+    handled = message_send_drain.apply(
+        args=(drain_shard(alice.pk),), kwargs={"take_key": True}
+    ).get()
+
+    assert handled == 1
+    assert _statuses([waiting]) == ["sent"]
+    assert _redis().exists(_key(alice)) == 0
+
+
+def test_paced_owner_leaves_rest_of_shard_to_go(
+    alice, charlie, one_shard, customer, fake_gateway, settings
+):
+    settings.WA_SEND_BATCH_SIZE = 2
+    backlog = [outbound_make(alice, customer) for _ in range(3)]
+    theirs = outbound_make(charlie, _their_customer(charlie))
+    take = _slots_scripted({alice.pk: (0, 30.0)})
+
+    with (
+        mock.patch("messaging.tasks.send_slots_take_many", take),
+        mock.patch("messaging.tasks.send_drain_enqueue"),
+    ):
+        _drain(alice)
+
+    assert _statuses([*backlog, theirs]) == ["queued", "queued", "queued", "sent"]
+
+
+def test_item_404_falls_back_for_its_owner_only(
+    alice, charlie, one_shard, customer, fake_gateway, enqueue
+):
+    mine = outbound_make(alice, customer)
+    theirs = outbound_make(charlie, _their_customer(charlie))
+    fake_gateway.missing_sessions = {charlie.pk}
+
+    _drain(alice)
+
+    assert _statuses([mine, theirs]) == ["sent", "queued"]
+    (message_id,), kwargs = enqueue.call_args
+    assert enqueue.call_count == 1
+    assert message_id == theirs.pk
+    assert kwargs["attempt"] == 1
+
+
+def test_gateway_needing_one_user_sends_one_by_one(
+    alice, charlie, one_shard, customer, fake_gateway, enqueue
+):
+    messages = [
+        outbound_make(alice, customer),
+        outbound_make(charlie, _their_customer(charlie)),
+    ]
+    fake_gateway.batch_script = [
+        (400, {"code": "GW_ERR_USER_ID_REQUIRED", "message": "user_id is required"}, 0)
+    ]
+
+    _drain(alice)
+
+    assert _statuses(messages) == ["queued", "queued"]
+    assert [call.args for call in enqueue.call_args_list] == [(m.pk,) for m in messages]
+
+
+def test_owners_on_other_gateway_nodes_get_own_requests(
+    alice, charlie, one_shard, customer, fake_gateway
+):
+    from .helpers import fake_gateway_start
+
+    other, server = fake_gateway_start()
+    nodes = {
+        alice.pk: django_settings.WA_GATEWAY_URL,
+        charlie.pk: f"http://127.0.0.1:{server.server_port}",
+    }
+    mine = outbound_make(alice, customer)
+    theirs = outbound_make(charlie, _their_customer(charlie))
+
+    try:
+        with mock.patch("messaging.tasks.gateway_url_for_user", nodes.get):
+            _drain(alice)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert fake_gateway.batches == [[str(mine.code)]]
+    assert other.batches == [[str(theirs.code)]]
+    assert _statuses([mine, theirs]) == ["sent", "sent"]
+
+
+def test_out_of_range_task_drains_current_shard(
+    alice, customer, fake_gateway, settings
+):
+    settings.WA_SEND_DRAIN_SHARDS = 4
+    message = outbound_make(alice, customer)
+    queued_as = drain_shard(alice.pk) + 4
+    _redis().set(drain_key(queued_as), "1")
+
+    assert message_send_drain.apply(args=(queued_as,)).get() == 1
+
+    assert _statuses([message]) == ["sent"]
+    assert _redis().get(drain_key(queued_as)) is None
+
+
+def test_out_of_range_task_yields_to_drain(alice, customer, fake_gateway, settings):
+    settings.WA_SEND_DRAIN_SHARDS = 4
+    message = outbound_make(alice, customer)
+    _redis().set(_key(alice), "1")
+
+    assert message_send_drain.apply(args=(drain_shard(alice.pk) + 4,)).get() == 0
+
+    assert _statuses([message]) == ["queued"]
+    assert fake_gateway.requests == []
+
+
+def test_requeue_leaves_shard_mates_backlog(alice, charlie, one_shard, enqueue):
+    theirs = outbound_make(charlie, _their_customer(charlie))
+    _age(theirs, 10)
+    _redis().set(_key(alice), "1")
+
+    assert message_requeue_stuck() == 0
+    enqueue.assert_not_called()
+
+
+def _timeout_item():
+    return (504, {"code": "GW_ERR_SEND_TIMEOUT", "message": "not confirmed"}, 0.0)
+
+
+def test_item_timeout_marks_its_owner_slow(
+    alice, charlie, one_shard, customer, fake_gateway, enqueue
+):
+    mine = outbound_make(alice, customer)
+    theirs = outbound_make(charlie, _their_customer(charlie))
+    fake_gateway.script.extend([(202, None, 0.0), _timeout_item()])
+
+    _drain(alice)
+
+    assert _statuses([mine]) == ["sent"]
+    assert slow_owners() == {charlie.pk}
+    assert enqueue.call_args.args == (theirs.pk,)
+
+
+def test_slow_owners_new_message_gets_a_task_of_its_own(alice, charlie, one_shard):
+    owner_mark_slow(charlie.pk)
+
+    with (
+        mock.patch("messaging.services.send_queue.message_send_enqueue") as alone,
+        mock.patch("messaging.tasks.message_send_drain.apply_async") as drain,
+    ):
+        message_send_wake(charlie.pk, 41)
+
+    assert alone.call_args.args == (41,)
+    assert drain.call_count == 0
+    assert _redis().exists(_key(charlie)) == 0
+
+
+def test_drain_leaves_slow_owners_messages_and_ends(
+    alice, charlie, one_shard, customer, fake_gateway
+):
+    theirs = outbound_make(charlie, _their_customer(charlie))
+    with mock.patch("messaging.services.send_queue.message_send_enqueue"):
+        owner_mark_slow(charlie.pk)
+    mine = outbound_make(alice, customer)
+
+    handled = _drain(alice)
+
+    assert handled == 1
+    assert _statuses([mine, theirs]) == ["sent", "queued"]
+    assert _redis().exists(_key(alice)) == 0
+
+
+def test_marking_slow_queues_waiting_messages_in_order(charlie):
+    customer = _their_customer(charlie)
+    waiting = [outbound_make(charlie, customer) for _ in range(3)]
+
+    with mock.patch("messaging.services.send_queue.message_send_enqueue") as alone:
+        owner_mark_slow(charlie.pk)
+
+    assert [call.args[0] for call in alone.call_args_list] == [m.pk for m in waiting]
+
+
+def test_slow_mark_ends_after_its_time(alice, one_shard):
+    _redis().zadd(SLOW_OWNERS_KEY, {str(alice.pk): 1.0})
+
+    with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
+        message_send_wake(alice.pk, 7)
+
+    assert slow_owners() == set()
+    assert drain.call_count == 1

@@ -2,9 +2,9 @@
 
 The worker gets SIGSTOP, the subscriber sends as many messages as the send
 pacing lets go at once, and the worker resumes. The first send queued the
-subscriber's drain task and the others found it queued. So one task sends
-the whole burst to the gateway in one `/send/batch`, in the order the API
-accepted it, and each message reaches the customer once.
+drain task of the subscriber's shard and the others found it queued. So
+one task sends the whole burst to the gateway in one `/send/batch`, in the
+order the API accepted it, and each message reaches the customer once.
 """
 
 from __future__ import annotations

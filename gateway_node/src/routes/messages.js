@@ -1,9 +1,14 @@
 // POST /send and POST /send/batch.
 //
-// The batch route lets Django send several queued messages of one user in
-// one signed request, which saves the per-request overhead. Each item goes
-// through MessageSender.send as a /send would, one after another, and its
-// result is what /send would have returned for that item alone.
+// The batch route lets Django send several queued messages, of one user or
+// of several, in one signed request, which saves the per-request overhead.
+// Each item goes through MessageSender.send as a /send would: one user's
+// items one after another, different users' at the same time. An item's
+// result is what /send would have returned for that item alone. The
+// response waits at most WA_SEND_BATCH_WAIT_MS, so one user's stuck client
+// holds up the other users of a batch for that long at most.
+
+import { setTimeout as sleep } from 'node:timers/promises'
 
 import { gatewayError } from '../errors.js'
 import { toErrorReply } from '../request-checks.js'
@@ -29,9 +34,12 @@ const sendBody = {
   properties: { user_id: userIdBody, ...messageProperties }
 }
 
+// An item's user_id is optional here because the top-level user_id is the
+// default for items without one. An item with neither is rejected in the
+// handler, which names its index.
 const sendBatchBody = {
   type: 'object',
-  required: ['user_id', 'messages'],
+  required: ['messages'],
   properties: {
     user_id: userIdBody,
     messages: {
@@ -41,7 +49,7 @@ const sendBatchBody = {
       items: {
         type: 'object',
         required: ['message_id', 'to', 'text'],
-        properties: messageProperties
+        properties: { user_id: userIdBody, ...messageProperties }
       }
     }
   }
@@ -93,6 +101,17 @@ const sendBatchReply = {
   }
 }
 
+// Returns each item's user: its own user_id, else the body's.
+function itemUserIds (messages, defaultUserId) {
+  return messages.map((message, index) => {
+    const userId = message.user_id ?? defaultUserId
+    if (userId === undefined) {
+      throw gatewayError('GW_ERR_INVALID_BODY', `messages/${index} must have property 'user_id' when the body has no user_id`)
+    }
+    return userId
+  })
+}
+
 function rejectRepeatedIds (messages) {
   const seen = new Set()
   for (const { message_id: messageId } of messages) {
@@ -103,7 +122,8 @@ function rejectRepeatedIds (messages) {
   }
 }
 
-export default async function messageRoutes (app, { sender }) {
+export default async function messageRoutes (app, { sender, config }) {
+  const batchWaitMs = config.sendBatchWaitMs
   app.post('/send', {
     config: { userScoped: true },
     schema: { body: sendBody, response: replies(202, sendReply) }
@@ -114,20 +134,27 @@ export default async function messageRoutes (app, { sender }) {
     return answer
   })
 
+  // Not userScoped: the user_id may be on each item instead of the body.
   app.post('/send/batch', {
-    config: { userScoped: true },
     bodyLimit: SEND_BATCH_BODY_LIMIT_BYTES,
     schema: { body: sendBatchBody, response: replies(200, sendBatchReply) }
   }, async (request) => {
-    const { user_id: userId, messages } = request.body
+    const { user_id: defaultUserId, messages } = request.body
+    const userIds = itemUserIds(messages, defaultUserId)
     rejectRepeatedIds(messages)
 
-    // One at a time, so that WhatsApp gets the messages in the given order.
-    const results = []
-    for (const { message_id: messageId, to, text } of messages) {
+    // Each user's items go one at a time, so that WhatsApp gets them in the
+    // given order. Users go at the same time, so a slow client holds up the
+    // other users only until WA_SEND_BATCH_WAIT_MS ends. An unknown user or
+    // a client that is not ready fails only its own items.
+    const results = new Array(messages.length)
+    let answered = false
+    const sendItem = async (index) => {
+      const { message_id: messageId, to, text } = messages[index]
+      const userId = userIds[index]
       try {
         const answer = await sender.send(userId, { messageId, to, text })
-        results.push({ message_id: messageId, ...answer })
+        results[index] = { message_id: messageId, ...answer }
       } catch (error) {
         const { status, code, message } = toErrorReply(error, request.routeOptions.bodyLimit)
         const context = { userId, messageId, code, statusCode: status }
@@ -136,8 +163,36 @@ export default async function messageRoutes (app, { sender }) {
         } else {
           request.log.info({ ...context, reason: message }, 'batch item rejected')
         }
-        results.push({ message_id: messageId, error: { status, code, message } })
+        results[index] = { message_id: messageId, error: { status, code, message } }
       }
+    }
+    const byUser = new Map()
+    for (const [index, userId] of userIds.entries()) {
+      if (!byUser.has(userId)) byUser.set(userId, [])
+      byUser.get(userId).push(index)
+    }
+    const chains = [...byUser.values()].map(async (indexes) => {
+      for (const index of indexes) {
+        // Once the response is sent, a user's later items wait for Django
+        // to send them again, so they cannot go before the one still running.
+        if (answered) return
+        await sendItem(index)
+      }
+    })
+    const waited = new AbortController()
+    await Promise.race([
+      Promise.all(chains),
+      sleep(batchWaitMs, undefined, { signal: waited.signal }).catch(() => {})
+    ])
+    waited.abort()
+    answered = true
+
+    for (const [index, result] of results.entries()) {
+      if (result) continue
+      const messageId = messages[index].message_id
+      const error = gatewayError('GW_ERR_SEND_TIMEOUT', messageId, batchWaitMs)
+      request.log.warn({ userId: userIds[index], messageId, waitMs: batchWaitMs }, 'batch item not confirmed in time')
+      results[index] = { message_id: messageId, error: { status: error.statusCode, code: error.code, message: error.message } }
     }
     return { results }
   })
