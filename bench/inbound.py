@@ -1,13 +1,15 @@
 """Inbound: signed `message.received` callback batches posted to Django.
 
-Each run posts batches of one size the way the gateway's outbox does. Every
-batch contains one subscriber's events, and each subscriber has at most one
-batch in flight. Up to `concurrency` batches are in flight in all, like the
-outbox's WA_CALLBACK_CONCURRENCY. Events have distinct ids and WhatsApp
-message ids and come from several customers of each subscriber, so every
-event is stored; Django's duplicate checks (the unique event id and the
-unique WhatsApp id per owner) run on each one. After the timed part, one
-batch is posted again and must come back entirely as duplicates.
+Each run posts batches of one size the way the gateway's outbox does. The
+outbox fills a request from several users' pending events, and keeps each
+user in one request in flight at most. Here the subscribers are split into
+`concurrency` groups; each group's batches hold its subscribers' events in
+turn and are posted in order, one batch in flight per group, so two
+requests in flight never share a subscriber. Events have distinct ids and
+WhatsApp message ids and come from several customers of each subscriber, so
+every event is stored; Django's duplicate checks (the unique event id and
+the unique WhatsApp id per owner) run on each one. After the timed part,
+one batch is posted again and must come back entirely as duplicates.
 """
 
 from __future__ import annotations
@@ -60,25 +62,33 @@ def _received_event(subscriber, phone: str, message_id: str) -> dict:
     }
 
 
-def _lanes(subscribers, *, batch_size: int, total: int, prefix: str) -> list[list]:
-    """Return one list of batches per subscriber, as the gateway builds them.
+def _lanes(
+    subscribers, *, batch_size: int, total: int, prefix: str, concurrency: int
+) -> list[list]:
+    """Return the batches of each group of subscribers, in posting order.
 
-    The gateway's outbox batches each user's events separately and posts
-    them in order, one batch in flight per user.
+    A group's events take turns by subscriber, so with more subscribers in
+    a group than events in a batch every event of a batch has another
+    subscriber, as in the outbox's requests under load.
     """
     # At least one full batch each, so every batch has `batch_size` events.
     per_subscriber = max(-(-total // len(subscribers)), batch_size)
+    groups = [subscribers[start::concurrency] for start in range(concurrency)]
     lanes = []
-    for index, subscriber in enumerate(subscribers):
-        phones = subscriber.customer_phones
-        events = [
-            _received_event(
-                subscriber,
-                phones[number % len(phones)],
-                f"{prefix}{index:04X}{number:06X}",
-            )
-            for number in range(per_subscriber)
-        ]
+    for group in groups:
+        if not group:
+            continue
+        events = []
+        for number in range(per_subscriber):
+            for subscriber in group:
+                phones = subscriber.customer_phones
+                events.append(
+                    _received_event(
+                        subscriber,
+                        phones[number % len(phones)],
+                        f"{prefix}{subscriber.user_id:06X}{number:06X}",
+                    )
+                )
         lanes.append(
             [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
         )
@@ -97,7 +107,13 @@ def _stored(user_ids, prefix: str) -> int:
 
 def inbound_run(stack, subscribers, *, batch_size, total, concurrency, deadline_s):
     prefix = "BENCH" + uuid.uuid4().hex[:10].upper()
-    lanes = _lanes(subscribers, batch_size=batch_size, total=total, prefix=prefix)
+    lanes = _lanes(
+        subscribers,
+        batch_size=batch_size,
+        total=total,
+        prefix=prefix,
+        concurrency=concurrency,
+    )
     accepted = []
 
     def post(batch):

@@ -24,7 +24,7 @@ from psycopg import sql
 from bench.processes import (
     ManagedProcess,
     ProcessGroup,
-    free_port,
+    free_ports,
     group_pids,
     http_ok,
     pids_by_cmdline,
@@ -148,8 +148,7 @@ class Stack:
         self.gateway_secret = secrets.token_hex(32)
         self.secret_key = secrets.token_hex(32)
         self.data_dir = Path(tempfile.mkdtemp(prefix="gateway-", dir=run_dir))
-        self.web_port = free_port()
-        self.gateway_port = free_port()
+        self.web_port, self.gateway_port = free_ports(2)
         self.web: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
         self.gateway: ManagedProcess | None = None

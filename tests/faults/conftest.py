@@ -43,7 +43,7 @@ from ..harness import (
     GatewayProcess,
     ManagedProcess,
     WebSession,
-    free_port,
+    free_ports,
     poll_until,
 )
 
@@ -284,11 +284,10 @@ def fault_stack(transactional_db, tmp_path):
     secret = secrets.token_hex(32)
     database_url = _database_url()
 
+    redis_port, django_port, gateway_port = free_ports(3)
     redis_server = RedisServerProcess(
-        port=free_port(), workdir=tmp_path, log_path=tmp_path / "redis.log"
+        port=redis_port, workdir=tmp_path, log_path=tmp_path / "redis.log"
     )
-    django_port = free_port()
-    gateway_port = free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     django_url = f"http://127.0.0.1:{django_port}"
 
