@@ -376,7 +376,9 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
             now = time.monotonic()
             paced.update({owner_id: now + wait for owner_id, wait in waits.items()})
             if not more and paced:
-                countdown = max(min(paced.values()) - now, 0.0)
+                # Rounded: a float sum and difference may exceed the wait by
+                # a rounding error.
+                countdown = round(max(min(paced.values()) - now, 0.0), 3)
                 logger.info(
                     "Pacing send drain shard %s: users %s wait, next slot in %.1f s",
                     shard,
