@@ -58,8 +58,10 @@ class ModelFieldsOnceMixin:
         built = cls.__dict__.get("_fields_built")
         if built is None:
             built = super().get_fields()
-            cls._fields_built = built
+            # Set before `_fields_built`, which another thread may see at
+            # once and then read this too.
             cls._fields_read_only = all(field.read_only for field in built.values())
+            cls._fields_built = built
         if cls._fields_read_only:
             return {name: copy.copy(field) for name, field in built.items()}
         return copy.deepcopy(built)

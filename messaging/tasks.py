@@ -357,8 +357,6 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
     # Owner id -> the time.monotonic() at which its next send slot is free.
     # The drain reads none of these owners' messages before then.
     paced: dict[int, float] = {}
-    # Subscribers whose messages go one by one instead (see owner_mark_slow).
-    slow = slow_owners()
     first = True
     try:
         while True:
@@ -367,6 +365,10 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
                 # renew it.
                 drain_key_renew(shard)
             first = False
+            # Subscribers whose messages go one by one instead (see
+            # owner_mark_slow). Read every round, because a subscriber whose
+            # mark ended has new messages that only this drain sends.
+            slow = slow_owners()
             now = time.monotonic()
             paced = {owner_id: due for owner_id, due in paced.items() if due > now}
             count, waits, more = _drain_batch_send(
@@ -375,20 +377,14 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
             handled += count
             now = time.monotonic()
             paced.update({owner_id: now + wait for owner_id, wait in waits.items()})
-            if not more and paced:
-                # Rounded: a float sum and difference may exceed the wait by
-                # a rounding error.
-                countdown = round(max(min(paced.values()) - now, 0.0), 3)
-                logger.info(
-                    "Pacing send drain shard %s: users %s wait, next slot in %.1f s",
-                    shard,
-                    ", ".join(str(owner_id) for owner_id in sorted(paced)),
-                    countdown,
-                )
-                drain_key_drop(shard)
-                send_drain_enqueue(shard, countdown=countdown, take_key=True)
-                break
-            if not more and not send_drain_finish(shard, skip_owners=slow):
+            # A send that committed while this drain held the key queued no
+            # task, so the finish reads the queue again, with the slow marks
+            # of now. Paced subscribers then wait for their continuation.
+            if not more and not send_drain_finish(
+                shard, skip_owners=paced.keys() | slow_owners()
+            ):
+                if paced:
+                    _drain_pace(shard, paced, now)
                 break
             if time.monotonic() - started > SEND_DRAIN_SECONDS:
                 _drain_continue(shard)
@@ -406,6 +402,20 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
         drain_key_drop(shard)
         raise
     return handled
+
+
+def _drain_pace(shard: int, paced: dict[int, float], now: float) -> None:
+    """Queue the drain for the earliest paced slot; it takes the key then."""
+    # Rounded: a float sum and difference may exceed the wait by a rounding
+    # error.
+    countdown = round(max(min(paced.values()) - now, 0.0), 3)
+    logger.info(
+        "Pacing send drain shard %s: users %s wait, next slot in %.1f s",
+        shard,
+        ", ".join(str(owner_id) for owner_id in sorted(paced)),
+        countdown,
+    )
+    send_drain_enqueue(shard, countdown=countdown, take_key=True)
 
 
 def _drain_shard_moved(shard: int, shards: int) -> int | None:

@@ -329,6 +329,8 @@ export class Outbox {
     if (!this.#running || this.#closed) return
 
     const now = this.#clock()
+    // A clock set back would otherwise stretch the linger by the whole step.
+    this.#lastStartAt = Math.min(this.#lastStartAt, now)
     if (this.#endpoint.retryAt > now) {
       this.#wakeAt(this.#endpoint.retryAt)
       return
@@ -484,11 +486,16 @@ export class Outbox {
     }
 
     if (kind === 'delivered') {
-      this.#db.transaction(() => {
+      // Counted once the transaction commits: a failed DELETE rolls back
+      // the others, and the events stay pending.
+      const deleted = this.#db.transaction(() => {
+        let count = 0
         for (const { userId, rows } of parts) {
-          this.#pendingEvents -= this.#sql.deleteUpTo.run(userId, rows.at(-1).seq).changes
+          count += this.#sql.deleteUpTo.run(userId, rows.at(-1).seq).changes
         }
+        return count
       })()
+      this.#pendingEvents -= deleted
       for (const lane of lanes) {
         lane.attempts = 0
         lane.retryAt = 0
@@ -587,9 +594,9 @@ export class Outbox {
       : `Django rejected the event with ${status}: ${outcome.excerpt || 'no body'}`
     const failedAt = new Date(this.#clock()).toISOString()
 
-    this.#db.transaction(() => {
+    this.#pendingEvents -= this.#db.transaction(() => {
       this.#sql.moveToDeadLetters.run(status, reason, failedAt, userId, row.seq)
-      this.#pendingEvents -= this.#sql.deleteUpTo.run(userId, row.seq).changes
+      return this.#sql.deleteUpTo.run(userId, row.seq).changes
     })()
 
     this.#metrics?.callbackAttempts.inc({ outcome: 'dead_lettered' })

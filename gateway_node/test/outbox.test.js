@@ -186,6 +186,71 @@ describe('outbox linger between requests', () => {
     assert.equal(callbacks.requests[1].events.length, MAX_BATCH)
   })
 
+  it('holds a request no longer than the linger after the clock is set back', async (t) => {
+    const callbacks = controlledFetch()
+    let offsetMs = 0
+    const clock = () => Date.now() + offsetMs
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 50, clock })
+    outbox.append(1, 'message.received', { index: 0 })
+    await waitFor(() => callbacks.requests.length === 1)
+    callbacks.requests[0].respond(200)
+    await waitFor(() => outbox.pendingCount() === 0)
+
+    // The system clock is corrected one hour back, as NTP may do.
+    offsetMs = -3600 * 1000
+    outbox.append(1, 'message.received', { index: 1 })
+
+    await waitFor(() => callbacks.requests.length === 2, { timeout: 1000 })
+  })
+
+  it('posts a full request at once after a delivery failed to commit', async (t) => {
+    const callbacks = controlledFetch()
+    const db = openDatabase({ dataDir: await makeDataDir(t) })
+    let deletes = 0
+    // The second DELETE of delivered events fails, as on a disk I/O error.
+    const faultyDb = new Proxy(db, {
+      get (target, property) {
+        const value = Reflect.get(target, property)
+        if (property !== 'prepare') return typeof value === 'function' ? value.bind(target) : value
+        return (sql) => {
+          const statement = target.prepare(sql)
+          if (!sql.startsWith('DELETE FROM outbox WHERE')) return statement
+          return {
+            run: (...args) => {
+              deletes += 1
+              if (deletes === 2) throw new Error('disk I/O error')
+              return statement.run(...args)
+            }
+          }
+        }
+      }
+    })
+    const outbox = new Outbox({
+      db: faultyDb,
+      callback: { url: STUB_CALLBACK_URL, timeoutMs: 2000, backoffFirstMs: 20, backoffMaxMs: 200, concurrency: 4, lingerMs: 60000 },
+      secret: SECRET,
+      logger: silent,
+      fetch: callbacks.fetch
+    })
+    t.after(async () => {
+      await outbox.close()
+      db.close()
+    })
+    outbox.append(1, 'message.received', { index: 0 })
+    outbox.append(2, 'message.received', { index: 1 })
+    outbox.start()
+    await waitFor(() => callbacks.requests.length === 1)
+    callbacks.requests[0].respond(200)
+    await waitFor(() => deletes === 2)
+    assert.equal(outbox.pendingCount(), 2)
+
+    for (let index = 0; index < MAX_BATCH - 2; index += 1) {
+      outbox.append(3 + (index % 5), 'message.received', { index })
+    }
+
+    await waitFor(() => callbacks.requests.length === 2, { timeout: 1000 })
+  })
+
   it('posts what waits at once when draining', async (t) => {
     const callbacks = controlledFetch()
     const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 60000 })

@@ -145,9 +145,9 @@ def message_send_wake(owner_id: int, message_id: int) -> None:
         return
     if slow_until is not None and slow_until > time.time():
         message_send_enqueue(message_id)
-        if woken:
-            drain_key_drop(shard)
-        return
+        # Another subscriber's wake may have found the key set by this one
+        # and queued nothing, so the key goes to a drain if messages wait.
+        woken = woken and send_drain_finish(shard, skip_owners=(owner_id,))
     if woken and not send_drain_enqueue(shard):
         drain_key_drop(shard)
 
@@ -157,7 +157,12 @@ def owner_mark_slow(owner_id: int) -> None:
 
     The drain calls it when the subscriber's item was not confirmed within
     the gateway's batch wait. The messages the subscriber has queued for
-    the drain get a one-message task each, in order.
+    the drain get a one-message task each, queued in order.
+
+    NOTE: order is not kept while the mark lasts. The timed-out items are
+    retried after a backoff, so newer messages may go first, and several
+    workers may run one subscriber's one-message tasks at once. Parts of a
+    long text still go in order, because each waits for the previous one.
     """
     until = time.time() + SLOW_OWNER_SECONDS
     try:
