@@ -19,9 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.load import closed_loop, http, open_loop, percentile
-from bench.processes import ManagedProcess, free_port, http_ok, rss_bytes
+from bench.processes import ManagedProcess, http_ok, rss_bytes
 from bench.signed import signed_post
 from bench.stack import GATEWAY_SERVER, Stack
+from tests.harness import free_port
 
 QR_TTL_MS = "3600000,3600000"
 # Starts a second for the start-to-QR probe.

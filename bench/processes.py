@@ -9,11 +9,9 @@ interrupted run leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -29,27 +27,6 @@ LOG_TAIL_LINES = 60
 
 class ProcessStartError(Exception):
     """A child exited or was not ready in time."""
-
-
-def free_ports(count: int) -> list[int]:
-    """Return `count` distinct TCP ports on 127.0.0.1 that nothing listens on.
-
-    Every socket stays bound until all are, so the kernel cannot hand out
-    one port twice, as it may to one-by-one calls that each release theirs.
-    """
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            stack.enter_context(sock)
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-        return ports
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    return free_ports(1)[0]
 
 
 def _stop_with_parent() -> None:

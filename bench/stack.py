@@ -24,11 +24,11 @@ from psycopg import sql
 from bench.processes import (
     ManagedProcess,
     ProcessGroup,
-    free_ports,
     group_pids,
     http_ok,
     pids_by_cmdline,
 )
+from tests.harness import free_ports
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

@@ -117,17 +117,8 @@ def send_slot_take(user_id: int) -> float:
     Returns 0 when the message may go now, else the seconds to wait before
     asking again.
     """
-    _granted, wait = send_slots_take(user_id, 1)
+    _granted, wait = send_slots_take_many({user_id: 1})[user_id]
     return wait
-
-
-def send_slots_take(user_id: int, requested: int) -> tuple[int, float]:
-    """Take up to `requested` send slots for a user's session at once.
-
-    Returns (slots granted, seconds to wait), as `send_slots_take_many`
-    does for one user.
-    """
-    return send_slots_take_many({user_id: requested})[user_id]
 
 
 def send_slots_take_many(requests: dict[int, int]) -> dict[int, tuple[int, float]]:

@@ -372,7 +372,7 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
             now = time.monotonic()
             paced = {owner_id: due for owner_id, due in paced.items() if due > now}
             count, waits, more = _drain_batch_send(
-                shard, skip_owners=paced.keys() | slow, slow=slow
+                shard, skip_owners=paced.keys() | slow
             )
             handled += count
             now = time.monotonic()
@@ -449,7 +449,7 @@ def _drain_continue(shard: int, *, countdown: float | None = None) -> None:
 
 
 def _drain_batch_send(
-    shard: int, *, skip_owners=(), slow: set[int] | None = None
+    shard: int, *, skip_owners=()
 ) -> tuple[int, dict[int, float], bool]:
     """Send the next batch of a shard's new messages.
 
@@ -457,9 +457,8 @@ def _drain_batch_send(
     wait). An owner in the waits got fewer send slots than it had messages
     in the batch, and its other messages were postponed. "More may wait"
     is False when the read found less than a full batch, so the queue of
-    the owners not in `skip_owners` was empty then. Owners marked slow on
-    the way are added to `slow`. Raises SoftTimeLimitExceeded after dealing
-    with a batch it interrupted.
+    the owners not in `skip_owners` was empty then. Raises
+    SoftTimeLimitExceeded after dealing with a batch it interrupted.
     """
     limit = min(settings.WA_SEND_BATCH_SIZE, GATEWAY_SEND_BATCH_MAX)
     read = drain_batch_read(shard, limit=limit, skip_owners=skip_owners)
@@ -500,7 +499,7 @@ def _drain_batch_send(
     groups = _batch_by_gateway_node(batch)
     for index, (node_url, group) in enumerate(groups):
         try:
-            _drain_request_send(shard, node_url, group, slow=slow)
+            _drain_request_send(shard, node_url, group)
         except SoftTimeLimitExceeded:
             error = GatewayError("The send took longer than the task time limit.")
             for _node_url, rest in groups[index + 1 :]:
@@ -548,9 +547,7 @@ def _batch_by_gateway_node(
     return list(groups.items())
 
 
-def _drain_request_send(
-    shard: int, node_url: str, batch: list[Message], *, slow: set[int] | None = None
-) -> None:
+def _drain_request_send(shard: int, node_url: str, batch: list[Message]) -> None:
     """Send messages through one /send/batch request and record each outcome.
 
     Raises SoftTimeLimitExceeded after handing the messages on for a retry.
@@ -598,8 +595,6 @@ def _drain_request_send(
     messages_record_sent(sent)
     for owner_id in sorted(late_owners):
         owner_mark_slow(owner_id)
-        if slow is not None:
-            slow.add(owner_id)
     if sent:
         logger.info(
             "Sent messages %s in send drain shard %s",
@@ -608,7 +603,7 @@ def _drain_request_send(
         )
 
 
-# The gateway's answer for an item not confirmed within its batch wait.
+# The gateway's error code for an item not confirmed within its batch wait.
 SEND_TIMEOUT_CODE = "GW_ERR_SEND_TIMEOUT"
 
 

@@ -108,7 +108,7 @@ export class Outbox {
   #deadline = Infinity
   #draining = false
   // Events in the outbox, and those of them in requests in flight, kept in
-  // step with the table so that a pass knows without a query whether the
+  // step with the table so that a pass can tell without a query whether the
   // waiting events fill a request.
   #pendingEvents = 0
   #inFlightEvents = 0

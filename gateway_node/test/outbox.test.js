@@ -186,7 +186,7 @@ describe('outbox linger between requests', () => {
     assert.equal(callbacks.requests[1].events.length, MAX_BATCH)
   })
 
-  it('holds a request no longer than the linger after the clock is set back', async (t) => {
+  it('lingers no longer after the clock steps back', async (t) => {
     const callbacks = controlledFetch()
     let offsetMs = 0
     const clock = () => Date.now() + offsetMs

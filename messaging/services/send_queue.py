@@ -55,7 +55,6 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from messaging.models import Customer, Message, PendingMessageUpdate
 from messaging.selectors import message_first_attempts_q
@@ -66,6 +65,7 @@ from .sending import (
     message_send_enqueue,
     sent_record_finish,
     sent_to_jid,
+    task_enqueue,
 )
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def send_drain_enqueue(
 ) -> bool:
     """Queue the shard's drain task; return False if the broker failed.
 
-    The caller holds the drain key, and a `countdown` also keeps the key
+    The caller has the drain key, and a `countdown` also keeps the key
     alive until the task is due. With `take_key` the caller has given the
     key up instead, and the task runs only if it can take the key when it
     starts.
@@ -222,17 +222,13 @@ def send_drain_enqueue(
     if countdown and not take_key:
         drain_key_renew(shard, seconds=int(countdown) + DRAIN_KEY_TTL_SECONDS)
     options = {"kwargs": {"take_key": True}} if take_key else {}
-    try:
-        message_send_drain.apply_async((shard,), countdown=countdown, **options)
-    except (OperationalError, OSError) as error:
-        logger.warning(
-            "Could not queue send drain shard %s (%s); the stuck-message "
-            "requeue sends its messages once the broker is back",
-            shard,
-            error.__class__.__name__,
-        )
-        return False
-    return True
+    return task_enqueue(
+        message_send_drain,
+        (shard,),
+        f"send drain shard {shard}",
+        countdown=countdown,
+        **options,
+    )
 
 
 def drain_key_renew(shard: int, *, seconds: int = DRAIN_KEY_TTL_SECONDS) -> None:

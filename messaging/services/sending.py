@@ -381,13 +381,30 @@ def message_send_enqueue(
     from messaging.tasks import message_send as message_send_task
 
     options = {"retries": attempt} if attempt else {}
+    return task_enqueue(
+        message_send_task,
+        (message_id,),
+        f"message {message_id}",
+        countdown=countdown,
+        **options,
+    )
+
+
+def task_enqueue(task, args: tuple, label: str, **options) -> bool:
+    """Queue a send task; return False, after logging, if the broker failed.
+
+    The messages it sends are stored as `queued` first, so a broker outage
+    only delays them until `message_requeue_stuck` queues them again.
+    `label` names the task's work in the log, and `options` go to
+    `apply_async`.
+    """
     try:
-        message_send_task.apply_async((message_id,), countdown=countdown, **options)
+        task.apply_async(args, **options)
     except (OperationalError, OSError) as error:
         logger.warning(
-            "Could not queue message %s (%s); the stuck-message requeue will "
-            "queue it once the broker is back",
-            message_id,
+            "Could not queue %s (%s); the stuck-message requeue sends its "
+            "messages once the broker is back",
+            label,
             error.__class__.__name__,
         )
         return False

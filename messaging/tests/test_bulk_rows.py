@@ -326,9 +326,9 @@ def test_create_sets_key_defaults_and_times(alice):
 
 def test_create_raises_on_a_unique_conflict(alice):
     customer = customer_make(alice)
-    taken = outbound_make(alice, customer)
+    existing = outbound_make(alice, customer)
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        row_create(Message, **_queued_values(alice, customer), code=taken.code)
+        row_create(Message, **_queued_values(alice, customer), code=existing.code)
 
-    assert Message.objects.filter(code=taken.code).count() == 1
+    assert Message.objects.filter(code=existing.code).count() == 1

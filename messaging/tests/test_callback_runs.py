@@ -238,7 +238,7 @@ def test_one_batch_ends_as_one_event_per_request(db, seed):
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_batch_of_two_subscribers_ends_as_one_event_per_request(db, seed):
+def test_two_subscriber_batch_matches_singles(db, seed):
     # Both subscribers have customers, and messages with WhatsApp ids, alike,
     # so a row matched to the wrong owner would show in their state.
     first, first_codes = _subscriber("first@example.com")

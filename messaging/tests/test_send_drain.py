@@ -927,9 +927,7 @@ def test_paced_drain_gives_its_key_up(
     assert later.call_args.kwargs["take_key"] is True
 
 
-def test_send_of_shard_mate_wakes_a_drain_while_another_is_paced(
-    alice, charlie, one_shard, customer, fake_gateway
-):
+def test_shard_mate_send_wakes_drain(alice, charlie, one_shard, customer, fake_gateway):
     outbound_make(alice, customer)
     take = _slots_scripted({alice.pk: (0, 30.0)})
     with (
@@ -944,9 +942,7 @@ def test_send_of_shard_mate_wakes_a_drain_while_another_is_paced(
     assert queued.call_count == 1
 
 
-def test_paced_continuation_ends_when_a_drain_holds_the_key(
-    alice, one_shard, customer, fake_gateway
-):
+def test_paced_continuation_yields_to_key(alice, one_shard, customer, fake_gateway):
     waiting = outbound_make(alice, customer)
     _redis().set(_key(alice), "1")
 
@@ -1100,7 +1096,7 @@ def test_item_timeout_marks_its_owner_slow(
     assert enqueue.call_args.args == (theirs.pk,)
 
 
-def test_slow_owners_new_message_gets_a_task_of_its_own(alice, charlie, one_shard):
+def test_slow_owner_message_sent_alone(alice, charlie, one_shard):
     owner_mark_slow(charlie.pk)
 
     with (
