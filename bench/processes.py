@@ -198,17 +198,19 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(pids: list[int]) -> float:
     """Return the user plus system CPU seconds the live processes `pids` used."""
-    total = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        # utime and stime are fields 14 and 15 of stat(5); 12 and 13 here,
-        # counted after the command name.
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+    return sum(_process_cpu_seconds(pid) or 0.0 for pid in pids)
+
+
+def _process_cpu_seconds(pid: int) -> float | None:
+    """Return the CPU seconds process `pid` used, or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    # utime and stime are fields 14 and 15 of stat(5); 12 and 13 here,
+    # counted after the command name.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def pids_by_cmdline(word: str) -> list[int]:
@@ -244,11 +246,15 @@ class CpuMeter:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> dict[tuple[str, int], float]:
-        return {
-            (name, pid): cpu_seconds([pid])
-            for name, pids in self.groups().items()
-            for pid in pids
-        }
+        # A process that exited between the listing and the read keeps its
+        # last reading, instead of a zero that would count as negative use.
+        sample = {}
+        for name, pids in self.groups().items():
+            for pid in pids:
+                seconds = _process_cpu_seconds(pid)
+                if seconds is not None:
+                    sample[(name, pid)] = seconds
+        return sample
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

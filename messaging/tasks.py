@@ -330,7 +330,9 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
     queued or running (see `messaging.services.send_queue`). It sends
     batches until none is left, only paced subscribers have messages left,
     or SEND_DRAIN_SECONDS have passed or the soft time limit came (then it
-    queues its continuation).
+    queues its continuation). After a round that sent less than a full
+    batch, the next one starts WA_SEND_DRAIN_LINGER_MS after it, so that
+    under load each gateway request carries more messages.
 
     When only paced subscribers are left, the task gives the drain key up
     and queues itself for the earliest next slot with `take_key`. A send of
@@ -369,7 +371,7 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
             # owner_mark_slow). Read every round, because a subscriber whose
             # mark ended has new messages that only this drain sends.
             slow = slow_owners()
-            now = time.monotonic()
+            round_started = now = time.monotonic()
             paced = {owner_id: due for owner_id, due in paced.items() if due > now}
             count, waits, more = _drain_batch_send(
                 shard, skip_owners=paced.keys() | slow
@@ -377,10 +379,15 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
             handled += count
             now = time.monotonic()
             paced.update({owner_id: now + wait for owner_id, wait in waits.items()})
+            if not more and count and settings.WA_SEND_DRAIN_LINGER_MS:
+                # Sends keep coming under load: the next round waits for
+                # them and takes them in one request, instead of a round and
+                # often a new task for each. The key stays held meanwhile.
+                _drain_linger(round_started)
             # A send that committed while this drain held the key queued no
             # task, so the finish reads the queue again, with the slow marks
             # of now. Paced subscribers then wait for their continuation.
-            if not more and not send_drain_finish(
+            elif not more and not send_drain_finish(
                 shard, skip_owners=paced.keys() | slow_owners()
             ):
                 if paced:
@@ -402,6 +409,13 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
         drain_key_drop(shard)
         raise
     return handled
+
+
+def _drain_linger(round_started: float) -> None:
+    """Wait until WA_SEND_DRAIN_LINGER_MS after the start of the last round."""
+    wait = round_started + settings.WA_SEND_DRAIN_LINGER_MS / 1000 - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
 
 
 def _drain_pace(shard: int, paced: dict[int, float], now: float) -> None:

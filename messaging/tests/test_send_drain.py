@@ -496,7 +496,11 @@ def test_drain_keeps_status_a_receipt_moved_further(
 
 
 @pytest.mark.postgres
-def test_batch_of_five_makes_four_statements(transactional_db, alice, fake_gateway):
+def test_batch_of_five_makes_four_statements(
+    transactional_db, alice, fake_gateway, settings
+):
+    # Without the linger, whose extra round reads the queue once more.
+    settings.WA_SEND_DRAIN_LINGER_MS = 0
     customer = customer_make(alice, wa_jid="5511900000001@s.whatsapp.net")
     for _ in range(5):
         outbound_make(alice, customer)
@@ -509,6 +513,61 @@ def test_batch_of_five_makes_four_statements(transactional_db, alice, fake_gatew
     # WITH clause that finds the shard's owners.
     statements = [query["sql"].split()[0] for query in queries.captured_queries]
     assert statements == ["WITH", "UPDATE", "UPDATE", "WITH"]
+
+
+def test_sends_accepted_during_linger_share_next_request(
+    alice, customer, fake_gateway, settings
+):
+    settings.WA_SEND_DRAIN_LINGER_MS = 30
+    first = outbound_make(alice, customer)
+    waits = []
+    later = []
+
+    def accept_meanwhile(seconds):
+        waits.append(seconds)
+        if len(waits) == 1:
+            later.extend(outbound_make(alice, customer) for _ in range(3))
+
+    with mock.patch("messaging.tasks.time.sleep", side_effect=accept_meanwhile):
+        assert _drain(alice) == 4
+
+    assert fake_gateway.batches == [[str(first.code)], [str(m.code) for m in later]]
+    assert len(waits) == 2
+    assert all(0 < wait <= 0.030 for wait in waits)
+
+
+def test_round_with_full_batch_goes_on_without_linger(
+    alice, customer, fake_gateway, settings
+):
+    settings.WA_SEND_DRAIN_LINGER_MS = 30
+    settings.WA_SEND_BATCH_SIZE = 2
+    for _ in range(4):
+        outbound_make(alice, customer)
+
+    with mock.patch("messaging.tasks.time.sleep") as sleep:
+        _drain(alice)
+
+    assert [len(batch) for batch in fake_gateway.batches] == [2, 2]
+    sleep.assert_not_called()
+
+
+def test_linger_off_ends_drain_after_partial_batch(
+    alice, customer, fake_gateway, settings
+):
+    settings.WA_SEND_DRAIN_LINGER_MS = 0
+    outbound_make(alice, customer)
+
+    with (
+        mock.patch("messaging.tasks.time.sleep") as sleep,
+        CaptureQueriesContext(connection) as queries,
+    ):
+        assert _drain(alice) == 1
+
+    sleep.assert_not_called()
+    # The batch's read, then the finish's read: no second round.
+    reads = [q for q in queries.captured_queries if q["sql"].startswith("WITH")]
+    assert len(reads) == 2
+    assert not _redis().exists(_key(alice))
 
 
 def test_pacing_sends_what_the_bucket_allows(alice, customer, fake_gateway, settings):
