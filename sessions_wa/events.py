@@ -143,12 +143,12 @@ def _event_validate(index: int, event) -> GatewayEventIn:
     data = event.get("data")
     if not isinstance(data, dict):
         fail("data", "a JSON object")
-    if _nesting_depth(data) > MAX_DATA_DEPTH:
-        fail("data", f"a JSON object nested at most {MAX_DATA_DEPTH} levels deep")
-
     # Every string is cleaned once here, so no later step can hand a NUL
     # character to the database, whichever field it arrived in.
-    data = strings_clean(data)
+    try:
+        data = strings_clean(data)
+    except DataTooDeep:
+        fail("data", f"a JSON object nested at most {MAX_DATA_DEPTH} levels deep")
     _session_data_validate(index, event_type, data)
     _messaging_data_validate(index, event_type, data)
     return GatewayEventIn(
@@ -273,25 +273,6 @@ def _messaging_data_validate(index: int, event_type: str, data: dict) -> None:
         )
 
 
-def _nesting_depth(value) -> int:
-    """Return how deeply lists and objects nest inside `value`, iteratively."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > MAX_DATA_DEPTH:
-            return deepest
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def _is_int(value) -> bool:
     # JSON true/false arrive as bool, which is a subclass of int in Python.
     return isinstance(value, int) and not isinstance(value, bool)
@@ -319,32 +300,43 @@ def parse_time(value) -> datetime | None:
 def data_redact(value):
     """Return a copy of event data without message bodies or QR strings.
 
-    NUL characters are removed from strings too, because PostgreSQL cannot
-    store them in jsonb and the whole batch would fail on every retry.
+    The data must come from `events_validate`, whose strings are already
+    clean, so this only leaves the keys out.
     """
     if isinstance(value, dict):
         return {
-            text_clean(key): data_redact(item)
+            key: data_redact(item)
             for key, item in value.items()
             if key not in REDACTED_KEYS
         }
     if isinstance(value, list):
         return [data_redact(item) for item in value]
-    if isinstance(value, str):
-        return text_clean(value)
     return value
 
 
-def strings_clean(value):
+class DataTooDeep(ValueError):
+    """JSON data nests lists and objects more than MAX_DATA_DEPTH levels."""
+
+
+def strings_clean(value, depth: int = 1):
     """Return a copy of JSON data with NUL removed from every key and string.
 
     Everything else is kept exactly, emoji, direction marks and joiners
-    included. The data must already be checked against MAX_DATA_DEPTH.
+    included. Raises DataTooDeep when lists and objects nest more than
+    MAX_DATA_DEPTH levels, before recursing any deeper, so hostile nesting
+    costs no more than that.
     """
     if isinstance(value, dict):
-        return {text_clean(key): strings_clean(item) for key, item in value.items()}
+        if depth > MAX_DATA_DEPTH:
+            raise DataTooDeep
+        return {
+            text_clean(key): strings_clean(item, depth + 1)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [strings_clean(item) for item in value]
+        if depth > MAX_DATA_DEPTH:
+            raise DataTooDeep
+        return [strings_clean(item, depth + 1) for item in value]
     if isinstance(value, str):
         return text_clean(value)
     return value

@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import subscription_inactive_message, subscription_require_active
 from whatsapp_saas.exceptions import ApplicationError
-from whatsapp_saas.queries import rows_insert
+from whatsapp_saas.queries import row_build, rows_insert
 
 from . import reasons
 from .events import (
@@ -611,7 +611,8 @@ def _events_record(events: list[GatewayEventIn], users: dict) -> set[uuid.UUID]:
 
 
 def _event_row(event: GatewayEventIn, user: User | None) -> GatewayEvent:
-    return GatewayEvent(
+    return row_build(
+        GatewayEvent,
         event_id=event.event_id,
         user=user,
         gateway_user_id=event.user_id,

@@ -8,7 +8,7 @@ from functools import cache
 
 from django.db import connection
 from django.db.models import Model
-from django.db.models.fields import AutoFieldMixin
+from django.db.models.fields import AutoFieldMixin, DateField, Field
 
 
 def unique_row(queryset):
@@ -74,6 +74,51 @@ def row_get(model, **filters):
 
 
 @cache
+def _build_plan(model):
+    return [
+        (field.name, field.attname, field.is_relation, field)
+        for field in model._meta.concrete_fields
+    ]
+
+
+def row_build(model, **values):
+    """Return a new, unsaved instance, as `model(**values)` would.
+
+    Values are named by field name or attname, a foreign key by an instance
+    (which is cached on the new row) or by its id, and a missing field takes
+    its default. The instance is built from positional values, which Django
+    sets about three times faster than keyword ones. That mattered for
+    callbacks, which build two rows per event. Signals are sent as by
+    `model(...)`. An unknown name raises TypeError.
+    """
+    args = []
+    related = []
+    used = 0
+    for name, attname, is_relation, field in _build_plan(model):
+        if name in values:
+            value = values[name]
+            used += 1
+            if is_relation and isinstance(value, Model):
+                related.append((field, value))
+                value = value.pk
+        elif attname in values:
+            value = values[attname]
+            used += 1
+        else:
+            value = field.get_default()
+        args.append(value)
+    if used != len(values):
+        names = {name for name, *_rest in _build_plan(model)}
+        names |= {attname for _name, attname, *_rest in _build_plan(model)}
+        unknown = sorted(set(values) - names)
+        raise TypeError(f"{model.__name__} has no fields {', '.join(unknown)}")
+    obj = model(*args)
+    for field, value in related:
+        field.set_cached_value(obj, value)
+    return obj
+
+
+@cache
 def _insert_statement(model, vendor: str):
     meta = model._meta
     quote = connection.ops.quote_name
@@ -100,7 +145,7 @@ def row_create(model, **values):
     `save()` is not called, so use it only for models that rely on
     neither. A unique violation raises IntegrityError.
     """
-    obj = model(**values)
+    obj = row_build(model, **values)
     sql, fields = _insert_statement(model, connection.vendor)
     params = [
         field.get_db_prep_save(field.pre_save(obj, True), connection)
@@ -222,13 +267,17 @@ def rows_insert(model, objs) -> None:
             [meta.db_table, pk.column, len(objs)],
         )
         keys = [row[0] for row in cursor.fetchall()]
-        native_types = [_copy_native_type(field) for field in fields]
+        plan = _copy_plan(model)
         rows = []
         for obj, key in zip(objs, keys, strict=True):
             row = [key]
-            for field, native_type in zip(fields, native_types, strict=True):
-                value = field.pre_save(obj, True)
-                if not _copy_native(value, native_type):
+            for field, attname, native_type, fills in plan:
+                value = field.pre_save(obj, True) if fills else getattr(obj, attname)
+                # The exact type is the common case and the quickest check;
+                # a datetime still needs its offset checked.
+                if (
+                    type(value) is not native_type or native_type is datetime
+                ) and not _copy_native(value, native_type):
                     value = field.get_db_prep_save(value, connection)
                 row.append(value)
             rows.append(row)
@@ -240,6 +289,30 @@ def rows_insert(model, objs) -> None:
         obj.pk = key
         obj._state.adding = False
         obj._state.db = connection.alias
+
+
+@cache
+def _copy_plan(model):
+    """Return, per column after the primary key, how `rows_insert` reads it.
+
+    Each entry is (field, attname, the native type or None, whether
+    pre_save fills the value). Only auto_now and auto_now_add fill one;
+    every other field's pre_save reads the attribute, which is quicker
+    done directly.
+    """
+    plan = []
+    for field in model._meta.concrete_fields:
+        if field is model._meta.pk:
+            continue
+        fills = getattr(field, "auto_now", False) or getattr(
+            field, "auto_now_add", False
+        )
+        if not isinstance(field, DateField) and (
+            type(field).pre_save is not Field.pre_save
+        ):
+            fills = True
+        plan.append((field, field.attname, _copy_native_type(field), fills))
+    return plan
 
 
 def _copy_native_type(field):

@@ -42,7 +42,7 @@ from messaging.phones import (
 from messaging.selectors import whatsapp_session_get
 from messaging.timestamps import timestamp_parse
 from whatsapp_saas.exceptions import ApplicationError
-from whatsapp_saas.queries import rows_insert, rows_update
+from whatsapp_saas.queries import row_build, rows_insert, rows_update
 
 from .customers import customer_identify, customer_identity_changes
 from .updates import (
@@ -783,7 +783,8 @@ class _EventRun:
             return None
 
         self.inserts.append(
-            Message(
+            row_build(
+                Message,
                 owner=owner,
                 gateway_message_id=read.gateway_id,
                 direction=read.direction,

@@ -8,6 +8,7 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
+from sessions_wa.events import MAX_DATA_DEPTH, EventBatchError, events_validate
 from sessions_wa.models import GatewayEvent, WhatsAppSession
 from sessions_wa.tests.helpers import (
     callback_path,
@@ -435,6 +436,34 @@ def test_deeply_nested_data_is_rejected(client, owner, pending):
 
     assert response.status_code == 400
     assert response.json()["extra"]["field"] == "data"
+
+
+def _nested(levels: int, *, inner=None) -> dict:
+    """Return a data object whose objects and lists nest `levels` (2 or more)
+    deep: the data object, lists and objects by turns, then `inner`."""
+    value = inner if inner is not None else {}
+    for level in range(levels - 2):
+        value = {"inner": value} if level % 2 else [value]
+    return {"outer": value}
+
+
+def test_data_nested_to_the_limit_is_accepted():
+    data = _nested(MAX_DATA_DEPTH, inner={"text": "ok\x00"})
+    event = gateway_event(1, "test.nested", data, seq=1)
+
+    [validated] = events_validate({"events": [event]})
+
+    assert validated.data == _nested(MAX_DATA_DEPTH, inner={"text": "ok"})
+
+
+def test_data_nested_one_past_the_limit_is_rejected():
+    data = _nested(MAX_DATA_DEPTH + 1)
+    event = gateway_event(1, "test.nested", data, seq=1)
+
+    with pytest.raises(EventBatchError) as raised:
+        events_validate({"events": [event]})
+
+    assert raised.value.extra["field"] == "data"
 
 
 def test_json_nested_past_parser_limit_is_400(client, owner, pending):
