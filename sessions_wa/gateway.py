@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
+# The shortest wait_ms that the gateway's /send/batch accepts.
+BATCH_WAIT_MIN_MS = 100
+
 
 class GatewayError(Exception):
     """A gateway call failed.
@@ -204,6 +207,14 @@ class GatewayClient:
         payload = {"user_id": user_id, "message_id": message_id, "to": to, "text": text}
         return self.request("POST", "/send", user_id=user_id, payload=payload)
 
+    def batch_wait_ms(self) -> int:
+        """Return how long `/send/batch` may wait for sends, in milliseconds.
+
+        Four fifths of this client's timeout, and at least the gateway's
+        minimum of 100 ms, leave the rest for the request and its response.
+        """
+        return max(BATCH_WAIT_MIN_MS, int(self.timeout * 1000 * 4 / 5))
+
     def send_batch(self, messages: list[dict]) -> dict[str, dict | GatewayError]:
         """Send several messages, of one user or several, in order.
 
@@ -225,7 +236,10 @@ class GatewayClient:
                     "send_batch got users of several gateway nodes. Group the "
                     "messages by gateway_url_for_user first."
                 )
-        payload: dict = {"messages": messages}
+        # The gateway responds within this wait, or its own shorter
+        # WA_SEND_BATCH_WAIT_MS, so its response arrives before this request
+        # times out. A gateway older than the field ignores it.
+        payload: dict = {"messages": messages, "wait_ms": self.batch_wait_ms()}
         if len(user_ids) == 1:
             # Only for one user: a gateway node older than per-item user ids
             # sends every item as the top-level user, and rejects a body

@@ -47,6 +47,26 @@ function batchBody (messages, userId = 1) {
   return { user_id: userId, messages }
 }
 
+// Engines that record each text sent and whose sends, for the users that
+// `hangs` picks, wait until `release()` or the end of the test.
+function hangingEngines (t, hangs = () => true) {
+  const sends = []
+  let release
+  const hung = new Promise((resolve) => { release = resolve })
+  t.after(() => release())
+  const factory = (options) => {
+    const engine = createSimEngine(options)
+    const send = engine.send.bind(engine)
+    engine.send = async (request) => {
+      sends.push(request.text)
+      if (hangs(options.userId)) await hung
+      return send(request)
+    }
+    return engine
+  }
+  return { factory, release, sends }
+}
+
 function items (count) {
   return Array.from({ length: count }, (_, index) => item(`m${index + 1}`))
 }
@@ -296,20 +316,7 @@ describe('POST /send/batch', () => {
   })
 
   it('answers after WA_SEND_BATCH_WAIT_MS when one user\'s send hangs', async (t) => {
-    const sends = []
-    let release
-    const hung = new Promise((resolve) => { release = resolve })
-    t.after(() => release())
-    const factory = (options) => {
-      const engine = createSimEngine(options)
-      const send = engine.send.bind(engine)
-      engine.send = async (request) => {
-        sends.push(request.text)
-        if (options.userId === 2) await hung
-        return send(request)
-      }
-      return engine
-    }
+    const { factory, release, sends } = hangingEngines(t, (userId) => userId === 2)
     const app = await buildTestApp(t, { engineFactory: factory, env: { WA_SEND_BATCH_WAIT_MS: '200' } })
     await pair(app, 1)
     await pair(app, 2)
@@ -328,6 +335,31 @@ describe('POST /send/batch', () => {
     release()
     await new Promise((resolve) => setTimeout(resolve, 50))
     assert.deepEqual(sends.filter((text) => text.includes(' b')), ['text of b1'])
+  })
+
+  it('responds within the body\'s wait_ms when it is shorter', async (t) => {
+    const { factory } = hangingEngines(t)
+    const app = await buildTestApp(t, { engineFactory: factory, env: { WA_SEND_BATCH_WAIT_MS: '60000' } })
+    await pair(app)
+
+    const started = Date.now()
+    const response = await post(app, '/send/batch', { ...batchBody([item('w1')]), wait_ms: 150 })
+    const [result] = response.json().results
+    assert.equal(result.error.code, 'GW_ERR_SEND_TIMEOUT')
+    assert.match(result.error.message, /within 150 ms/)
+    // Far below the gateway's own 60 s: the body's wait applied.
+    assert.ok(Date.now() - started < 30000)
+  })
+
+  it('keeps its own wait when the body\'s wait_ms is longer', async (t) => {
+    const { factory } = hangingEngines(t)
+    const app = await buildTestApp(t, { engineFactory: factory, env: { WA_SEND_BATCH_WAIT_MS: '150' } })
+    await pair(app)
+
+    const response = await post(app, '/send/batch', { ...batchBody([item('w2')]), wait_ms: 60000 })
+    const [result] = response.json().results
+    assert.equal(result.error.code, 'GW_ERR_SEND_TIMEOUT')
+    assert.match(result.error.message, /within 150 ms/)
   })
 
   it('counts each item in /metrics', async (t) => {

@@ -204,6 +204,8 @@ class FakeGateway:
     batch_script: list = field(default_factory=list)
     # The top-level user_id of each /send/batch body, None when it had none.
     batch_body_users: list = field(default_factory=list)
+    # The wait_ms of each /send/batch body, None when it had none.
+    batch_waits: list = field(default_factory=list)
     # Users without a session here: their sends get 404
     # GW_ERR_SESSION_NOT_FOUND, as from the real gateway.
     missing_sessions: set = field(default_factory=set)
@@ -220,6 +222,7 @@ class FakeGateway:
         with self.lock:
             self.batches.append([item.get("message_id") for item in items])
             self.batch_body_users.append(payload.get("user_id"))
+            self.batch_waits.append(payload.get("wait_ms"))
             if self.batch_script:
                 return self.batch_script.pop(0)
         results = []

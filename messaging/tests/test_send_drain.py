@@ -29,6 +29,7 @@ from messaging.services.send_queue import (
     slow_owners,
 )
 from messaging.tasks import message_requeue_stuck, message_send_drain
+from sessions_wa.gateway import GatewayClient
 
 from .helpers import apply, customer_make, outbound_make
 
@@ -886,6 +887,23 @@ def test_one_owner_batch_names_user_at_top_level(alice, customer, fake_gateway):
     _drain(alice)
 
     assert fake_gateway.batch_body_users == [alice.pk]
+
+
+def test_batch_asks_gateway_to_answer_before_timeout(
+    alice, customer, fake_gateway, settings
+):
+    settings.WA_GATEWAY_TIMEOUT = 10.0
+    outbound_make(alice, customer)
+
+    _drain(alice)
+
+    assert fake_gateway.batch_waits == [8000]
+
+
+def test_short_timeout_still_gives_gateway_its_least_wait():
+    client = GatewayClient("http://127.0.0.1:9", timeout=0.05)
+
+    assert client.batch_wait_ms() == 100
 
 
 def test_part_ends_only_its_owners_batch(

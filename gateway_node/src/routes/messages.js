@@ -5,8 +5,10 @@
 // Each item goes through MessageSender.send as a /send would: one user's
 // items one after another, different users' at the same time. An item's
 // result is what /send would have returned for that item alone. The
-// response waits at most WA_SEND_BATCH_WAIT_MS, so one user's stuck client
-// holds up the other users of a batch for that long at most.
+// response waits at most WA_SEND_BATCH_WAIT_MS, or the body's shorter
+// wait_ms, so one user's stuck client holds up the other users of a batch
+// for that long at most. Django sets wait_ms below its own request timeout,
+// so the response arrives before Django gives up on the request.
 
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -42,6 +44,7 @@ const sendBatchBody = {
   required: ['messages'],
   properties: {
     user_id: userIdBody,
+    wait_ms: { type: 'integer', minimum: 100, maximum: 600000 },
     messages: {
       type: 'array',
       minItems: 1,
@@ -139,13 +142,14 @@ export default async function messageRoutes (app, { sender, config }) {
     bodyLimit: SEND_BATCH_BODY_LIMIT_BYTES,
     schema: { body: sendBatchBody, response: replies(200, sendBatchReply) }
   }, async (request) => {
-    const { user_id: defaultUserId, messages } = request.body
+    const { user_id: defaultUserId, messages, wait_ms: callerWaitMs } = request.body
+    const waitMs = Math.min(batchWaitMs, callerWaitMs ?? batchWaitMs)
     const userIds = itemUserIds(messages, defaultUserId)
     rejectRepeatedIds(messages)
 
     // Each user's items go one at a time, so that WhatsApp gets them in the
     // given order. Users go at the same time, so a slow client holds up the
-    // other users only until WA_SEND_BATCH_WAIT_MS ends. An unknown user or
+    // other users only until the wait ends. An unknown user or
     // a client that is not ready fails only its own items.
     const results = new Array(messages.length)
     let answered = false
@@ -182,7 +186,7 @@ export default async function messageRoutes (app, { sender, config }) {
     const waited = new AbortController()
     await Promise.race([
       Promise.all(chains),
-      sleep(batchWaitMs, undefined, { signal: waited.signal }).catch(() => {})
+      sleep(waitMs, undefined, { signal: waited.signal }).catch(() => {})
     ])
     waited.abort()
     answered = true
@@ -190,8 +194,8 @@ export default async function messageRoutes (app, { sender, config }) {
     for (const [index, result] of results.entries()) {
       if (result) continue
       const messageId = messages[index].message_id
-      const error = gatewayError('GW_ERR_SEND_TIMEOUT', messageId, batchWaitMs)
-      request.log.warn({ userId: userIds[index], messageId, waitMs: batchWaitMs }, 'batch item not confirmed in time')
+      const error = gatewayError('GW_ERR_SEND_TIMEOUT', messageId, waitMs)
+      request.log.warn({ userId: userIds[index], messageId, waitMs }, 'batch item not confirmed in time')
       results[index] = { message_id: messageId, error: { status: error.statusCode, code: error.code, message: error.message } }
     }
     return { results }
