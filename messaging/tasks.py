@@ -688,8 +688,12 @@ def message_requeue_stuck() -> int:
 
     cutoff = timezone.now() - timedelta(minutes=settings.WA_SEND_STUCK_MINUTES)
     # The drain of an owner's shard sends the owner's paced backlog of first
-    # attempts, which may be old without being stuck.
-    draining = drain_owners_active(message_owners_first_attempts(updated_before=cutoff))
+    # attempts, which may be old without being stuck. An owner marked slow
+    # sends outside the drain, so its old messages count as stuck.
+    draining = (
+        drain_owners_active(message_owners_first_attempts(updated_before=cutoff))
+        - slow_owners()
+    )
     rows = list(message_list_stuck(updated_before=cutoff, draining_owners=draining))
     for message_id, status in rows:
         if status == Status.SENDING:

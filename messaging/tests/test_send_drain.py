@@ -753,6 +753,20 @@ def test_requeue_takes_backlog_whose_drain_was_lost(alice, customer, enqueue):
     enqueue.assert_called_once_with(message.pk)
 
 
+def test_requeue_takes_lost_task_of_slow_owner_while_drain_runs(
+    alice, customer, enqueue
+):
+    # A subscriber marked slow sends outside the drain, so a running drain
+    # will not send its message.
+    message = outbound_make(alice, customer)
+    _age(message, 10)
+    _redis().set(_key(alice), "1")
+    _redis().zadd(SLOW_OWNERS_KEY, {str(alice.pk): time.time() + 300})
+
+    assert message_requeue_stuck() == 1
+    enqueue.assert_called_once_with(message.pk)
+
+
 def test_requeue_reaches_others_behind_a_paced_backlog(
     alice, charlie, own_shards, customer, enqueue
 ):
