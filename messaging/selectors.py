@@ -27,6 +27,8 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from sessions_wa.reasons import gateway_unreachable_message
+
 from .models import Customer, DailySendCount, Message
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,10 @@ def send_block_reason(*, user) -> tuple[str, str] | None:
 
 def send_notice(*, user) -> str | None:
     """Return a warning for a send that is accepted but will wait, or None."""
+    session = whatsapp_session_get(user)
+    unreachable_since = getattr(session, "gateway_unreachable_since", None)
+    if unreachable_since is not None:
+        return gateway_unreachable_message(unreachable_since)
     if whatsapp_state(user) == RECONNECTING_STATE:
         return _(
             "WhatsApp is reconnecting. Messages you send now wait in the queue "

@@ -15,6 +15,7 @@ class WhatsAppSessionAdmin(admin.ModelAdmin):
         "phone",
         "connected_since",
         "last_error_code",
+        "gateway_unreachable_since",
         "last_activity_at",
         "updated_at",
     )

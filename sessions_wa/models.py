@@ -52,6 +52,10 @@ class WhatsAppSession(models.Model):
     last_error_code = models.CharField(max_length=32, blank=True)
     gateway_url = models.CharField(max_length=255, blank=True)
 
+    # Set when a reconcile got no response from the gateway, cleared by the
+    # next response or callback. The state fields above may then be stale.
+    gateway_unreachable_since = models.DateTimeField(null=True, blank=True)
+
     last_event_at = models.DateTimeField(null=True, blank=True)
     last_event_seq = models.BigIntegerField(null=True, blank=True)
     last_activity_at = models.DateTimeField(default=timezone.now)

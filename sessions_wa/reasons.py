@@ -8,7 +8,8 @@ when the error was stored.
 
 from __future__ import annotations
 
-from django.utils import translation
+from django.utils import timezone, translation
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 GATEWAY_UNREACHABLE = "gateway_unreachable"
@@ -101,3 +102,13 @@ def reason_message_en(code: str, detail: str = "") -> str:
     if message and detail:
         return f"{message} ({detail})"
     return message or detail
+
+
+def gateway_unreachable_message(since) -> str:
+    """Return the notice for a session whose gateway has not responded since
+    `since`, in the active language and time zone."""
+    return _(
+        "Our WhatsApp service has not responded since %(time)s, so the status "
+        "shown may be out of date. Messages you send wait in the queue and go "
+        "out once it responds again."
+    ) % {"time": date_format(timezone.localtime(since), "DATETIME_FORMAT")}

@@ -26,6 +26,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "lid",
             "push_name",
             "connected_since",
+            "gateway_unreachable_since",
             "last_error",
             "last_error_code",
             "last_error_message",

@@ -352,6 +352,34 @@ def session_idle_delete(*, session_id: int, cutoff: datetime) -> bool:
     return True
 
 
+def session_gateway_unreachable_mark(*, session_id: int) -> None:
+    """Record that the gateway did not respond about the session.
+
+    The first miss sets the time; later ones keep it. `updated_at` is left
+    alone, because reconcile compares it to detect newer callbacks.
+    """
+    marked = WhatsAppSession.objects.filter(
+        pk=session_id, gateway_unreachable_since__isnull=True
+    ).update(gateway_unreachable_since=timezone.now())
+    if marked:
+        logger.warning("Gateway unreachable for session %s", session_id)
+
+
+def session_gateway_reachable_mark(*, session_ids) -> None:
+    """Clear the unreachable mark of sessions the gateway responded for."""
+    if not session_ids:
+        return
+    cleared = WhatsAppSession.objects.filter(
+        pk__in=list(session_ids), gateway_unreachable_since__isnull=False
+    ).update(gateway_unreachable_since=None)
+    if cleared:
+        logger.info(
+            "Gateway reachable again for %s sessions (%s)",
+            cleared,
+            ", ".join(str(pk) for pk in sorted(session_ids)),
+        )
+
+
 def session_gateway_status_apply(
     *, session_id: int, expected_updated_at: datetime, status: dict | None
 ) -> str:
@@ -513,6 +541,17 @@ def gateway_events_apply(payload) -> dict:
         # locked above go into the relation cache so that costs no query.
         for user_id, user in users.items():
             User.whatsapp_session.related.set_cached_value(user, sessions.get(user_id))
+        # A callback shows that the gateway of these sessions is up. The
+        # rows are loaded already, so only marked ones cost a query. The
+        # loaded rows are cleared too, because applying an event saves them.
+        marked = [
+            session
+            for session in sessions.values()
+            if session.gateway_unreachable_since is not None
+        ]
+        session_gateway_reachable_mark(session_ids=[session.pk for session in marked])
+        for session in marked:
+            session.gateway_unreachable_since = None
         active_user_ids = set()
         new_event_ids = _events_record(events, users)
         # (outcome, detail) -> event ids; rows were inserted as applied.

@@ -286,16 +286,20 @@ def session_reconcile(self, session_id: int) -> str:
         status = GatewayClient().status(session.user_id)
     except GatewayError as error:
         if error.status != 404:
-            # An unreachable gateway is no evidence about the session's state.
+            # An unreachable gateway is no evidence about the session's state,
+            # but the subscriber is shown that it may be stale.
             logger.warning(
                 "Could not reconcile session %s (%s): %s",
                 session_id,
                 error.status or "no response",
                 error.message,
             )
+            services.session_gateway_unreachable_mark(session_id=session_id)
             return "unreachable"
         status = None
 
+    if session.gateway_unreachable_since is not None:
+        services.session_gateway_reachable_mark(session_ids=[session_id])
     result = services.session_gateway_status_apply(
         session_id=session_id, expected_updated_at=session.updated_at, status=status
     )

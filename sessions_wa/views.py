@@ -56,10 +56,15 @@ def _card_context(request, *, sim_phone: str = "", sim_error: str = "") -> dict:
         "sim_phone": sim_phone or SIM_SCAN_DEFAULT_PHONE,
         "sim_error": sim_error,
         "subscription_message": subscription_inactive_message(user),
+        "unreachable_message": "",
     }
     if session is not None:
         context["error_message"] = (
             reasons.reason_message(error_code) or session.last_error
+        )
+    if session is not None and session.gateway_unreachable_since is not None:
+        context["unreachable_message"] = reasons.gateway_unreachable_message(
+            session.gateway_unreachable_since
         )
 
     if state in (State.STARTING, State.QR_PENDING):

@@ -397,6 +397,26 @@ def test_send_box_notes_reconnecting_session(alice_client, alice, customer):
     assert "WhatsApp is reconnecting" in response.content.decode()
 
 
+def test_send_box_warns_while_gateway_is_unreachable(alice_client, alice, customer):
+    session = session_connect(alice)
+    session.gateway_unreachable_since = timezone.now()
+    session.save(update_fields=["gateway_unreachable_since"])
+
+    response = alice_client.get(_url("conversation", customer))
+
+    assert "has not responded since" in response.content.decode()
+
+
+def test_dashboard_warns_while_gateway_is_unreachable(alice_client, alice):
+    session = session_connect(alice)
+    session.gateway_unreachable_since = timezone.now()
+    session.save(update_fields=["gateway_unreachable_since"])
+
+    response = alice_client.get(_url("dashboard"))
+
+    assert "has not responded since" in response.content.decode()
+
+
 def test_send_box_rejects_empty_message(alice_client, customer):
     response = alice_client.post(_url("conversation_send", customer), {"content": ""})
 

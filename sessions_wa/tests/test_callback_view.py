@@ -45,6 +45,17 @@ def test_signed_batch_is_applied(client, owner, pending):
     assert pending.state == State.QR_PENDING
 
 
+def test_callback_clears_unreachable_mark(client, owner, pending):
+    WhatsAppSession.objects.filter(pk=pending.pk).update(
+        gateway_unreachable_since=timezone.now()
+    )
+
+    post_callback(client, [qr_event(owner.pk, 1)])
+
+    pending.refresh_from_db()
+    assert pending.gateway_unreachable_since is None
+
+
 def test_batch_signed_with_second_secret_is_accepted(client, owner, pending, settings):
     settings.WA_GATEWAY_SECRETS = ["new-secret", "old-secret"]
 

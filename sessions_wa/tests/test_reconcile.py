@@ -134,6 +134,41 @@ def test_unreachable_gateway_changes_nothing(unreachable_gateway, owner, make_se
     assert session.state == State.CONNECTED
 
 
+def test_unreachable_gateway_marks_session(unreachable_gateway, owner, make_session):
+    session = make_session(owner, State.CONNECTED)
+    updated_at = session.updated_at
+
+    reconcile(session)
+
+    assert session.gateway_unreachable_since is not None
+    # Reconcile compares updated_at to spot newer callbacks.
+    assert session.updated_at == updated_at
+
+
+def test_later_miss_keeps_first_unreachable_time(
+    unreachable_gateway, owner, make_session
+):
+    since = timezone.now() - timedelta(minutes=7)
+    session = make_session(owner, State.CONNECTED, gateway_unreachable_since=since)
+
+    reconcile(session)
+
+    assert session.gateway_unreachable_since == since
+
+
+def test_gateway_response_clears_unreachable_mark(fake_gateway, owner, make_session):
+    fake_gateway.reply("/status", status("connected", phone="+5511900000009"))
+    session = make_session(
+        owner,
+        State.CONNECTED,
+        phone="+5511900000009",
+        gateway_unreachable_since=timezone.now(),
+    )
+
+    assert reconcile(session) == "in_sync"
+    assert session.gateway_unreachable_since is None
+
+
 def test_unknown_gateway_state_changes_nothing(fake_gateway, owner, make_session):
     fake_gateway.reply("/status", status("hibernating"))
     session = make_session(owner, State.CONNECTED)

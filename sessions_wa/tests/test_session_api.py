@@ -1,5 +1,8 @@
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -52,6 +55,18 @@ def test_get_returns_own_session(api, owner, owner_session):
     assert body["state"] == "connected"
     assert body["connected"] is True
     assert body["phone"] == "+5511900000009"
+
+
+def test_get_says_since_when_gateway_is_unreachable(api, owner, owner_session):
+    since = timezone.now() - timedelta(minutes=3)
+    WhatsAppSession.objects.filter(pk=owner_session.pk).update(
+        gateway_unreachable_since=since
+    )
+    api.force_authenticate(owner)
+
+    body = api.get(SESSION_URL).json()
+
+    assert body["gateway_unreachable_since"] == since.isoformat().replace("+00:00", "Z")
 
 
 def test_get_hides_internal_fields(api, owner, owner_session):

@@ -96,6 +96,24 @@ def test_card_shows_connected_and_stops_polling(page, owner, make_session):
     assert "<html" not in html
 
 
+def test_card_warns_while_gateway_is_unreachable(page, owner, make_session):
+    since = timezone.now() - timedelta(minutes=3)
+    make_session(owner, State.CONNECTED, gateway_unreachable_since=since)
+
+    html = page(CARD_URL)
+
+    assert "has not responded since" in html
+    assert "may be out of date" in html
+
+
+def test_card_has_no_warning_while_gateway_responds(page, owner, make_session):
+    make_session(owner, State.CONNECTED, phone="+5511900000009")
+
+    html = page(CARD_URL)
+
+    assert "has not responded since" not in html
+
+
 def test_qr_expired_page_offers_new_qr(page, owner, make_session):
     make_session(owner, State.QR_EXPIRED)
 
