@@ -208,8 +208,8 @@ def _process_cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     fields = stat[stat.rfind(")") + 2 :].split()
-    # utime and stime are fields 14 and 15 of stat(5); 12 and 13 here,
-    # counted after the command name.
+    # utime and stime are fields 14 and 15 of stat(5), which are 12 and 13
+    # here, counted after the command name.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 

@@ -315,7 +315,7 @@ def data_redact(value):
 
 
 class DataTooDeep(ValueError):
-    """JSON data nests lists and objects more than MAX_DATA_DEPTH levels."""
+    """Error raised when JSON data nests lists and objects too deeply."""
 
 
 def strings_clean(value, depth: int = 1):

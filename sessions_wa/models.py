@@ -52,8 +52,8 @@ class WhatsAppSession(models.Model):
     last_error_code = models.CharField(max_length=32, blank=True)
     gateway_url = models.CharField(max_length=255, blank=True)
 
-    # Set when a reconcile got no response from the gateway, cleared by the
-    # next response or callback. The state fields above may then be stale.
+    # The time a reconcile first got no response from the gateway. The next
+    # response or callback clears it, and until then the state may be stale.
     gateway_unreachable_since = models.DateTimeField(null=True, blank=True)
 
     last_event_at = models.DateTimeField(null=True, blank=True)

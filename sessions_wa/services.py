@@ -362,7 +362,10 @@ def session_gateway_unreachable_mark(*, session_id: int) -> None:
         pk=session_id, gateway_unreachable_since__isnull=True
     ).update(gateway_unreachable_since=timezone.now())
     if marked:
-        logger.warning("Gateway unreachable for session %s", session_id)
+        logger.warning(
+            "Gateway did not respond about session %s, so it is marked unreachable",
+            session_id,
+        )
 
 
 def session_gateway_reachable_mark(*, session_ids) -> None:

@@ -84,12 +84,11 @@ def _build_plan(model):
 def row_build(model, **values):
     """Return a new, unsaved instance, as `model(**values)` would.
 
-    Values are named by field name or attname, a foreign key by an instance
-    (which is cached on the new row) or by its id, and a missing field takes
-    its default. The instance is built from positional values, which Django
-    sets about three times faster than keyword ones. That mattered for
-    callbacks, which build two rows per event. Signals are sent as by
-    `model(...)`. An unknown name raises TypeError.
+    Values are named by field name or attname, and a foreign key by an
+    instance (cached on the new row) or by its id. A missing field takes its
+    default, and an unknown name raises TypeError. Django sets positional
+    values about three times faster than keyword ones (measured here), which
+    matters for callbacks that build two rows per event.
     """
     args = []
     related = []
@@ -111,7 +110,10 @@ def row_build(model, **values):
         names = {name for name, *_rest in _build_plan(model)}
         names |= {attname for _name, attname, *_rest in _build_plan(model)}
         unknown = sorted(set(values) - names)
-        raise TypeError(f"{model.__name__} has no fields {', '.join(unknown)}")
+        raise TypeError(
+            f"{model.__name__} has no field named {', '.join(unknown)}; "
+            "use field names or attnames."
+        )
     obj = model(*args)
     for field, value in related:
         field.set_cached_value(obj, value)
@@ -255,10 +257,11 @@ def rows_insert(model, objs) -> None:
         model.objects.bulk_create(objs)
         return
 
-    fields = [field for field in meta.concrete_fields if field is not pk]
+    plan = _copy_plan(model)
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
-    columns = ", ".join(quote(field.column) for field in [pk, *fields])
+    fields = [pk, *(field for field, *_rest in plan)]
+    columns = ", ".join(quote(field.column) for field in fields)
 
     with connection.wrap_database_errors, connection.cursor() as cursor:
         cursor.execute(
@@ -267,14 +270,13 @@ def rows_insert(model, objs) -> None:
             [meta.db_table, pk.column, len(objs)],
         )
         keys = [row[0] for row in cursor.fetchall()]
-        plan = _copy_plan(model)
         rows = []
         for obj, key in zip(objs, keys, strict=True):
             row = [key]
             for field, attname, native_type, fills in plan:
                 value = field.pre_save(obj, True) if fills else getattr(obj, attname)
-                # The exact type is the common case and the quickest check;
-                # a datetime still needs its offset checked.
+                # The exact type is the common case and the quickest check.
+                # A datetime still needs its offset checked.
                 if (
                     type(value) is not native_type or native_type is datetime
                 ) and not _copy_native(value, native_type):
@@ -296,9 +298,8 @@ def _copy_plan(model):
     """Return, per column after the primary key, how `rows_insert` reads it.
 
     Each entry is (field, attname, the native type or None, whether
-    pre_save fills the value). Only auto_now and auto_now_add fill one;
-    every other field's pre_save reads the attribute, which is quicker
-    done directly.
+    pre_save fills the value). Only auto_now and auto_now_add fill one. Any
+    other field's pre_save only reads the attribute, so it is read directly.
     """
     plan = []
     for field in model._meta.concrete_fields:

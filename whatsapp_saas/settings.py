@@ -385,7 +385,7 @@ WA_SEND_BATCH_SIZE = env_int("WA_SEND_BATCH_SIZE", default=20, minimum=1)
 WA_SEND_DRAIN_SHARDS = env_int("WA_SEND_DRAIN_SHARDS", default=1, minimum=1)
 # Under load, the least time between the starts of two rounds of a drain, so
 # that messages accepted meanwhile share the next gateway request. A round
-# that finds a full batch goes on at once; 0 turns the wait off.
+# that finds a full batch goes on at once, and 0 turns the wait off.
 WA_SEND_DRAIN_LINGER_MS = env_int("WA_SEND_DRAIN_LINGER_MS", default=50, minimum=0)
 # Minutes a message may stay queued (or sending) before it is queued again.
 # 0 requeues every queued message at each sweep, which tests use.

@@ -132,6 +132,20 @@ describe('outbox ordering and batching', () => {
 describe('outbox linger between requests', () => {
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+  // An outbox whose first request, of one event, has gone out. With
+  // `accepted`, Django has accepted it and nothing is pending.
+  async function afterFirstRequest (t, { lingerMs, clock, accepted = false }) {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs, clock })
+    outbox.append(1, 'message.received', { index: 0 })
+    await waitFor(() => callbacks.requests.length === 1)
+    if (accepted) {
+      callbacks.requests[0].respond(200)
+      await waitFor(() => outbox.pendingCount() === 0)
+    }
+    return { callbacks, outbox }
+  }
+
   it('posts an event at once when no request went out lately', async (t) => {
     const callbacks = controlledFetch()
     const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 60000 })
@@ -142,10 +156,7 @@ describe('outbox linger between requests', () => {
   })
 
   it('holds a second request until the linger ends', async (t) => {
-    const callbacks = controlledFetch()
-    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 400 })
-    outbox.append(1, 'message.received', { index: 0 })
-    await waitFor(() => callbacks.requests.length === 1)
+    const { callbacks, outbox } = await afterFirstRequest(t, { lingerMs: 400 })
     const firstAt = Date.now()
 
     outbox.append(2, 'message.received', { index: 1 })
@@ -159,12 +170,7 @@ describe('outbox linger between requests', () => {
   })
 
   it('holds the next request after a quick answer until the linger ends', async (t) => {
-    const callbacks = controlledFetch()
-    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 400 })
-    outbox.append(1, 'message.received', { index: 0 })
-    await waitFor(() => callbacks.requests.length === 1)
-    callbacks.requests[0].respond(200)
-    await waitFor(() => outbox.pendingCount() === 0)
+    const { callbacks, outbox } = await afterFirstRequest(t, { lingerMs: 400, accepted: true })
 
     outbox.append(1, 'message.received', { index: 1 })
     await sleep(100)
@@ -173,10 +179,7 @@ describe('outbox linger between requests', () => {
   })
 
   it('posts a full request at once during the linger', async (t) => {
-    const callbacks = controlledFetch()
-    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 60000 })
-    outbox.append(1, 'message.received', { index: 0 })
-    await waitFor(() => callbacks.requests.length === 1)
+    const { callbacks, outbox } = await afterFirstRequest(t, { lingerMs: 60000 })
 
     for (let index = 0; index < MAX_BATCH; index += 1) {
       outbox.append(2 + (index % 5), 'message.received', { index })
@@ -187,14 +190,9 @@ describe('outbox linger between requests', () => {
   })
 
   it('lingers no longer after the clock steps back', async (t) => {
-    const callbacks = controlledFetch()
     let offsetMs = 0
     const clock = () => Date.now() + offsetMs
-    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 50, clock })
-    outbox.append(1, 'message.received', { index: 0 })
-    await waitFor(() => callbacks.requests.length === 1)
-    callbacks.requests[0].respond(200)
-    await waitFor(() => outbox.pendingCount() === 0)
+    const { callbacks, outbox } = await afterFirstRequest(t, { lingerMs: 50, clock, accepted: true })
 
     // The system clock is corrected one hour back, as NTP may do.
     offsetMs = -3600 * 1000
@@ -252,12 +250,7 @@ describe('outbox linger between requests', () => {
   })
 
   it('posts what waits at once when draining', async (t) => {
-    const callbacks = controlledFetch()
-    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 60000 })
-    outbox.append(1, 'message.received', { index: 0 })
-    await waitFor(() => callbacks.requests.length === 1)
-    callbacks.requests[0].respond(200)
-    await waitFor(() => outbox.pendingCount() === 0)
+    const { callbacks, outbox } = await afterFirstRequest(t, { lingerMs: 60000, accepted: true })
     outbox.append(2, 'message.received', { index: 1 })
 
     const drained = outbox.drain(2000)

@@ -341,7 +341,7 @@ def test_create_raises_on_a_unique_conflict(alice):
     assert Message.objects.filter(code=existing.code).count() == 1
 
 
-def test_build_gives_the_row_keywords_give(alice):
+def test_build_matches_keyword_construction(alice):
     customer = customer_make(alice)
     values = {**_queued_values(alice, customer), "body": AWKWARD_TEXT}
 
@@ -354,7 +354,7 @@ def test_build_gives_the_row_keywords_give(alice):
     assert built == by_keywords
 
 
-def test_built_row_reads_its_foreign_key_without_a_query(alice):
+def test_build_caches_foreign_key_instance(alice):
     customer = customer_make(alice)
 
     message = row_build(Message, owner=alice, customer_id=customer.pk)
@@ -365,7 +365,7 @@ def test_built_row_reads_its_foreign_key_without_a_query(alice):
     assert message.customer_id == customer.pk
 
 
-def test_built_event_row_of_an_unknown_user_has_no_user():
+def test_build_takes_none_for_user():
     event_id = uuid.uuid4()
 
     row = row_build(GatewayEvent, event_id=event_id, user=None, seq=3, type="a.b")

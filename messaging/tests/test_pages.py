@@ -397,7 +397,7 @@ def test_send_box_notes_reconnecting_session(alice_client, alice, customer):
     assert "WhatsApp is reconnecting" in response.content.decode()
 
 
-def test_send_box_warns_while_gateway_is_unreachable(alice_client, alice, customer):
+def test_send_box_warns_gateway_unreachable(alice_client, alice, customer):
     session = session_connect(alice)
     session.gateway_unreachable_since = timezone.now()
     session.save(update_fields=["gateway_unreachable_since"])
@@ -407,7 +407,7 @@ def test_send_box_warns_while_gateway_is_unreachable(alice_client, alice, custom
     assert "has not responded since" in response.content.decode()
 
 
-def test_dashboard_warns_while_gateway_is_unreachable(alice_client, alice):
+def test_dashboard_warns_gateway_unreachable(alice_client, alice):
     session = session_connect(alice)
     session.gateway_unreachable_since = timezone.now()
     session.save(update_fields=["gateway_unreachable_since"])

@@ -130,24 +130,21 @@ def test_redis_take_many_grants_each_user_own_bucket(settings):
     assert slots[212] == (2, 0.0)
 
 
-@pytest.mark.redis
-def test_redis_take_many_returns_wait_of_partial_grant(settings):
+@pytest.mark.parametrize(
+    ("redis_url", "user_id"),
+    [
+        pytest.param(None, 213, marks=pytest.mark.redis, id="redis"),
+        pytest.param("", 113, id="in-process"),
+    ],
+)
+def test_take_many_returns_wait_of_partial_grant(settings, redis_url, user_id):
+    if redis_url is not None:
+        settings.REDIS_URL = redis_url
     settings.WA_SEND_BURST = 2
     settings.WA_SEND_RATE_PER_MINUTE = 6
-    send_bucket_reset(213)
+    send_bucket_reset(user_id)
 
-    granted, wait = send_slots_take_many({213: 5})[213]
-
-    assert granted == 2
-    assert 9 <= wait <= 10
-
-
-def test_local_take_many_returns_wait_of_partial_grant(in_process, settings):
-    settings.WA_SEND_BURST = 2
-    settings.WA_SEND_RATE_PER_MINUTE = 6
-    send_bucket_reset(113)
-
-    granted, wait = send_slots_take_many({113: 5})[113]
+    granted, wait = send_slots_take_many({user_id: 5})[user_id]
 
     assert granted == 2
     assert 9 <= wait <= 10

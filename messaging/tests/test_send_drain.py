@@ -516,7 +516,7 @@ def test_batch_of_five_makes_four_statements(
     assert statements == ["WITH", "UPDATE", "UPDATE", "WITH"]
 
 
-def test_sends_accepted_during_linger_share_next_request(
+def test_linger_batches_sends_accepted_meanwhile(
     alice, customer, fake_gateway, settings
 ):
     settings.WA_SEND_DRAIN_LINGER_MS = 30
@@ -537,9 +537,7 @@ def test_sends_accepted_during_linger_share_next_request(
     assert all(0 < wait <= 0.030 for wait in waits)
 
 
-def test_round_with_full_batch_goes_on_without_linger(
-    alice, customer, fake_gateway, settings
-):
+def test_full_batch_skips_linger(alice, customer, fake_gateway, settings):
     settings.WA_SEND_DRAIN_LINGER_MS = 30
     settings.WA_SEND_BATCH_SIZE = 2
     for _ in range(4):
@@ -552,9 +550,7 @@ def test_round_with_full_batch_goes_on_without_linger(
     sleep.assert_not_called()
 
 
-def test_linger_off_ends_drain_after_partial_batch(
-    alice, customer, fake_gateway, settings
-):
+def test_zero_linger_ends_drain_at_once(alice, customer, fake_gateway, settings):
     settings.WA_SEND_DRAIN_LINGER_MS = 0
     outbound_make(alice, customer)
 
@@ -753,9 +749,7 @@ def test_requeue_takes_backlog_whose_drain_was_lost(alice, customer, enqueue):
     enqueue.assert_called_once_with(message.pk)
 
 
-def test_requeue_takes_lost_task_of_slow_owner_while_drain_runs(
-    alice, customer, enqueue
-):
+def test_requeue_takes_slow_owners_lost_task(alice, customer, enqueue):
     # A subscriber marked slow sends outside the drain, so a running drain
     # will not send its message.
     message = outbound_make(alice, customer)
@@ -903,9 +897,7 @@ def test_one_owner_batch_names_user_at_top_level(alice, customer, fake_gateway):
     assert fake_gateway.batch_body_users == [alice.pk]
 
 
-def test_batch_asks_gateway_to_answer_before_timeout(
-    alice, customer, fake_gateway, settings
-):
+def test_batch_wait_stays_below_timeout(alice, customer, fake_gateway, settings):
     settings.WA_GATEWAY_TIMEOUT = 10.0
     outbound_make(alice, customer)
 
@@ -914,7 +906,7 @@ def test_batch_asks_gateway_to_answer_before_timeout(
     assert fake_gateway.batch_waits == [8000]
 
 
-def test_short_timeout_still_gives_gateway_its_least_wait():
+def test_batch_wait_keeps_gateway_minimum():
     client = GatewayClient("http://127.0.0.1:9", timeout=0.05)
 
     assert client.batch_wait_ms() == 100

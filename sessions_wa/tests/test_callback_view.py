@@ -458,7 +458,7 @@ def _nested(levels: int, *, inner=None) -> dict:
     return {"outer": value}
 
 
-def test_data_nested_to_the_limit_is_accepted():
+def test_data_at_depth_limit_accepted():
     data = _nested(MAX_DATA_DEPTH, inner={"text": "ok\x00"})
     event = gateway_event(1, "test.nested", data, seq=1)
 
@@ -467,7 +467,7 @@ def test_data_nested_to_the_limit_is_accepted():
     assert validated.data == _nested(MAX_DATA_DEPTH, inner={"text": "ok"})
 
 
-def test_data_nested_one_past_the_limit_is_rejected():
+def test_data_past_depth_limit_rejected():
     data = _nested(MAX_DATA_DEPTH + 1)
     event = gateway_event(1, "test.nested", data, seq=1)
 

@@ -57,7 +57,7 @@ def test_get_returns_own_session(api, owner, owner_session):
     assert body["phone"] == "+5511900000009"
 
 
-def test_get_says_since_when_gateway_is_unreachable(api, owner, owner_session):
+def test_get_returns_unreachable_since(api, owner, owner_session):
     since = timezone.now() - timedelta(minutes=3)
     WhatsAppSession.objects.filter(pk=owner_session.pk).update(
         gateway_unreachable_since=since

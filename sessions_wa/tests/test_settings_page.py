@@ -96,7 +96,7 @@ def test_card_shows_connected_and_stops_polling(page, owner, make_session):
     assert "<html" not in html
 
 
-def test_card_warns_while_gateway_is_unreachable(page, owner, make_session):
+def test_card_warns_gateway_unreachable(page, owner, make_session):
     since = timezone.now() - timedelta(minutes=3)
     make_session(owner, State.CONNECTED, gateway_unreachable_since=since)
 
@@ -106,7 +106,7 @@ def test_card_warns_while_gateway_is_unreachable(page, owner, make_session):
     assert "may be out of date" in html
 
 
-def test_card_has_no_warning_while_gateway_responds(page, owner, make_session):
+def test_card_without_mark_has_no_warning(page, owner, make_session):
     make_session(owner, State.CONNECTED, phone="+5511900000009")
 
     html = page(CARD_URL)
