@@ -18,7 +18,7 @@ from bench.load import closed_loop, http, percentile
 UNACKED_KEY = "unacked"
 
 
-def http_noop(stack, token: str, *, total: int, concurrency: int, deadline_s: float):
+def _noop_call(stack, token: str):
     url = f"{stack.web_url}/bench/noop"
     headers = {"Authorization": f"Token {token}"}
 
@@ -27,10 +27,21 @@ def http_noop(stack, token: str, *, total: int, concurrency: int, deadline_s: fl
         if response.status_code != 200:
             raise RuntimeError(f"GET /bench/noop returned {response.status_code}")
 
-    # A short warm-up, so every gunicorn worker has its database connection.
+    return call
+
+
+def http_warm(stack, token: str, *, concurrency: int) -> None:
+    """Give every gunicorn worker its database connection before timing."""
+    call = _noop_call(stack, token)
     closed_loop(call, range(concurrency * 5), concurrency=concurrency, deadline_s=30)
+
+
+def http_noop(stack, token: str, *, total: int, concurrency: int, deadline_s: float):
     result = closed_loop(
-        call, range(total), concurrency=concurrency, deadline_s=deadline_s
+        _noop_call(stack, token),
+        range(total),
+        concurrency=concurrency,
+        deadline_s=deadline_s,
     )
     return {
         "requests": result.count,

@@ -376,6 +376,16 @@ def render(results: dict) -> str:
             ],
         ],
     )
+    if "cpu" in http:
+        shares = ", ".join(
+            f"{component} {_num(seconds * 1000 / max(http['requests'], 1), 2)}"
+            for component, seconds in http["cpu"].items()
+        )
+        lines += [
+            "",
+            f"CPU ms per no-op request, by process: {shares}. A message's CPU "
+            "in the outbound tables below compares with these figures.",
+        ]
 
     header = [
         "figure",

@@ -385,8 +385,13 @@ def main(argv=None) -> int:
 
         progress("ceilings: HTTP no-op")
         probe_user = subscribers_create(count=1, customers_each=0, first_index=0)[0]
+        ceilings.http_warm(
+            stack, probe_user.token, concurrency=sizes.client_concurrency
+        )
         results["ceilings"] = {
-            "http": ceilings.http_noop(
+            "http": with_cpu(
+                stack,
+                ceilings.http_noop,
                 stack,
                 probe_user.token,
                 total=sizes.noop_requests,
