@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 
-from whatsapp_saas.queries import unique_row
+from .selectors import api_token_get_with_user
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
@@ -13,7 +13,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
 
     Sends and session calls check the subscription and the WhatsApp session
     right after authentication; reading them in the token's query saves a
-    query for each.
+    query for each. The statement is built once (`api_token_get_with_user`).
     """
 
     def authenticate(self, request):
@@ -29,13 +29,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
         return super().authenticate(request)
 
     def authenticate_credentials(self, key):
-        token = unique_row(
-            self.get_model()
-            .objects.select_related(
-                "user", "user__subscription", "user__whatsapp_session"
-            )
-            .filter(key=key)
-        )
+        token = api_token_get_with_user(key=key)
         if token is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         if not token.user.is_active:

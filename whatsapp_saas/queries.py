@@ -22,25 +22,57 @@ def unique_row(queryset):
 
 
 @cache
-def _select_statement(model, names: tuple[str, ...], vendor: str):
+def model_columns(model, alias: str, vendor: str):
+    """Return what reading `model`'s rows by hand takes: a plan for `row_model`.
+
+    The plan contains the SELECT list of its concrete columns under `alias`
+    (a table name, or an alias from the caller's FROM clause), their
+    attnames, and the converters Django applies to each value read.
+    Cached per model, alias and database vendor.
+    """
     meta = model._meta
     quote = connection.ops.quote_name
     fields = meta.concrete_fields
-    keys = [meta.get_field(name) for name in names]
-    where = " AND ".join(f"{quote(field.column)} = %s" for field in keys)
-    sql = (
-        f"SELECT {', '.join(quote(field.column) for field in fields)} "
-        f"FROM {quote(meta.db_table)} WHERE {where} LIMIT 1"
-    )
+    select = [f"{quote(alias)}.{quote(field.column)}" for field in fields]
     converters = []
     for index, field in enumerate(fields):
-        column = field.get_col(meta.db_table)
+        column = field.get_col(alias)
         found = connection.ops.get_db_converters(column) + column.get_db_converters(
             connection
         )
         if found:
             converters.append((index, column, found))
-    return sql, [field.attname for field in fields], keys, converters
+    return select, [field.attname for field in fields], converters
+
+
+def row_model(model, plan, values):
+    """Return the `model` instance built from its columns of a row.
+
+    `values` are the columns in the plan's order, as the database returned
+    them. Returns None when all are NULL, as when an outer join found no row.
+    """
+    _select, attnames, converters = plan
+    if all(value is None for value in values):
+        return None
+    if converters:
+        values = list(values)
+        for index, column, functions in converters:
+            for function in functions:
+                values[index] = function(values[index], column, connection)
+    return model.from_db(connection.alias, attnames, values)
+
+
+@cache
+def _select_statement(model, names: tuple[str, ...], vendor: str):
+    meta = model._meta
+    quote = connection.ops.quote_name
+    plan = model_columns(model, meta.db_table, vendor)
+    keys = [meta.get_field(name) for name in names]
+    where = " AND ".join(f"{quote(field.column)} = %s" for field in keys)
+    sql = (
+        f"SELECT {', '.join(plan[0])} FROM {quote(meta.db_table)} WHERE {where} LIMIT 1"
+    )
+    return sql, plan, keys
 
 
 def row_get(model, **filters):
@@ -52,7 +84,7 @@ def row_get(model, **filters):
     every call. For the hot paths of the send API.
     """
     names = tuple(sorted(filters))
-    sql, attnames, keys, converters = _select_statement(model, names, connection.vendor)
+    sql, plan, keys = _select_statement(model, names, connection.vendor)
     params = []
     for field, name in zip(keys, names, strict=True):
         value = filters[name]
@@ -65,12 +97,7 @@ def row_get(model, **filters):
         row = cursor.fetchone()
     if row is None:
         return None
-    if converters:
-        row = list(row)
-        for index, column, functions in converters:
-            for function in functions:
-                row[index] = function(row[index], column, connection)
-    return model.from_db(connection.alias, attnames, row)
+    return row_model(model, plan, row)
 
 
 @cache
