@@ -87,15 +87,20 @@ def _delivery_times(codes: list[str], since: datetime) -> dict[str, datetime]:
     """Return when Django received the `delivered` status of each message.
 
     The gateway names a message by the `message_id` Django sent it, which is
-    the message's `code`.
+    the message's `code`. A receipt that waited in the gateway's outbox with
+    a later one arrives folded into it, listed under `earlier`.
     """
+    from django.db.models import Q
+
     from sessions_wa.models import GatewayEvent
 
     times: dict[str, datetime] = {}
     wanted = set(codes)
-    events = GatewayEvent.objects.filter(
-        type="message.status", data__status="delivered", received_at__gte=since
-    ).values_list("data__message_id", "received_at")
+    events = (
+        GatewayEvent.objects.filter(type="message.status", received_at__gte=since)
+        .filter(Q(data__status="delivered") | Q(data__earlier__has_key="delivered"))
+        .values_list("data__message_id", "received_at")
+    )
     for code, received_at in events.iterator():
         if code in wanted and (code not in times or received_at < times[code]):
             times[code] = received_at

@@ -60,6 +60,12 @@ export function createMetrics ({ read, processMetrics = false }) {
       registers: [register]
     }),
 
+    statusesFolded: new client.Counter({
+      name: 'wa_gateway_statuses_folded_total',
+      help: 'message.status receipts folded into a pending receipt of the same message instead of becoming an event of their own.',
+      registers: [register]
+    }),
+
     callbackAttempts: new client.Counter({
       name: 'wa_gateway_callback_attempts_total',
       help: 'Callback batches posted to Django, by outcome (delivered, retried, split, dead_lettered).',

@@ -21,11 +21,24 @@
 // events fill a whole request, so events that come in a stream share
 // requests instead of each taking one. An event that comes after a quiet
 // spell goes at once.
+//
+// A `message.status` receipt folds into an earlier receipt of the same
+// message that is still pending and not in a request. The two become one
+// event with the higher status and an `earlier` map of the lower statuses
+// and their times (see status-fold.js). The folded event is a new row at
+// the end of the user's lane, inserted in the same transaction that
+// deletes the earlier row, so after a crash the table contains either the
+// earlier row or the folded one. A row stops being foldable once it is
+// taken into a request, even if that request fails, because Django may
+// already have applied it. So while Django is slow or down, one message's
+// sent, delivered and read receipts can cost Django one event instead of
+// three.
 
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 import { SIGNATURE_HEADER, sign } from './signing.js'
+import { foldStatuses, isFoldableStatus, isSameMessage, statusKeys } from './status-fold.js'
 
 export const MAX_BATCH = 100
 
@@ -113,6 +126,11 @@ export class Outbox {
   #pendingEvents = 0
   #inFlightEvents = 0
   #lastStartAt = -Infinity
+  // Pending `message.status` rows that a later receipt may fold into:
+  // index key (see statusKeys) -> seq, and seq -> its keys. A row leaves
+  // both maps when it is folded or taken into a request.
+  #foldable = new Map()
+  #foldableKeys = new Map()
 
   constructor ({ db, callback, secret, logger, metrics, fetch = globalThis.fetch, random = Math.random, clock = Date.now }) {
     this.#db = db
@@ -134,6 +152,11 @@ export class Outbox {
 
     for (const { user_id: userId } of this.#sql.lanes.all()) this.#openLane(userId)
     this.#pendingEvents = this.pendingCount()
+    // No request is in flight yet, so every pending receipt may fold.
+    for (const row of this.#sql.pendingStatuses.all()) {
+      const data = JSON.parse(row.data)
+      if (isFoldableStatus('message.status', data)) this.#indexStatus(row.user_id, row.seq, data)
+    }
   }
 
   #prepare () {
@@ -153,6 +176,11 @@ export class Outbox {
         'SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM outbox WHERE user_id = json_each.value)'
       ).pluck(),
       deleteUpTo: db.prepare('DELETE FROM outbox WHERE user_id = ? AND seq <= ?'),
+      deleteOne: db.prepare('DELETE FROM outbox WHERE seq = ?'),
+      row: db.prepare('SELECT seq, user_id, occurred_at, data FROM outbox WHERE seq = ?'),
+      pendingStatuses: db.prepare(
+        "SELECT seq, user_id, data FROM outbox WHERE type = 'message.status' ORDER BY seq"
+      ),
       pending: db.prepare('SELECT COUNT(*) AS count FROM outbox'),
       moveToDeadLetters: db.prepare(
         'INSERT OR IGNORE INTO dead_letters ' +
@@ -178,23 +206,37 @@ export class Outbox {
   /**
    * Commits one event and returns it as it will be posted. `seq` is the row
    * id: AUTOINCREMENT never reuses a number, even after rows are deleted, so
-   * it keeps growing across restarts.
+   * it keeps growing across restarts. A `message.status` receipt may fold
+   * into an earlier pending one, and then the returned event is the folded
+   * one.
    */
   append (userId, type, data) {
-    const event = {
-      event_id: randomUUID(),
-      seq: 0,
-      type,
-      user_id: userId,
-      occurred_at: new Date(this.#clock()).toISOString(),
-      data
-    }
-    const result = this.#sql.insert.run(
-      event.event_id, userId, type, event.occurred_at, JSON.stringify(data)
-    )
-    event.seq = Number(result.lastInsertRowid)
-    this.#pendingEvents += 1
+    const occurredAt = new Date(this.#clock()).toISOString()
+    const foldable = isFoldableStatus(type, data)
+    const older = foldable ? this.#findFoldable(userId, data) : undefined
+    const posted = older
+      ? foldStatuses({ data: older.data, occurredAt: older.occurred_at }, { data, occurredAt })
+      : data
+    const event = { event_id: randomUUID(), seq: 0, type, user_id: userId, occurred_at: occurredAt, data: posted }
 
+    // The older row is deleted only in the transaction that inserts the
+    // folded one, so a crash loses neither receipt.
+    const { seq, deleted } = this.#db.transaction(() => {
+      const inserted = this.#sql.insert.run(
+        event.event_id, userId, type, event.occurred_at, JSON.stringify(event.data)
+      )
+      const changes = older ? this.#sql.deleteOne.run(older.seq).changes : 0
+      return { seq: Number(inserted.lastInsertRowid), deleted: changes }
+    })()
+    event.seq = seq
+    this.#pendingEvents += 1 - deleted
+
+    if (older) {
+      this.#unindexStatus(older.seq)
+      this.#metrics?.statusesFolded.inc()
+      this.#logger.debug({ userId, seq, foldedSeq: older.seq }, 'folded a status receipt into a pending one')
+    }
+    if (foldable) this.#indexStatus(userId, seq, event.data)
     this.#metrics?.events.inc({ type })
     this.#openLane(userId)
     this.#schedule()
@@ -230,6 +272,44 @@ export class Outbox {
 
   pendingCount () {
     return this.#sql.pending.get().count
+  }
+
+  // Returns the pending row, not in a request, that a receipt of `userId`
+  // folds into, with `data` parsed, or undefined.
+  #findFoldable (userId, data) {
+    for (const key of statusKeys(userId, data)) {
+      const seq = this.#foldable.get(key)
+      if (seq === undefined) continue
+      const row = this.#sql.row.get(seq)
+      if (!row) {
+        // NOTE: every path that deletes a pending row unindexes it first,
+        // so this only guards against a row deleted outside this class.
+        this.#unindexStatus(seq)
+        continue
+      }
+      row.data = JSON.parse(row.data)
+      if (isSameMessage(row.data, data)) return row
+    }
+    return undefined
+  }
+
+  // Two indexed rows can share a key after a restart, when a receipt that
+  // had been in a failed request and a later one of the same message are
+  // both pending, or when their ids disagree. The later row then owns the
+  // key, so new receipts fold into it and the earlier row stays on its own.
+  #indexStatus (userId, seq, data) {
+    const keys = statusKeys(userId, data)
+    for (const key of keys) this.#foldable.set(key, seq)
+    this.#foldableKeys.set(seq, keys)
+  }
+
+  #unindexStatus (seq) {
+    const keys = this.#foldableKeys.get(seq)
+    if (!keys) return
+    this.#foldableKeys.delete(seq)
+    for (const key of keys) {
+      if (this.#foldable.get(key) === seq) this.#foldable.delete(key)
+    }
   }
 
   deadLetterCount () {
@@ -406,6 +486,9 @@ export class Outbox {
       this.#lanes.set(takenId, taken)
 
       part.rows = this.#sql.batch.all(takenId, Math.min(taken.limit, room))
+      // Django may apply these rows even if the request fails, so no later
+      // receipt folds into them.
+      for (const row of part.rows) this.#unindexStatus(row.seq)
       if (part.rows.length === 0) {
         parts.pop()
         this.#inFlight.delete(takenId)

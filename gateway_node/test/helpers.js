@@ -1,7 +1,8 @@
-// Shared test helpers: temporary data dirs, signed requests, JSON escaped as
-// Python writes it, a stand-in for Django's callback endpoint on 127.0.0.1,
-// and polling with a deadline.
+// Test helpers: temporary data dirs, signed requests, JSON escaped as Python
+// writes it, a stand-in for Django's callback endpoint on 127.0.0.1, polling
+// with a deadline, and the status times of folded message.status events.
 
+import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -109,6 +110,25 @@ export async function waitFor (check, { timeout = 5000, interval = 10, message =
     if (Date.now() > deadline) throw new Error(`Timed out after ${timeout} ms waiting for ${message}`)
     await new Promise((resolve) => setTimeout(resolve, interval))
   }
+}
+
+/**
+ * Maps each status that one message's `message.status` events report to the
+ * time it happened: the event's own status and `timestamp`, and each entry
+ * of its `earlier` map. Keys are in the order the events report them, so
+ * they show the order Django learns the statuses in. A status reported
+ * twice fails the test.
+ */
+export function statusTimes (events) {
+  const times = {}
+  for (const { data } of events) {
+    const reported = [...Object.entries(data.earlier ?? {}), [data.status, data.timestamp]]
+    for (const [status, time] of reported) {
+      assert.equal(times[status], undefined, `${status} is reported twice`)
+      times[status] = time
+    }
+  }
+  return times
 }
 
 /**

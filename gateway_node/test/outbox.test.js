@@ -4,6 +4,7 @@ import { describe, it } from 'node:test'
 
 import { openDatabase } from '../src/database.js'
 import { createLogger } from '../src/logger.js'
+import { createMetrics } from '../src/metrics.js'
 import { MAX_BATCH, Outbox } from '../src/outbox.js'
 import { SECRET, logSink, makeDataDir, startFakeDjango, waitFor } from './helpers.js'
 
@@ -15,7 +16,7 @@ const STUB_CALLBACK_URL = 'http://127.0.0.1:9/api/settings/whatsapp/session/upda
 
 async function makeOutbox (t, {
   url = STUB_CALLBACK_URL, dataDir, backoff = [20, 200], timeoutMs = 2000, concurrency = 4, start = true,
-  fetch, logger = silent, clock, random, lingerMs = 0
+  fetch, logger = silent, clock, random, lingerMs = 0, metrics
 } = {}) {
   const dir = dataDir ?? await makeDataDir(t)
   const db = openDatabase({ dataDir: dir })
@@ -24,6 +25,7 @@ async function makeOutbox (t, {
     callback: { url, timeoutMs, backoffFirstMs: backoff[0], backoffMaxMs: backoff[1], concurrency, lingerMs },
     secret: SECRET,
     logger,
+    metrics,
     fetch,
     clock,
     random
@@ -693,5 +695,318 @@ describe('outbox dead-letter requeue', () => {
     const { outbox } = await makeOutbox(t, { url: django.url })
 
     assert.equal(outbox.requeueDeadLetters(), 0)
+  })
+})
+
+describe('outbox status folding', () => {
+  const CHAT = '5511900000001@s.whatsapp.net'
+  const T1 = '2026-01-31T12:00:01.000Z'
+  const T2 = '2026-01-31T12:00:02.000Z'
+  const T3 = '2026-01-31T12:00:03.000Z'
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+  /** Builds the data of a message.status event as the session manager does. */
+  function receipt (status, { messageId = 'django-1', gatewayId = '3EB0000000000000000001', chatJid = CHAT, timestamp = null } = {}) {
+    return { gateway_message_id: gatewayId, message_id: messageId, chat_jid: chatJid, status, error: null, timestamp }
+  }
+
+  function outboxRows (db) {
+    return db.prepare('SELECT seq, event_id, user_id, type, occurred_at, data FROM outbox ORDER BY seq').all()
+      .map((row) => ({ ...row, data: JSON.parse(row.data) }))
+  }
+
+  // An outbox that posts nothing, so every appended row stays pending and
+  // foldable.
+  function idleOutbox (t, options = {}) {
+    return makeOutbox(t, { start: false, ...options })
+  }
+
+  it('folds three pending receipts into one read event', async (t) => {
+    const { outbox, db } = await idleOutbox(t)
+
+    outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+    outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+    outbox.append(1, 'message.status', receipt('read', { timestamp: T3 }))
+
+    const rows = outboxRows(db)
+    assert.equal(rows.length, 1)
+    assert.deepEqual(rows[0].data, { ...receipt('read', { timestamp: T3 }), earlier: { sent: T1, delivered: T2 } })
+  })
+
+  it('returns the folded event as it is stored', async (t) => {
+    const { outbox, db } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+
+    const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+
+    const [row] = outboxRows(db)
+    assert.deepEqual(event, { event_id: row.event_id, seq: row.seq, type: 'message.status', user_id: 1, occurred_at: row.occurred_at, data: row.data })
+  })
+
+  it('posts the folded event once to Django', async (t) => {
+    const django = await startFakeDjango(t)
+    const { outbox } = await idleOutbox(t, { url: django.url })
+    outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+    outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+    const folded = outbox.append(1, 'message.status', receipt('read', { timestamp: T3 }))
+
+    outbox.start()
+
+    await waitFor(() => outbox.pendingCount() === 0)
+    assert.deepEqual(django.events, [folded])
+  })
+
+  it('folds a late lower receipt under the higher one', async (t) => {
+    const { outbox } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+
+    const event = outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+
+    assert.deepEqual(event.data, { ...receipt('delivered', { timestamp: T2 }), earlier: { sent: T1 } })
+  })
+
+  it('appends the folded event as a new row', async (t) => {
+    const now = Date.parse('2026-01-31T12:00:10.000Z')
+    let clockMs = now
+    const { outbox, db } = await idleOutbox(t, { clock: () => clockMs })
+    const sent = outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+    const received = outbox.append(1, 'message.received', { gateway_message_id: '3A0000000000000001' })
+    clockMs += 5000
+
+    const folded = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+
+    assert.notEqual(folded.event_id, sent.event_id)
+    assert.ok(folded.seq > received.seq)
+    assert.equal(folded.occurred_at, new Date(now + 5000).toISOString())
+    assert.deepEqual(outboxRows(db).map((row) => row.event_id), [received.event_id, folded.event_id])
+  })
+
+  it('keeps a receipt apart from one in flight', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch })
+    outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+    await waitFor(() => callbacks.requests.length === 1)
+
+    const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+
+    assert.deepEqual(event.data, receipt('delivered', { timestamp: T2 }))
+    assert.equal(outbox.pendingCount(), 2)
+    assert.deepEqual(callbacks.requests[0].events.map((item) => item.data.status), ['sent'])
+  })
+
+  it('keeps a receipt apart from a failed request', async (t) => {
+    const sink = logSink()
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, {
+      fetch: callbacks.fetch,
+      backoff: [60000, 60000],
+      logger: createLogger({ level: 'debug', destination: sink.stream })
+    })
+    outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+    await waitFor(() => callbacks.requests.length === 1)
+    callbacks.requests[0].respond(500)
+    await waitFor(() => sink.lines.some((line) => line.msg === 'callback delivery failed; will retry'))
+
+    const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+
+    assert.equal(event.data.earlier, undefined)
+    assert.equal(outbox.pendingCount(), 2)
+  })
+
+  it('folds receipts of a lane that backs off', async (t) => {
+    const sink = logSink()
+    const callbacks = controlledFetch()
+    const { outbox, db } = await makeOutbox(t, {
+      fetch: callbacks.fetch,
+      backoff: [60000, 60000],
+      logger: createLogger({ level: 'debug', destination: sink.stream })
+    })
+    outbox.append(1, 'message.received', { gateway_message_id: '3A0000000000000001' })
+    await waitFor(() => callbacks.requests.length === 1)
+    callbacks.requests[0].respond(500)
+    await waitFor(() => sink.lines.some((line) => line.msg === 'callback delivery failed; will retry'))
+    outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+
+    const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+
+    assert.deepEqual(event.data.earlier, { sent: T1 })
+    assert.deepEqual(outboxRows(db).map((row) => row.type), ['message.received', 'message.status'])
+  })
+
+  it('never folds a failed receipt', async (t) => {
+    const { outbox, db } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+
+    const failed = outbox.append(1, 'message.status', { ...receipt('failed', { timestamp: T2 }), error: 'The recipient has no WhatsApp account.' })
+
+    assert.equal(failed.data.earlier, undefined)
+    assert.deepEqual(outboxRows(db).map((row) => row.data.status), ['sent', 'failed'])
+  })
+
+  it('never folds a receipt into a failed one', async (t) => {
+    const { outbox, db } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('failed', { timestamp: T1 }))
+
+    const sent = outbox.append(1, 'message.status', receipt('sent', { timestamp: T2 }))
+
+    assert.equal(sent.data.earlier, undefined)
+    assert.deepEqual(outboxRows(db).map((row) => row.data.status), ['failed', 'sent'])
+  })
+
+  it('keeps receipts of different messages apart', async (t) => {
+    const { outbox, db } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('sent', { messageId: 'django-1', gatewayId: '3EB0000000000000000001' }))
+
+    outbox.append(1, 'message.status', receipt('delivered', { messageId: 'django-2', gatewayId: '3EB0000000000000000002' }))
+
+    assert.equal(outboxRows(db).length, 2)
+  })
+
+  it('keeps receipts apart whose message ids differ', async (t) => {
+    const { outbox, db } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('sent', { messageId: 'django-1' }))
+
+    outbox.append(1, 'message.status', receipt('delivered', { messageId: 'django-2' }))
+
+    assert.equal(outboxRows(db).length, 2)
+  })
+
+  it('keeps receipts of different users apart', async (t) => {
+    const { outbox, db } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('sent'))
+
+    outbox.append(2, 'message.status', receipt('delivered'))
+
+    assert.deepEqual(outboxRows(db).map((row) => row.user_id), [1, 2])
+  })
+
+  it('folds by gateway id when there is no message_id', async (t) => {
+    const { outbox, db } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('sent', { messageId: null, timestamp: T1 }))
+
+    const event = outbox.append(1, 'message.status', receipt('delivered', { messageId: null, timestamp: T2 }))
+
+    assert.deepEqual(event.data, { ...receipt('delivered', { messageId: null, timestamp: T2 }), earlier: { sent: T1 } })
+    assert.equal(outboxRows(db).length, 1)
+  })
+
+  it('takes a null message_id from the folded receipt', async (t) => {
+    const { outbox } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('sent', { messageId: 'django-1', timestamp: T1 }))
+
+    const event = outbox.append(1, 'message.status', receipt('delivered', { messageId: null, timestamp: T2 }))
+
+    assert.equal(event.data.message_id, 'django-1')
+  })
+
+  it('takes message_id from the newer receipt', async (t) => {
+    const { outbox } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('sent', { messageId: null, timestamp: T1 }))
+
+    const event = outbox.append(1, 'message.status', receipt('delivered', { messageId: 'django-1', timestamp: T2 }))
+
+    assert.equal(event.data.message_id, 'django-1')
+    assert.deepEqual(event.data.earlier, { sent: T1 })
+  })
+
+  it('takes a null chat_jid from the folded receipt', async (t) => {
+    const { outbox } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+
+    const event = outbox.append(1, 'message.status', receipt('read', { chatJid: null, timestamp: T3 }))
+
+    assert.equal(event.data.chat_jid, CHAT)
+  })
+
+  it('uses occurred_at for a lower receipt without timestamp', async (t) => {
+    const sentAt = Date.parse('2026-01-31T12:00:05.000Z')
+    let clockMs = sentAt
+    const { outbox } = await idleOutbox(t, { clock: () => clockMs })
+    outbox.append(1, 'message.status', receipt('sent', { timestamp: null }))
+    clockMs += 2000
+
+    const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: null }))
+
+    assert.deepEqual(event.data.earlier, { sent: new Date(sentAt).toISOString() })
+    assert.equal(event.data.timestamp, null)
+  })
+
+  it('keeps the earliest time of a status listed twice', async (t) => {
+    const { outbox } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+    outbox.append(1, 'message.status', receipt('read', { timestamp: T3 }))
+
+    const event = outbox.append(1, 'message.status', receipt('sent', { timestamp: T2 }))
+
+    assert.deepEqual(event.data, { ...receipt('read', { timestamp: T3 }), earlier: { sent: T1 } })
+  })
+
+  it('lets the newer receipt win a tie', async (t) => {
+    const { outbox } = await idleOutbox(t)
+    outbox.append(1, 'message.status', receipt('read', { timestamp: T2 }))
+
+    const event = outbox.append(1, 'message.status', receipt('read', { timestamp: T3 }))
+
+    assert.equal(event.data.timestamp, T3)
+    assert.deepEqual(event.data.earlier, {})
+  })
+
+  it('folds into a pending receipt after a restart', async (t) => {
+    const first = await idleOutbox(t)
+    first.outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+    await first.outbox.close()
+    first.db.close()
+
+    const reopened = await idleOutbox(t, { dataDir: first.dataDir })
+    const event = reopened.outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+
+    assert.deepEqual(event.data.earlier, { sent: T1 })
+    assert.equal(outboxRows(reopened.db).length, 1)
+  })
+
+  it('keeps the pending count when receipts fold', async (t) => {
+    const callbacks = controlledFetch()
+    const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 60000 })
+    outbox.append(1, 'message.received', { index: 0 })
+    await waitFor(() => callbacks.requests.length === 1)
+
+    // Each receipt folds into the one before it. If folds counted as new
+    // events, the count would reach a full request and one would start
+    // during the linger.
+    for (let index = 0; index < MAX_BATCH + 10; index += 1) {
+      outbox.append(2, 'message.status', receipt('read', { timestamp: T3 }))
+    }
+    await sleep(100)
+
+    assert.equal(outbox.pendingCount(), 2)
+    assert.equal(callbacks.requests.length, 1)
+  })
+
+  it('counts folded receipts in /metrics', async (t) => {
+    const metrics = createMetrics({ read: { sessionCounts: () => ({}), outboxPending: () => 0, deadLetterCount: () => 0 } })
+    const { outbox } = await idleOutbox(t, { metrics })
+    outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+    outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+    outbox.append(1, 'message.status', receipt('read', { timestamp: T3 }))
+
+    const text = await metrics.register.metrics()
+
+    assert.match(text, /wa_gateway_statuses_folded_total 2/)
+    assert.match(text, /wa_gateway_events_total\{type="message.status"\} 3/)
+  })
+
+  it('logs a fold with ids and without receipt data', async (t) => {
+    const sink = logSink()
+    const { outbox } = await idleOutbox(t, { logger: createLogger({ level: 'debug', destination: sink.stream }) })
+    const sent = outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
+
+    const delivered = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+
+    const line = sink.lines.find((item) => item.msg === 'folded a status receipt into a pending one')
+    assert.equal(line.level, 20)
+    assert.equal(line.userId, 1)
+    assert.equal(line.seq, delivered.seq)
+    assert.equal(line.foldedSeq, sent.seq)
+    assert.ok(!sink.text().includes(CHAT))
   })
 })

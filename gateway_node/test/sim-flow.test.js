@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { access } from 'node:fs/promises'
 import { describe, it } from 'node:test'
 
-import { buildTestApp, get, logSink, post, startFakeDjango, waitFor } from './helpers.js'
+import { buildTestApp, get, logSink, post, startFakeDjango, statusTimes, waitFor } from './helpers.js'
 
 const OWN_PHONE = '+5511900000009'
 const CUSTOMER = '+5511900000001'
@@ -14,6 +14,14 @@ async function exists (path) {
   } catch {
     return false
   }
+}
+
+// Returns the message.status events of user 1 once the last one reports
+// `read`, and false before. Receipts that wait in the outbox together arrive
+// folded into one event, so there are one to three events.
+function readReceipts (django) {
+  const found = django.eventsOf(1).filter((event) => event.type === 'message.status')
+  return found.at(-1)?.data.status === 'read' && found
 }
 
 async function connectedApp (t, { env = {}, ...options } = {}) {
@@ -65,11 +73,14 @@ describe('sim end to end over HTTP', () => {
     assert.match(gatewayId, /^3EB0[0-9A-F]{18}$/)
     assert.equal(toJid, '5511900000001@s.whatsapp.net')
 
-    const statuses = await waitFor(() => {
-      const found = django.eventsOf(1).filter((event) => event.type === 'message.status')
-      return found.length === 3 && found
-    }, { message: 'three acks' })
-    assert.deepEqual(statuses.map((event) => event.data.status), ['sent', 'delivered', 'read'])
+    const statuses = await waitFor(() => readReceipts(django), { message: 'the read receipt' })
+    const times = statusTimes(statuses)
+    assert.deepEqual(Object.keys(times), ['sent', 'delivered', 'read'])
+    for (const time of Object.values(times)) {
+      assert.match(time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+    }
+    assert.ok(times.sent <= times.delivered, 'delivered after sent')
+    assert.ok(times.delivered <= times.read, 'read after delivered')
     for (const event of statuses) {
       assert.equal(event.data.gateway_message_id, gatewayId)
       assert.equal(event.data.message_id, 'django-1')
@@ -80,7 +91,7 @@ describe('sim end to end over HTTP', () => {
   it('drops the echo of its own send', async (t) => {
     const { app, django } = await connectedApp(t)
     await post(app, '/send', { user_id: 1, message_id: 'django-1', to: CUSTOMER, text: 'Hello there' })
-    await waitFor(() => django.typesOf(1).filter((type) => type === 'message.status').length === 3)
+    await waitFor(() => readReceipts(django), { message: 'the read receipt' })
     assert.equal(django.typesOf(1).includes('message.received'), false)
   })
 
@@ -226,7 +237,8 @@ describe('sim disconnects', () => {
     await waitFor(() => django.typesOf(1).includes('message.status'))
     await post(app, '/sim/disconnect', { user_id: 1, reason: 'network' })
 
-    await waitFor(() => django.typesOf(1).filter((type) => type === 'message.status').length === 3, { message: 'all acks' })
+    const statuses = await waitFor(() => readReceipts(django), { message: 'the read receipt' })
+    assert.deepEqual(Object.keys(statusTimes(statuses)), ['sent', 'delivered', 'read'])
     const types = django.typesOf(1)
     assert.ok(types.lastIndexOf('session.connected') < types.lastIndexOf('message.status'))
   })

@@ -46,6 +46,7 @@ from whatsapp_saas.queries import row_build, rows_insert, rows_update
 
 from .customers import customer_identify, customer_identity_changes
 from .updates import (
+    STATUS_RANK,
     Outcome,
     edit_apply,
     edit_unavailable_apply,
@@ -406,6 +407,8 @@ class _Receipt:
     gateway_id: str | None
     at: datetime
     error: object
+    # (status, time) of lower statuses the gateway folded into this receipt.
+    earlier: tuple = ()
 
 
 def _receipt_read(user, data: dict, at: datetime) -> _Receipt | str:
@@ -429,7 +432,40 @@ def _receipt_read(user, data: dict, at: datetime) -> _Receipt | str:
         gateway_id=gateway_id,
         at=timestamp_parse(data.get("timestamp")) or at,
         error=data.get("error"),
+        earlier=_receipt_earlier(user, data.get("earlier")),
     )
+
+
+def _receipt_earlier(user, value) -> tuple:
+    """Return a receipt's `earlier` object as (status, time) pairs, lowest first.
+
+    When receipts of one message wait in the gateway's outbox together, it
+    posts the highest one and lists the lower statuses with their times. An
+    entry with an unknown status, `failed` or an invalid time is left out
+    and logged, and the rest of the receipt still applies.
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise _rejected(
+            "message.status",
+            "earlier must be an object mapping status words to times.",
+        )
+    pairs = []
+    for word, time in value.items():
+        earlier_status = RECEIPT_STATUSES.get(word)
+        parsed = timestamp_parse(time)
+        if earlier_status in (None, Message.Status.FAILED) or parsed is None:
+            logger.warning(
+                "Left out invalid earlier status %r of a message.status for "
+                "user %s: expected sent, delivered, read or played with an ISO time",
+                str(word)[:40],
+                user.pk,
+            )
+            continue
+        pairs.append((earlier_status, parsed))
+    pairs.sort(key=lambda pair: STATUS_RANK[pair[0]])
+    return tuple(pairs)
 
 
 def _message_status(*, user, data: dict, at: datetime) -> str:
@@ -458,13 +494,21 @@ def _message_status(*, user, data: dict, at: datetime) -> str:
                 "status": receipt.status,
                 "at": receipt.at.isoformat(),
                 "error": receipt.error,
+                "earlier": [
+                    [earlier_status, earlier_at.isoformat()]
+                    for earlier_status, earlier_at in receipt.earlier
+                ],
             },
         )
 
     if gateway_id and not message.gateway_message_id:
         gateway_id_assign(message, gateway_id)
     return status_apply(
-        message, status=receipt.status, at=receipt.at, error=receipt.error
+        message,
+        status=receipt.status,
+        at=receipt.at,
+        error=receipt.error,
+        earlier=receipt.earlier,
     )
 
 
@@ -805,7 +849,11 @@ class _EventRun:
             return None
 
         fields = status_changes(
-            message, status=read.status, at=read.at, error=read.error
+            message,
+            status=read.status,
+            at=read.at,
+            error=read.error,
+            earlier=read.earlier,
         )
         if not fields:
             return Outcome.DUPLICATE, ""

@@ -86,29 +86,49 @@ def _unknown_failure_clear(message: Message) -> list[str]:
     return ["status", "error_code", "error", "failed_at"]
 
 
-def status_apply(message: Message, *, status: str, at: datetime, error=None) -> str:
+def status_apply(
+    message: Message, *, status: str, at: datetime, error=None, earlier=()
+) -> str:
     """Move an outbound message's status forward and record when.
 
     The earliest time of every status seen is kept, even when the status
-    itself no longer moves (a `read` after `failed`). A receipt for an
-    inbound message changes nothing.
+    itself no longer moves (a `read` after `failed`). `earlier` contains
+    (status, time) pairs of lower statuses the gateway folded into this
+    receipt, and each is applied first, as if its own receipt had come
+    first. A receipt for an inbound message changes nothing.
     """
     if not message.is_outbound:
         return Outcome.IGNORED
 
-    fields = status_changes(message, status=status, at=at, error=error)
+    fields = status_changes(message, status=status, at=at, error=error, earlier=earlier)
     if not fields:
         return Outcome.DUPLICATE
     message.save(update_fields=[*fields, "updated_at"])
     return Outcome.APPLIED
 
 
-def status_changes(message: Message, *, status: str, at: datetime, error=None):
+def status_changes(
+    message: Message, *, status: str, at: datetime, error=None, earlier=()
+):
     """Apply a receipt to an outbound message in memory; return changed fields.
 
-    The caller saves the fields, alone (`status_apply`) or together with
-    other messages' receipts.
+    The (status, time) pairs of `earlier` go first, as receipts of their
+    own. The caller saves the fields, alone (`status_apply`) or together
+    with other messages' receipts.
     """
+    if earlier:
+        fields = {}
+        for earlier_status, earlier_at in earlier:
+            fields.update(
+                dict.fromkeys(
+                    status_changes(message, status=earlier_status, at=earlier_at)
+                )
+            )
+        fields.update(
+            dict.fromkeys(status_changes(message, status=status, at=at, error=error))
+        )
+        return list(fields)
+
     fields = []
     if failure_outcome_unknown(message):
         fields += _unknown_failure_clear(message)
@@ -278,6 +298,16 @@ def _payload_time(payload: dict) -> datetime:
     return timestamp_parse(payload.get("at")) or timezone.now()
 
 
+def _payload_earlier(payload: dict) -> list[tuple[str, datetime]]:
+    """Return the folded statuses of a held receipt as (status, time) pairs."""
+    pairs = []
+    for status, at in payload.get("earlier") or []:
+        parsed = timestamp_parse(at)
+        if status in STATUS_TIME_FIELDS and parsed is not None:
+            pairs.append((status, parsed))
+    return pairs
+
+
 def pending_updates_apply(message: Message) -> int:
     """Apply, in arrival order, the held updates for a just-stored message."""
     if not message.gateway_message_id:
@@ -293,7 +323,11 @@ def pending_updates_apply(message: Message) -> int:
         kind = update.kind
         if kind == PendingMessageUpdate.Kind.STATUS:
             status_apply(
-                message, status=payload["status"], at=at, error=payload.get("error")
+                message,
+                status=payload["status"],
+                at=at,
+                error=payload.get("error"),
+                earlier=_payload_earlier(payload),
             )
         elif kind == PendingMessageUpdate.Kind.EDIT:
             edit_apply(message, text=payload.get("text"), at=at)

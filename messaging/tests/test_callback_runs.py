@@ -116,6 +116,17 @@ def _receipt(rng: random.Random) -> tuple[str, dict]:
         "status": rng.choice(["sent", "delivered", "read", "played", "failed"]),
         "error": rng.choice([None, "gone"]),
         "timestamp": rng.choice(TIMES),
+        # Receipts the gateway folded together list the lower statuses.
+        "earlier": rng.choice(
+            [
+                None,
+                None,
+                {"sent": rng.choice(TIMES)},
+                {"sent": rng.choice(TIMES), "delivered": rng.choice(TIMES)},
+                {"delivered": "not a time", "bogus": rng.choice(TIMES)},
+                "not an object",
+            ]
+        ),
     }
 
 
@@ -360,23 +371,31 @@ def test_batch_queries_do_not_grow_with_size(alice):
     assert len(hundred.captured_queries) == len(ten.captured_queries)
 
 
-def test_receipts_saved_in_one_update(alice):
-    customer = customer_make(alice)
-    messages = [
-        outbound_make(alice, customer, status="sending", gateway_message_id=f"R{n}")
-        for n in range(20)
-    ]
-    receipts = [
-        event(
-            alice,
-            "message.status",
-            {
-                "message_id": str(message.code),
-                "gateway_message_id": message.gateway_message_id,
-                "status": status,
-                "timestamp": TIMES[index],
-            },
+def _sending(user, count: int, prefix: str) -> list:
+    customer = customer_make(user)
+    return [
+        outbound_make(
+            user, customer, status="sending", gateway_message_id=f"{prefix}{n}"
         )
+        for n in range(count)
+    ]
+
+
+def _receipt_event(user, message, status: str, timestamp: str, **extra) -> dict:
+    data = {
+        "message_id": str(message.code),
+        "gateway_message_id": message.gateway_message_id,
+        "status": status,
+        "timestamp": timestamp,
+        **extra,
+    }
+    return event(user, "message.status", data)
+
+
+def test_receipts_saved_in_one_update(alice):
+    messages = _sending(alice, 20, "R")
+    receipts = [
+        _receipt_event(alice, message, status, TIMES[index])
         for message in messages
         for index, status in enumerate(["sent", "delivered", "read"])
     ]
@@ -394,6 +413,21 @@ def test_receipts_saved_in_one_update(alice):
         Message.objects.filter(owner=alice).values_list("status", flat=True)
     ) == {"read"}
     assert Message.objects.filter(owner=alice, delivered_at=TIMES[1]).count() == 20
+
+
+def test_batch_folded_receipts_record_times(alice):
+    messages = _sending(alice, 3, "F")
+    earlier = {"sent": TIMES[0], "delivered": TIMES[1]}
+    receipts = [
+        _receipt_event(alice, message, "read", TIMES[2], earlier=earlier)
+        for message in messages
+    ]
+
+    callback_post(receipts)
+
+    stored = Message.objects.filter(owner=alice)
+    assert set(stored.values_list("status", flat=True)) == {"read"}
+    assert stored.filter(sent_at=TIMES[0], delivered_at=TIMES[1]).count() == 3
 
 
 def test_failed_bulk_insert_falls_back(alice, caplog):

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from messaging.models import Message
+from whatsapp_saas.exceptions import ApplicationError
 
 from .helpers import apply, customer_make, outbound_make, receive
 
@@ -19,18 +20,18 @@ TIMES = {
 }
 
 
-def _receipt(user, status):
-    return apply(
-        user,
-        "message.status",
-        {
-            "gateway_message_id": "3EB0ORDER",
-            "message_id": None,
-            "status": status,
-            "error": None,
-            "timestamp": TIMES[status],
-        },
-    )
+def _receipt(user, status, earlier=None):
+    data = {
+        "gateway_message_id": "3EB0ORDER",
+        "message_id": None,
+        "status": status,
+        "error": None,
+        "timestamp": TIMES[status],
+    }
+    if earlier is not None:
+        # Receipts the gateway folded into this one.
+        data["earlier"] = earlier
+    return apply(user, "message.status", data)
 
 
 def _state(message):
@@ -44,6 +45,14 @@ def _state(message):
     )
 
 
+def _assert_read_with_every_time(message):
+    status, sent_at, delivered_at, read_at, _failed = _state(message)
+    assert status == "read"
+    assert sent_at.isoformat() == "2024-06-21T20:00:01+00:00"
+    assert delivered_at.isoformat() == "2024-06-21T20:00:02+00:00"
+    assert read_at.isoformat() == "2024-06-21T20:00:03+00:00"
+
+
 @pytest.mark.parametrize("order", list(permutations(["sent", "delivered", "read"])))
 def test_receipts_in_any_order_end_read(alice, order):
     customer = customer_make(alice)
@@ -54,11 +63,7 @@ def test_receipts_in_any_order_end_read(alice, order):
     for status in order:
         _receipt(alice, status)
 
-    status, sent_at, delivered_at, read_at, _failed = _state(message)
-    assert status == "read"
-    assert sent_at.isoformat() == "2024-06-21T20:00:01+00:00"
-    assert delivered_at.isoformat() == "2024-06-21T20:00:02+00:00"
-    assert read_at.isoformat() == "2024-06-21T20:00:03+00:00"
+    _assert_read_with_every_time(message)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +94,84 @@ def test_receipts_held_before_the_message_end_the_same(alice, split):
     message = Message.objects.get(owner=alice)
     assert message.status == "read"
     assert message.read_at.isoformat() == "2024-06-21T20:00:03+00:00"
+
+
+def test_folded_receipt_records_each_time(alice):
+    customer = customer_make(alice)
+    message = outbound_make(
+        alice, customer, status="sending", gateway_message_id="3EB0ORDER"
+    )
+
+    outcome = _receipt(
+        alice, "read", {"sent": TIMES["sent"], "delivered": TIMES["delivered"]}
+    )
+
+    assert outcome == "applied"
+    _assert_read_with_every_time(message)
+
+
+def test_held_folded_receipt_keeps_times(alice):
+    _receipt(alice, "read", {"delivered": TIMES["delivered"]})
+
+    receive(alice, gateway_message_id="3EB0ORDER", from_me=True)
+
+    message = Message.objects.get(owner=alice)
+    assert message.status == "read"
+    assert message.delivered_at.isoformat() == "2024-06-21T20:00:02+00:00"
+
+
+def test_played_keeps_earlier_read_time(alice):
+    customer = customer_make(alice)
+    message = outbound_make(
+        alice, customer, status="sent", gateway_message_id="3EB0ORDER"
+    )
+
+    apply(
+        alice,
+        "message.status",
+        {
+            "gateway_message_id": "3EB0ORDER",
+            "status": "played",
+            "timestamp": "2024-06-21T20:05:00Z",
+            "earlier": {"read": TIMES["read"]},
+        },
+    )
+
+    assert _state(message)[3].isoformat() == "2024-06-21T20:00:03+00:00"
+
+
+def test_earlier_not_object_rejected(alice):
+    customer = customer_make(alice)
+    message = outbound_make(
+        alice, customer, status="sending", gateway_message_id="3EB0ORDER"
+    )
+
+    with pytest.raises(ApplicationError, match="earlier must be an object"):
+        _receipt(alice, "read", ["sent", TIMES["sent"]])
+
+    assert _state(message)[0] == "sending"
+
+
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        {"queued": TIMES["sent"]},
+        {"failed": TIMES["failed"]},
+        {"delivered": "yesterday"},
+    ],
+)
+def test_bad_earlier_entry_left_out(alice, caplog, earlier):
+    customer = customer_make(alice)
+    message = outbound_make(
+        alice, customer, status="sending", gateway_message_id="3EB0ORDER"
+    )
+
+    outcome = _receipt(alice, "read", earlier)
+
+    assert outcome == "applied"
+    status, _sent, delivered_at, _read, failed_at = _state(message)
+    assert (status, delivered_at, failed_at) == ("read", None, None)
+    assert "Left out invalid earlier status" in caplog.text
 
 
 def test_repeated_receipt_is_a_duplicate(alice):
