@@ -168,19 +168,6 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env_int(
     "DATABASE_CONN_MAX_AGE", default=60, minimum=0
 )
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
-    "DATABASE_PREPARED_STATEMENTS", default=True
-):
-    # Parameters travel apart from the SQL, and psycopg prepares a statement
-    # once a connection has run it DATABASE_PREPARE_THRESHOLD times, so
-    # PostgreSQL stops parsing and planning the hot queries on every call.
-    # A pooler in transaction mode (PgBouncer before 1.21) cannot keep
-    # prepared statements: turn this off behind one.
-    postgres_options = DATABASES["default"].setdefault("OPTIONS", {})
-    postgres_options["server_side_binding"] = True
-    postgres_options["prepare_threshold"] = env_int(
-        "DATABASE_PREPARE_THRESHOLD", default=5, minimum=0
-    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; a busy timeout lets the eager-task path and
     # the callback view wait for each other instead of failing at once.

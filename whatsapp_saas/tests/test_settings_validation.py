@@ -26,12 +26,7 @@ else:
         "WA_SEND_STUCK_MINUTES",
         "WA_GATEWAY_TIMEOUT",
     ]
-    options = values["DATABASES"]["default"].get("OPTIONS", {})
-    print(json.dumps({
-        "error": None,
-        "DATABASE_OPTIONS": options,
-        **{name: values[name] for name in names},
-    }))
+    print(json.dumps({"error": None, **{name: values[name] for name in names}}))
 """
 
 # Variables a test may set; inherited copies are dropped so each case sees
@@ -39,8 +34,6 @@ else:
 CHECKED_VARIABLES = (
     "DEBUG",
     "DATABASE_URL",
-    "DATABASE_PREPARED_STATEMENTS",
-    "DATABASE_PREPARE_THRESHOLD",
     "REDIS_URL",
     "LOG_LEVEL",
     "WA_CALLBACK_MAX_BYTES",
@@ -171,45 +164,6 @@ def test_database_url_error_does_not_show_the_password():
 
     assert "s3cret-pass" not in result["message"]
     assert "'mystery'" in result["message"]
-
-
-POSTGRES_URL = "postgres://user@db.invalid:5432/name"
-
-
-def test_postgres_binds_on_the_server_and_prepares_by_default():
-    options = settings_read(DATABASE_URL=POSTGRES_URL)["DATABASE_OPTIONS"]
-
-    assert options["server_side_binding"] is True
-    assert options["prepare_threshold"] == 5
-
-
-def test_prepared_statements_can_be_turned_off():
-    result = settings_read(
-        DATABASE_URL=POSTGRES_URL, DATABASE_PREPARED_STATEMENTS="False"
-    )
-
-    assert "server_side_binding" not in result["DATABASE_OPTIONS"]
-    assert "prepare_threshold" not in result["DATABASE_OPTIONS"]
-
-
-def test_zero_prepare_threshold_is_accepted():
-    result = settings_read(DATABASE_URL=POSTGRES_URL, DATABASE_PREPARE_THRESHOLD="0")
-
-    assert result["DATABASE_OPTIONS"]["prepare_threshold"] == 0
-
-
-def test_negative_prepare_threshold_is_rejected():
-    result = settings_read(DATABASE_URL=POSTGRES_URL, DATABASE_PREPARE_THRESHOLD="-1")
-
-    assert result["error"] == "ImproperlyConfigured"
-    assert "DATABASE_PREPARE_THRESHOLD" in result["message"]
-    assert "whole number of at least 0" in result["message"]
-
-
-def test_sqlite_gets_no_postgres_options():
-    result = settings_read(DATABASE_URL="sqlite:///tmp/unused.sqlite3")
-
-    assert "server_side_binding" not in result["DATABASE_OPTIONS"]
 
 
 def test_unknown_log_level_is_rejected():
