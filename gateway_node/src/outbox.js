@@ -29,10 +29,11 @@
 // the end of the user's lane, inserted in the same transaction that
 // deletes the earlier row, so after a crash the table contains either the
 // earlier row or the folded one. A row stops being foldable once it is
-// taken into a request, even if that request fails, because Django may
-// already have applied it. So while Django is slow or down, one message's
-// sent, delivered and read receipts can cost Django one event instead of
-// three.
+// taken into a request, even if that request fails. After a restart every
+// pending receipt is foldable again, which does no harm: Django keeps the
+// earliest time of each status and never moves a status back. So while
+// Django is slow or down, one message's sent, delivered and read receipts
+// can cost Django one event instead of three.
 
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'

@@ -52,10 +52,11 @@ function earliest (first, second) {
  * one appended first.
  *
  * The data is that of the higher-ranked receipt (`newer` on a tie), with
- * null identity fields taken from the other. `earlier` maps each lower
- * status to the time it happened: the receipt's `timestamp`, or its
- * event's `occurred_at` when the timestamp is null. When a status is listed
- * twice the earliest time wins, and the main status is never listed.
+ * null identity fields taken from the other. Each status's time is the
+ * receipt's `timestamp`, or its event's `occurred_at` when the timestamp
+ * is null, and the earliest wins when a status comes twice. `timestamp`
+ * becomes the main status's time, and `earlier` maps each lower status to
+ * its time.
  */
 export function foldStatuses (older, newer) {
   const newerWins = RANK[newer.data.status] >= RANK[older.data.status]
@@ -71,11 +72,15 @@ export function foldStatuses (older, newer) {
   const listed = [
     ...Object.entries(lower.data.earlier ?? {}),
     ...Object.entries(higher.data.earlier ?? {}),
-    [lower.data.status, lower.data.timestamp ?? lower.occurredAt]
+    [lower.data.status, lower.data.timestamp ?? lower.occurredAt],
+    [higher.data.status, higher.data.timestamp ?? higher.occurredAt]
   ]
   for (const [status, time] of listed) {
     times[status] = earliest(times[status], time)
   }
+  // The main status keeps its earliest time too, and a receipt without a
+  // timestamp keeps the time its own event was recorded, not the fold's.
+  data.timestamp = times[data.status]
   delete times[data.status]
 
   data.earlier = Object.fromEntries(

@@ -928,7 +928,21 @@ describe('outbox status folding', () => {
     const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: null }))
 
     assert.deepEqual(event.data.earlier, { sent: new Date(sentAt).toISOString() })
-    assert.equal(event.data.timestamp, null)
+    assert.equal(event.data.timestamp, new Date(sentAt + 2000).toISOString())
+  })
+
+  it('keeps the time of a waiting higher receipt without timestamp', async (t) => {
+    const readAt = Date.parse('2026-01-31T12:00:05.000Z')
+    let clockMs = readAt
+    const { outbox } = await idleOutbox(t, { clock: () => clockMs })
+    outbox.append(1, 'message.status', receipt('read', { timestamp: null }))
+    clockMs += 2000
+
+    const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T1 }))
+
+    assert.equal(event.data.status, 'read')
+    assert.equal(event.data.timestamp, new Date(readAt).toISOString())
+    assert.deepEqual(event.data.earlier, { delivered: T1 })
   })
 
   it('keeps the earliest time of a status listed twice', async (t) => {
@@ -941,13 +955,13 @@ describe('outbox status folding', () => {
     assert.deepEqual(event.data, { ...receipt('read', { timestamp: T3 }), earlier: { sent: T1 } })
   })
 
-  it('lets the newer receipt win a tie', async (t) => {
+  it('keeps the earliest time of a repeated main status', async (t) => {
     const { outbox } = await idleOutbox(t)
     outbox.append(1, 'message.status', receipt('read', { timestamp: T2 }))
 
     const event = outbox.append(1, 'message.status', receipt('read', { timestamp: T3 }))
 
-    assert.equal(event.data.timestamp, T3)
+    assert.equal(event.data.timestamp, T2)
     assert.deepEqual(event.data.earlier, {})
   })
 
