@@ -112,3 +112,14 @@ def test_api_rotation_leaves_other_users_token(owner, outsider):
     api.post(ROTATE_API_URL)
 
     assert Token.objects.filter(key=outsider_token.key).exists()
+
+
+@pytest.mark.parametrize("key", ["abc\x00def", "a" * 41])
+def test_impossible_token_gets_401(owner, key):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+
+    response = api.post(ROTATE_API_URL)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed"

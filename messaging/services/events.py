@@ -75,6 +75,10 @@ RECEIPT_STATUSES = {
     "failed": Message.Status.FAILED,
 }
 
+# The order of the receipt words the gateway folds. An `earlier` entry must
+# come before the receipt's own status in it.
+FOLDED_RECEIPT_ORDER = {"sent": 1, "delivered": 2, "read": 3, "played": 4}
+
 # Ignored-event counters live a little over a day in the cache.
 IGNORED_COUNTER_SECONDS = 2 * 24 * 3600
 
@@ -432,38 +436,45 @@ def _receipt_read(user, data: dict, at: datetime) -> _Receipt | str:
         gateway_id=gateway_id,
         at=timestamp_parse(data.get("timestamp")) or at,
         error=data.get("error"),
-        earlier=_receipt_earlier(user, data.get("earlier")),
+        earlier=_receipt_earlier(user, data.get("earlier"), data.get("status")),
     )
 
 
-def _receipt_earlier(user, value) -> tuple:
+def _receipt_earlier(user, value, word) -> tuple:
     """Return a receipt's `earlier` object as (status, time) pairs, lowest first.
 
     When receipts of one message wait in the gateway's outbox together, it
-    posts the highest one and lists the lower statuses with their times. An
-    entry with an unknown status, `failed` or an invalid time is left out
-    and logged, and the rest of the receipt still applies.
+    posts the highest one, whose receipt word is `word`, and lists the lower
+    statuses with their times. Entries that are not a lower status with an
+    ISO time are left out, with one log line for all of them, and the rest
+    of the receipt still applies.
     """
     if value is None:
         return ()
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or len(value) > len(FOLDED_RECEIPT_ORDER):
         raise _rejected(
             "message.status",
-            "earlier must be an object mapping status words to times.",
+            "earlier must be an object mapping at most "
+            f"{len(FOLDED_RECEIPT_ORDER)} lower status words to times.",
         )
+    limit = FOLDED_RECEIPT_ORDER.get(word, 0)
     pairs = []
-    for word, time in value.items():
-        earlier_status = RECEIPT_STATUSES.get(word)
+    left_out = []
+    for earlier_word, time in value.items():
         parsed = timestamp_parse(time)
-        if earlier_status in (None, Message.Status.FAILED) or parsed is None:
-            logger.warning(
-                "Left out invalid earlier status %r of a message.status for "
-                "user %s: expected sent, delivered, read or played with an ISO time",
-                str(word)[:40],
-                user.pk,
-            )
+        if FOLDED_RECEIPT_ORDER.get(earlier_word, limit) >= limit or parsed is None:
+            left_out.append(str(earlier_word)[:40])
             continue
-        pairs.append((earlier_status, parsed))
+        pairs.append((RECEIPT_STATUSES[earlier_word], parsed))
+    if left_out:
+        logger.warning(
+            "Left out invalid earlier statuses %s of a %r message.status for "
+            "user %s: expected lower statuses among sent, delivered, read and "
+            "played, each with an ISO time",
+            left_out,
+            str(word)[:40],
+            user.pk,
+        )
     pairs.sort(key=lambda pair: STATUS_RANK[pair[0]])
     return tuple(pairs)
 

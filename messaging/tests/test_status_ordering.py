@@ -158,6 +158,8 @@ def test_earlier_not_object_rejected(alice):
         {"queued": TIMES["sent"]},
         {"failed": TIMES["failed"]},
         {"delivered": "yesterday"},
+        {"played": TIMES["sent"]},
+        {"read": TIMES["sent"]},
     ],
 )
 def test_bad_earlier_entry_left_out(alice, caplog, earlier):
@@ -169,9 +171,33 @@ def test_bad_earlier_entry_left_out(alice, caplog, earlier):
     outcome = _receipt(alice, "read", earlier)
 
     assert outcome == "applied"
-    status, _sent, delivered_at, _read, failed_at = _state(message)
+    status, _sent, delivered_at, read_at, failed_at = _state(message)
     assert (status, delivered_at, failed_at) == ("read", None, None)
-    assert "Left out invalid earlier status" in caplog.text
+    assert read_at.isoformat() == "2024-06-21T20:00:03+00:00"
+    assert "Left out invalid earlier statuses" in caplog.text
+
+
+def test_bad_earlier_entries_logged_once(alice, caplog):
+    customer = customer_make(alice)
+    outbound_make(alice, customer, status="sending", gateway_message_id="3EB0ORDER")
+
+    _receipt(alice, "read", {"queued": TIMES["sent"], "delivered": "yesterday"})
+
+    assert caplog.text.count("Left out invalid earlier statuses") == 1
+    assert "'queued', 'delivered'" in caplog.text
+
+
+def test_earlier_with_too_many_entries_rejected(alice):
+    customer = customer_make(alice)
+    message = outbound_make(
+        alice, customer, status="sending", gateway_message_id="3EB0ORDER"
+    )
+    earlier = {f"word{number}": TIMES["sent"] for number in range(5)}
+
+    with pytest.raises(ApplicationError, match="at most 4 lower status words"):
+        _receipt(alice, "read", earlier)
+
+    assert _state(message)[0] == "sending"
 
 
 def test_repeated_receipt_is_a_duplicate(alice):
