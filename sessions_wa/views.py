@@ -154,7 +154,7 @@ def simulate_scan(request):
         raise Http404("Simulated scans need the gateway's sim engine.")
 
     raw_phone = request.POST.get("phone", "").strip() or SIM_SCAN_DEFAULT_PHONE
-    phone = _e164_or_none(raw_phone)
+    phone = sim_phone_e164(raw_phone)
     if phone is None:
         error = _(
             "“%(value)s” is not a valid phone number; type it with the country "
@@ -176,7 +176,8 @@ def simulate_scan(request):
     return redirect("sessions_wa:settings")
 
 
-def _e164_or_none(value: str) -> str | None:
+def sim_phone_e164(value: str) -> str | None:
+    """Return a typed number in E.164, or None when it cannot be a number."""
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:

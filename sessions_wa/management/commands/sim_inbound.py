@@ -8,12 +8,10 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import User
 from sessions_wa.gateway import GatewayClient, GatewayError
+from sessions_wa.management.subscriber import email_argument_add, subscriber_by_email
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_EMAIL = "demo@example.com"
 
 
 class Command(BaseCommand):
@@ -23,11 +21,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--email",
-            default=DEFAULT_EMAIL,
-            help=f"Email address of the subscriber (default {DEFAULT_EMAIL}).",
-        )
+        email_argument_add(parser)
         parser.add_argument(
             "--from",
             dest="sender",
@@ -40,12 +34,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, email, sender, text, push_name, **options):
-        user = User.objects.filter(email__iexact=email).first()
-        if user is None:
-            raise CommandError(
-                f"No subscriber has the email {email}. Create the demo one with "
-                "`manage.py ensure_demo_subscriber` or pass --email."
-            )
+        user = subscriber_by_email(email)
 
         # `from` is a Python keyword, so the fields go in as a dict.
         fields = {"from": sender, "text": text}

@@ -1,0 +1,82 @@
+"""manage.py sim_scan: a signed /sim/scan call for a session showing its QR code."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.tests.factories import subscriber_create
+from sessions_wa.models import WhatsAppSession
+
+pytestmark = pytest.mark.django_db
+
+
+def sim_scan(*args):
+    out = StringIO()
+    call_command("sim_scan", *args, stdout=out)
+    return out.getvalue()
+
+
+def _waiting_for_scan(email: str):
+    user = subscriber_create(email)
+    WhatsAppSession.objects.create(
+        user=user, state=WhatsAppSession.State.QR_PENDING, session_key="scan-1"
+    )
+    return user
+
+
+def test_posts_signed_scan(fake_gateway):
+    user = _waiting_for_scan("owner@example.com")
+    fake_gateway.reply("/sim/scan", (200, {"ok": True}))
+
+    output = sim_scan("--email", "owner@example.com", "--phone", "+5511988887777")
+
+    [call] = fake_gateway.calls("/sim/scan")
+    assert call["signed"] is True
+    assert call["json"] == {"user_id": user.pk, "phone": "+5511988887777"}
+    assert "+5511988887777" in output
+
+
+def test_default_phone_is_the_settings_page_one(fake_gateway):
+    _waiting_for_scan("owner@example.com")
+    fake_gateway.reply("/sim/scan", (200, {"ok": True}))
+
+    sim_scan("--email", "owner@example.com")
+
+    [call] = fake_gateway.calls("/sim/scan")
+    assert call["json"]["phone"] == "+5511900000009"
+
+
+def test_invalid_phone_is_an_error(fake_gateway):
+    _waiting_for_scan("owner@example.com")
+
+    with pytest.raises(CommandError, match="'12' is not a valid phone number"):
+        sim_scan("--email", "owner@example.com", "--phone", "12")
+
+    assert fake_gateway.requests == []
+
+
+def test_session_without_qr_code_is_an_error(fake_gateway):
+    subscriber_create("owner@example.com")
+
+    with pytest.raises(CommandError, match=r"shows no QR code \(state: not started\)"):
+        sim_scan("--email", "owner@example.com")
+
+    assert fake_gateway.requests == []
+
+
+def test_unknown_email_is_an_error(fake_gateway):
+    with pytest.raises(CommandError, match="No subscriber has the email x@example"):
+        sim_scan("--email", "x@example.com")
+
+    assert fake_gateway.requests == []
+
+
+def test_gateway_error_names_the_sim_engine(fake_gateway):
+    _waiting_for_scan("owner@example.com")
+    fake_gateway.reply(
+        "/sim/scan", (404, {"code": "GW_ERR_NOT_FOUND", "message": "No such route."})
+    )
+
+    with pytest.raises(CommandError, match="No such route. The gateway must run"):
+        sim_scan("--email", "owner@example.com")
