@@ -22,6 +22,9 @@ def api_token_get_for_user(*, user: User) -> Token | None:
     return Token.objects.filter(user=user).first()
 
 
+KEY_MAX_LENGTH = Token._meta.get_field("key").max_length
+
+
 @cache
 def _token_statement(vendor: str):
     """Build the SELECT of a token with its user, plan and WhatsApp session.
@@ -32,13 +35,11 @@ def _token_statement(vendor: str):
     """
     quote = connection.ops.quote_name
     session_model = User._meta.get_field("whatsapp_session").related_model
-    tables = [
-        (Token, "t"),
-        (User, "u"),
-        (Subscription, "s"),
-        (session_model, "w"),
+    models = [Token, User, Subscription, session_model]
+    plans = [
+        model_columns(model, alias, vendor)
+        for model, alias in zip(models, "tusw", strict=True)
     ]
-    plans = [model_columns(model, alias, vendor) for model, alias in tables]
     token_user = quote(Token._meta.get_field("user").column)
     user_pk = quote(User._meta.pk.column)
     subscription_user = quote(Subscription._meta.get_field("user").column)
@@ -54,7 +55,7 @@ def _token_statement(vendor: str):
         f"ON {quote('w')}.{session_user} = {quote('u')}.{user_pk} "
         f"WHERE {quote('t')}.{quote(Token._meta.pk.column)} = %s"
     )
-    return sql, tables, plans
+    return sql, models, plans
 
 
 def api_token_get_with_user(*, key: str) -> Token | None:
@@ -64,7 +65,12 @@ def api_token_get_with_user(*, key: str) -> Token | None:
     costs no query. A missing plan or session is cached as missing, so
     reading it raises DoesNotExist as usual. Returns None for an unknown key.
     """
-    sql, tables, plans = _token_statement(connection.vendor)
+    # No stored key is longer or contains NUL, and PostgreSQL raises an
+    # error for a NUL in a query where it should find no token.
+    if len(key) > KEY_MAX_LENGTH or "\x00" in key:
+        return None
+
+    sql, models, plans = _token_statement(connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(sql, [key])
         row = cursor.fetchone()
@@ -73,7 +79,7 @@ def api_token_get_with_user(*, key: str) -> Token | None:
 
     rows = []
     start = 0
-    for (model, _alias), plan in zip(tables, plans, strict=True):
+    for model, plan in zip(models, plans, strict=True):
         end = start + len(plan[1])
         rows.append(row_model(model, plan, row[start:end]))
         start = end

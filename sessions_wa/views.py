@@ -6,7 +6,6 @@ import json
 import logging
 import math
 
-import phonenumbers
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -27,13 +26,13 @@ from .masking import mask_phone
 from .models import WhatsAppSession
 from .qr import qr_svg
 from .signing import SignatureError, verify_request
+from .sim import SIM_SCAN_DEFAULT_PHONE, sim_phone_e164
 
 logger = logging.getLogger(__name__)
 security_logger = logging.getLogger("whatsapp_saas.security")
 
 State = WhatsAppSession.State
 
-SIM_SCAN_DEFAULT_PHONE = "+5511900000009"
 # Seconds between card refreshes while something is about to change.
 POLL_SECONDS_PENDING = 2
 POLL_SECONDS_RECONNECTING = 5
@@ -174,17 +173,6 @@ def simulate_scan(request):
     if _is_htmx(request):
         return render(request, "sessions_wa/_card.html", _card_context(request))
     return redirect("sessions_wa:settings")
-
-
-def sim_phone_e164(value: str) -> str | None:
-    """Return a typed number in E.164, or None when it cannot be a number."""
-    try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _error(message: str, code: str, status: int) -> JsonResponse:

@@ -79,3 +79,13 @@ def test_each_key_reads_own_user(owner, outsider):
 
     assert api_token_get_with_user(key=owner_token.key).user.pk == owner.pk
     assert api_token_get_with_user(key=outsider_token.key).user.pk == outsider.pk
+
+
+@pytest.mark.parametrize("key", ["abc\x00def", "a" * 41])
+def test_impossible_key_gives_none(owner, key):
+    Token.objects.create(user=owner)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert api_token_get_with_user(key=key) is None
+
+    assert queries.captured_queries == []

@@ -128,10 +128,10 @@ export class Outbox {
   #inFlightEvents = 0
   #lastStartAt = -Infinity
   // Pending `message.status` rows that a later receipt may fold into:
-  // index key (see statusKeys) -> seq, and seq -> its keys. A row leaves
-  // both maps when it is folded or taken into a request.
+  // index key (see statusKeys) -> seq, and seq -> { keys, data, occurredAt }.
+  // A row leaves both maps when it is folded or taken into a request.
   #foldable = new Map()
-  #foldableKeys = new Map()
+  #foldableRows = new Map()
 
   constructor ({ db, callback, secret, logger, metrics, fetch = globalThis.fetch, random = Math.random, clock = Date.now }) {
     this.#db = db
@@ -156,7 +156,9 @@ export class Outbox {
     // No request is in flight yet, so every pending receipt may fold.
     for (const row of this.#sql.pendingStatuses.all()) {
       const data = JSON.parse(row.data)
-      if (isFoldableStatus('message.status', data)) this.#indexStatus(row.user_id, row.seq, data)
+      if (isFoldableStatus('message.status', data)) {
+        this.#indexStatus(row.user_id, row.seq, data, row.occurred_at)
+      }
     }
   }
 
@@ -178,9 +180,8 @@ export class Outbox {
       ).pluck(),
       deleteUpTo: db.prepare('DELETE FROM outbox WHERE user_id = ? AND seq <= ?'),
       deleteOne: db.prepare('DELETE FROM outbox WHERE seq = ?'),
-      row: db.prepare('SELECT seq, user_id, occurred_at, data FROM outbox WHERE seq = ?'),
       pendingStatuses: db.prepare(
-        "SELECT seq, user_id, data FROM outbox WHERE type = 'message.status' ORDER BY seq"
+        "SELECT seq, user_id, occurred_at, data FROM outbox WHERE type = 'message.status' ORDER BY seq"
       ),
       pending: db.prepare('SELECT COUNT(*) AS count FROM outbox'),
       moveToDeadLetters: db.prepare(
@@ -216,7 +217,7 @@ export class Outbox {
     const foldable = isFoldableStatus(type, data)
     const older = foldable ? this.#findFoldable(userId, data) : undefined
     const posted = older
-      ? foldStatuses({ data: older.data, occurredAt: older.occurred_at }, { data, occurredAt })
+      ? foldStatuses(older, { data, occurredAt })
       : data
     const event = { event_id: randomUUID(), seq: 0, type, user_id: userId, occurred_at: occurredAt, data: posted }
 
@@ -237,7 +238,7 @@ export class Outbox {
       this.#metrics?.statusesFolded.inc()
       this.#logger.debug({ userId, seq, foldedSeq: older.seq }, 'folded a status receipt into a pending one')
     }
-    if (foldable) this.#indexStatus(userId, seq, event.data)
+    if (foldable) this.#indexStatus(userId, seq, event.data, occurredAt)
     this.#metrics?.events.inc({ type })
     this.#openLane(userId)
     this.#schedule()
@@ -275,40 +276,29 @@ export class Outbox {
     return this.#sql.pending.get().count
   }
 
-  // Returns the pending row, not in a request, that a receipt of `userId`
-  // folds into, with `data` parsed, or undefined.
+  // Returns the pending receipt, not in a request, that a receipt of
+  // `userId` folds into, as `{ seq, data, occurredAt }`, or undefined.
   #findFoldable (userId, data) {
     for (const key of statusKeys(userId, data)) {
-      const seq = this.#foldable.get(key)
-      if (seq === undefined) continue
-      const row = this.#sql.row.get(seq)
-      if (!row) {
-        // NOTE: every path that deletes a pending row unindexes it first,
-        // so this only guards against a row deleted outside this class.
-        this.#unindexStatus(seq)
-        continue
-      }
-      row.data = JSON.parse(row.data)
-      if (isSameMessage(row.data, data)) return row
+      const row = this.#foldableRows.get(this.#foldable.get(key))
+      if (row && isSameMessage(row.data, data)) return row
     }
     return undefined
   }
 
-  // Two indexed rows can share a key after a restart, when a receipt that
-  // had been in a failed request and a later one of the same message are
-  // both pending, or when their ids disagree. The later row then owns the
-  // key, so new receipts fold into it and the earlier row stays on its own.
-  #indexStatus (userId, seq, data) {
+  // When two pending rows share a key (after a restart, or when their ids
+  // disagree), the later one owns it and the earlier one no longer folds.
+  #indexStatus (userId, seq, data, occurredAt) {
     const keys = statusKeys(userId, data)
     for (const key of keys) this.#foldable.set(key, seq)
-    this.#foldableKeys.set(seq, keys)
+    this.#foldableRows.set(seq, { seq, keys, data, occurredAt })
   }
 
   #unindexStatus (seq) {
-    const keys = this.#foldableKeys.get(seq)
-    if (!keys) return
-    this.#foldableKeys.delete(seq)
-    for (const key of keys) {
+    const row = this.#foldableRows.get(seq)
+    if (!row) return
+    this.#foldableRows.delete(seq)
+    for (const key of row.keys) {
       if (this.#foldable.get(key) === seq) this.#foldable.delete(key)
     }
   }

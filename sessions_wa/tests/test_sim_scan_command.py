@@ -37,7 +37,7 @@ def test_posts_signed_scan(fake_gateway):
     assert "+5511988887777" in output
 
 
-def test_default_phone_is_the_settings_page_one(fake_gateway):
+def test_default_phone_matches_settings_page(fake_gateway):
     _waiting_for_scan("owner@example.com")
     fake_gateway.reply("/sim/scan", (200, {"ok": True}))
 
@@ -56,7 +56,7 @@ def test_invalid_phone_is_an_error(fake_gateway):
     assert fake_gateway.requests == []
 
 
-def test_session_without_qr_code_is_an_error(fake_gateway):
+def test_session_without_qr_rejected(fake_gateway):
     subscriber_create("owner@example.com")
 
     with pytest.raises(CommandError, match=r"shows no QR code \(state: not started\)"):

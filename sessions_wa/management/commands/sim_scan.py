@@ -14,7 +14,7 @@ from sessions_wa.gateway import GatewayClient, GatewayError
 from sessions_wa.management.subscriber import email_argument_add, subscriber_by_email
 from sessions_wa.masking import mask_phone
 from sessions_wa.models import WhatsAppSession
-from sessions_wa.views import SIM_SCAN_DEFAULT_PHONE, sim_phone_e164
+from sessions_wa.sim import SIM_SCAN_DEFAULT_PHONE, sim_phone_e164
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,10 @@ class Command(BaseCommand):
         number = sim_phone_e164(phone)
         if number is None:
             raise CommandError(
-                f"{phone!r} is not a valid phone number; give it with the "
+                f"{phone!r} is not a valid phone number. Give it with the "
                 "country code, such as +5511900000009."
             )
+
         session = selectors.session_get_for_user(user=user)
         if session is None or session.state != WhatsAppSession.State.QR_PENDING:
             state = session.state if session else "not started"
