@@ -13,7 +13,7 @@ import logging
 import uuid
 from contextlib import nullcontext
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -27,12 +27,20 @@ from messaging.models import Customer, DailySendCount, Message, PendingMessageUp
 from messaging.phones import JidKind, jid_parse, match_key, phone_mask
 from messaging.selectors import (
     SENDABLE_STATES,
+    send_block_reason,
     session_not_connected_message,
     whatsapp_state,
 )
 from messaging.text import WHATSAPP_TEXT_LIMIT, text_split, utf16_length
 from whatsapp_saas.exceptions import ApplicationError
-from whatsapp_saas.queries import row_create, row_get, unique_row
+from whatsapp_saas.queries import (
+    model_columns,
+    row_build,
+    row_create,
+    row_get,
+    row_model,
+    unique_row,
+)
 
 from .customers import customer_for_phone, customer_identify, phone_clean
 from .updates import STATUS_RANK, gateway_id_assign, held_updates_apply_locked
@@ -90,19 +98,27 @@ def _recipient_from_to(owner, to) -> dict:
     return {"phone": phone_clean(owner=owner, value=to, field="to")}
 
 
-def _customer_by_code(owner, value) -> Customer:
+def _customer_code(value) -> uuid.UUID | None:
     try:
-        code = uuid.UUID(str(value))
+        return uuid.UUID(str(value))
     except ValueError:
-        code = None
+        return None
+
+
+def _customer_not_found(value) -> ApplicationError:
+    return ApplicationError(
+        _("No customer has the id %(id)s.") % {"id": value},
+        code="not_found",
+        extra={"field": "customer_id"},
+        status_code=404,
+    )
+
+
+def _customer_by_code(owner, value) -> Customer:
+    code = _customer_code(value)
     customer = row_get(Customer, owner=owner, code=code) if code else None
     if customer is None:
-        raise ApplicationError(
-            _("No customer has the id %(id)s.") % {"id": value},
-            code="not_found",
-            extra={"field": "customer_id"},
-            status_code=404,
-        )
+        raise _customer_not_found(value)
     return customer
 
 
@@ -134,15 +150,20 @@ def quota_take(user, parts: int) -> None:
     """
     now = timezone.localtime()
     sent = _daily_count_add(user.pk, now.date(), parts)
-    subscription = getattr(user, "subscription", None)
-    limit = subscription.daily_message_quota if subscription is not None else 0
-    if sent <= limit:
-        return
+    limit = _daily_limit(user)
+    if sent > limit:
+        raise _quota_exceeded(limit=limit, used=sent - parts, parts=parts, now=now)
 
-    used = sent - parts
+
+def _daily_limit(user) -> int:
+    subscription = getattr(user, "subscription", None)
+    return subscription.daily_message_quota if subscription is not None else 0
+
+
+def _quota_exceeded(*, limit: int, used: int, parts: int, now) -> ApplicationError:
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     resets_at = day_start + timedelta(days=1)
-    raise ApplicationError(
+    return ApplicationError(
         _(
             "Your plan allows %(limit)s messages a day and %(used)s were sent "
             "today, so this message (%(parts)s part(s)) cannot be sent. The "
@@ -217,10 +238,12 @@ def message_send(
             extra={"field": "customer_id"},
         )
     text = _content_clean(content)
+    parts = text_split(text)
+    if _one_statement_fits(user, to=to, parts=parts, key=idempotency_key):
+        return _message_send_one_statement(user, customer_code, parts[0], source)
+
     customer = _customer_by_code(user, customer_code) if to is None else None
     recipient = _recipient_from_to(user, to) if to is not None else None
-
-    parts = text_split(text)
     key = _idempotency_key_clean(idempotency_key)
     replay = partial(
         _idempotent_replay, user, key, parts=parts, customer=customer, to=recipient
@@ -257,6 +280,172 @@ def message_send(
         customer.pk,
     )
     return messages
+
+
+def _one_statement_fits(user, *, to, parts, key) -> bool:
+    """Return whether a send can be stored by `_message_send_one_statement`.
+
+    That covers the API's usual send on PostgreSQL: one part to a customer
+    named by id, without an idempotency key, from a user who may send. Any
+    other send goes through the general path, and so does every error but
+    an unknown customer and the quota, because that path checks in its own
+    order.
+    """
+    return (
+        to is None
+        and len(parts) == 1
+        and not key
+        and connection.vendor == "postgresql"
+        and send_block_reason(user=user) is None
+    )
+
+
+def _message_send_one_statement(user, customer_code, body: str, source: str):
+    """Store a one-part send to a customer by id in a single statement.
+
+    The general path takes five round trips to the database: the customer,
+    BEGIN, the quota's upsert, the INSERT and COMMIT. Here one statement
+    reads the customer, adds to today's count only when the quota allows
+    it, and inserts the message. Outside a transaction the statement
+    commits on its own. The count's row stays locked until commit, so one
+    user's sends still get their ids in the order they commit.
+    """
+    from .send_queue import message_send_wake
+
+    code = _customer_code(customer_code)
+    if code is None:
+        raise _customer_not_found(customer_code)
+
+    now = timezone.localtime()
+    limit = _daily_limit(user)
+    message = _one_send_message(user, body, source, now)
+    sql, plan, fields = _one_send_statement(connection.vendor)
+    params = [user.pk, code, user.pk, now.date(), 1, 1, limit, limit]
+    params += [
+        field.get_db_prep_save(field.pre_save(message, True), connection)
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise _customer_not_found(customer_code)
+
+    customer = row_model(Customer, plan, row[:-1])
+    if row[-1] is None:
+        used = (
+            DailySendCount.objects.filter(owner=user, day=now.date())
+            .values_list("sent", flat=True)
+            .first()
+        )
+        raise _quota_exceeded(limit=limit, used=used or 0, parts=1, now=now)
+
+    message.pk = row[-1]
+    message.customer = customer
+    message.chat_jid = customer.wa_jid
+    message._state.adding = False
+    message._state.db = connection.alias
+    transaction.on_commit(partial(message_send_wake, user.pk, message.pk))
+    logger.info(
+        "Queued message %s (%s parts) for user %s to customer %s",
+        message.pk,
+        1,
+        user.pk,
+        customer.pk,
+    )
+    return [message]
+
+
+# The Message fields whose values differ between two one-part sends. The
+# statement contains the values of the others, except the customer and its
+# JID, which come from the customer's row.
+ONE_SEND_VARYING = frozenset(
+    {"code", "owner", "source", "body", "timestamp", "created_at", "updated_at"}
+)
+
+
+def _one_send_message(owner, body: str, source: str, now) -> Message:
+    """Return the unsaved message of a one-part send, without its customer."""
+    return row_build(
+        Message,
+        owner=owner,
+        direction=Message.Direction.OUTBOUND,
+        source=source,
+        kind=Message.Kind.TEXT,
+        body=body,
+        metadata={},
+        status=Status.QUEUED,
+        timestamp=now,
+        previous_part=None,
+        idempotency_key="",
+    )
+
+
+@cache
+def _one_send_statement(vendor: str):
+    """Build the statement of `_message_send_one_statement`.
+
+    Returns the SQL, the plan that reads the customer's columns from its
+    row, and the ONE_SEND_VARYING fields, whose values follow the eight
+    parameters of the customer and the count, in order. The other fields'
+    values are written into the SQL once, from a message that
+    `_one_send_message` built, which saves preparing and quoting them on
+    every send. Each value is cast to its column's type, as a value in a
+    SELECT list has none of its own.
+    """
+    quote = connection.ops.quote_name
+    customer_meta = Customer._meta
+    counts = quote(DailySendCount._meta.db_table)
+    sent = quote("sent")
+    plan = model_columns(Customer, "customer", vendor)
+    customer_columns = ", ".join(
+        quote(field.column) for field in customer_meta.concrete_fields
+    )
+    template = _one_send_message(None, "", Message.Source.API, timezone.now())
+
+    fields = []
+    columns = []
+    values = []
+    for field in Message._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(quote(field.column))
+        if field.name == "customer":
+            values.append(f"{quote('customer')}.{quote('id')}")
+            continue
+        if field.name == "chat_jid":
+            values.append(f"{quote('customer')}.{quote('wa_jid')}")
+            continue
+        cast = field.db_type(connection).split("(")[0]
+        if field.name in ONE_SEND_VARYING:
+            values.append(f"%s::{cast}")
+            fields.append(field)
+        else:
+            value = field.get_db_prep_save(field.pre_save(template, True), connection)
+            literal = connection.ops.compose_sql("%s", [value])
+            # A literal % would read as a placeholder.
+            values.append(f"{literal.replace('%', '%%')}::{cast}")
+
+    sql = (
+        f"WITH {quote('customer')} AS ("
+        f"SELECT {customer_columns} FROM {quote(customer_meta.db_table)} "
+        f"WHERE {quote('owner_id')} = %s AND {quote('code')} = %s), "
+        f"{quote('counted')} AS ("
+        f"INSERT INTO {counts} ({quote('owner_id')}, {quote('day')}, {sent}) "
+        f"SELECT %s, %s::date, %s FROM {quote('customer')} WHERE %s <= %s "
+        f"ON CONFLICT ({quote('owner_id')}, {quote('day')}) "
+        f"DO UPDATE SET {sent} = {counts}.{sent} + EXCLUDED.{sent} "
+        f"WHERE {counts}.{sent} + EXCLUDED.{sent} <= %s "
+        f"RETURNING {sent}), "
+        f"{quote('inserted')} AS ("
+        f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(columns)}) "
+        f"SELECT {', '.join(values)} FROM {quote('customer')}, {quote('counted')} "
+        f"RETURNING {quote(Message._meta.pk.column)}) "
+        f"SELECT {', '.join(plan[0])}, "
+        f"(SELECT {quote(Message._meta.pk.column)} FROM {quote('inserted')}) "
+        f"FROM {quote('customer')}"
+    )
+    return sql, plan, fields
 
 
 # How long a send's idempotency key returns its messages. A later send with
