@@ -30,6 +30,8 @@ from .serializers import (
     MessageSendSerializer,
     MessageSerializer,
     MessagingErrorSerializer,
+    messages_data,
+    send_body_plain,
 )
 
 ERROR_400 = OpenApiResponse(
@@ -235,11 +237,13 @@ class MessageSendApi(APIView):
         },
     )
     def post(self, request):
-        serializer = MessageSendSerializer(
-            data=request.data, context={"request": request}
-        )
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = send_body_plain(request.data)
+        if data is None:
+            serializer = MessageSendSerializer(
+                data=request.data, context={"request": request}
+            )
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
         messages = services.message_send(
             user=request.user,
             content=data["content"],
@@ -248,7 +252,7 @@ class MessageSendApi(APIView):
             source=Message.Source.API,
             idempotency_key=request.headers.get("Idempotency-Key", ""),
         )
-        body = {"messages": MessageSerializer(messages, many=True).data}
+        body = {"messages": messages_data(messages)}
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
