@@ -18,6 +18,7 @@ Times come from the database, all on Django's clock:
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from datetime import datetime
 
 from bench.load import closed_loop, http, open_loop, percentile
@@ -69,16 +70,19 @@ def _outbound(user_ids, after_id):
     )
 
 
-def _wait_final(user_ids, after_id, expected: int, timeout: float) -> dict:
+def _wait_final(user_ids, after_id, expected: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         messages = _outbound(user_ids, after_id)
         final = messages.filter(status__in=FINAL_STATUSES).count()
         if final >= expected or time.monotonic() >= deadline:
-            break
+            return
         time.sleep(0.2)
+
+
+def _status_counts(user_ids, after_id) -> dict:
     counts = {}
-    for status in messages.values_list("status", flat=True):
+    for status in _outbound(user_ids, after_id).values_list("status", flat=True):
         counts[status] = counts.get(status, 0) + 1
     return counts
 
@@ -154,20 +158,35 @@ def _summary(seconds: list[float]) -> dict:
 
 
 def outbound_full(
-    stack, subscribers, *, per_subscriber, concurrency, send_seconds, wait_s
+    stack,
+    subscribers,
+    *,
+    per_subscriber,
+    concurrency,
+    send_seconds,
+    wait_s,
+    measure=nullcontext,
 ):
     """Send as fast as the API accepts for `send_seconds`, or until
-    `per_subscriber` messages each are sent, then wait for every delivery."""
+    `per_subscriber` messages each are sent, then wait for every delivery.
+
+    `measure()` is a context manager around the sending and the waiting,
+    whose dict is added to the result; reading the results afterwards is
+    not in it.
+    """
     user_ids = [subscriber.user_id for subscriber in subscribers]
     items = _send_items(subscribers, per_subscriber)
     after_id = _last_message_id()
 
-    load = closed_loop(
-        _sender(stack), items, concurrency=concurrency, deadline_s=send_seconds
-    )
-    accepted = load.count
-    statuses = _wait_final(user_ids, after_id, accepted, wait_s)
+    with measure() as figures:
+        load = closed_loop(
+            _sender(stack), items, concurrency=concurrency, deadline_s=send_seconds
+        )
+        accepted = load.count
+        _wait_final(user_ids, after_id, accepted, wait_s)
+    statuses = _status_counts(user_ids, after_id)
     result = _latencies(user_ids, after_id)
+    result.update(figures or {})
     result.update(
         {
             "offered": len(items),
@@ -196,7 +215,8 @@ def outbound_rate_limited(stack, subscribers, *, rate, duration_s, wait_s):
     load = open_loop(
         _sender(stack), items, rate=rate, max_in_flight=32, deadline_s=duration_s
     )
-    statuses = _wait_final(user_ids, after_id, load.count, wait_s)
+    _wait_final(user_ids, after_id, load.count, wait_s)
+    statuses = _status_counts(user_ids, after_id)
     result = _latencies(user_ids, after_id)
     result.update(
         {

@@ -30,8 +30,10 @@ import shlex
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -207,19 +209,32 @@ def django_setup(env: dict[str, str]) -> None:
     django.setup()
 
 
-def with_cpu(stack, function, *args, **kwargs) -> dict:
-    """Call `function`; add the CPU seconds each process used, and the count
-    of callback requests gunicorn served, to its result."""
+@contextmanager
+def measured(stack):
+    """Measure the work done inside the block, into the dict it yields.
+
+    On exit the dict contains the CPU seconds each process used (`cpu`), the
+    callback requests gunicorn served (`callback_requests`), and
+    PostgreSQL's counters of the bench database (`database`).
+    """
+    figures: dict = {}
     callbacks_before = stack.callback_requests()
     database_before = database_counters()
     with CpuMeter(stack.cpu_groups) as meter:
-        result = function(*args, **kwargs)
-    result["cpu"] = meter.seconds()
-    result["callback_requests"] = stack.callback_requests() - callbacks_before
+        yield figures
+    figures["cpu"] = meter.seconds()
+    figures["callback_requests"] = stack.callback_requests() - callbacks_before
     database_after = database_counters()
-    result["database"] = {
+    figures["database"] = {
         name: database_after[name] - database_before[name] for name in database_after
     }
+
+
+def with_cpu(stack, function, *args, **kwargs) -> dict:
+    """Call `function` and add what `measured` found to its result."""
+    with measured(stack) as figures:
+        result = function(*args, **kwargs)
+    result.update(figures)
     return result
 
 
@@ -253,11 +268,12 @@ def run_scale(stack, sizes: Sizes, count: int, first_index: int, skip: set) -> d
         progress(
             f"{count} subscribers: outbound at full load for {sizes.load_seconds:.0f} s"
         )
-        full = with_cpu(
-            stack,
-            outbound.outbound_full,
+        # Measured until the last delivery, without the reading of the
+        # results that follows.
+        full = outbound.outbound_full(
             stack,
             subscribers,
+            measure=partial(measured, stack),
             per_subscriber=per_subscriber,
             concurrency=sizes.client_concurrency,
             send_seconds=sizes.load_seconds,
