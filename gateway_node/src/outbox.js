@@ -30,10 +30,11 @@
 // deletes the earlier row, so after a crash the table contains either the
 // earlier row or the folded one. A row stops being foldable once it is
 // taken into a request, even if that request fails. After a restart every
-// pending receipt is foldable again, which does no harm: Django keeps the
-// earliest time of each status and never moves a status back. So while
-// Django is slow or down, one message's sent, delivered and read receipts
-// can cost Django one event instead of three.
+// pending receipt is foldable again, and so is a receipt requeued from the
+// dead letters. That does no harm: Django keeps the earliest time of each
+// status and never moves a status back. So while Django is slow or down,
+// one message's sent, delivered and read receipts can cost Django one
+// event instead of three.
 
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -256,14 +257,21 @@ export class Outbox {
       const found = userId === null
         ? this.#sql.deadLetters.all()
         : this.#sql.deadLettersOfUser.all(userId)
+      const moved = []
       for (const row of found) {
-        this.#sql.insert.run(row.event_id, row.user_id, row.type, row.occurred_at, row.data)
+        const inserted = this.#sql.insert.run(row.event_id, row.user_id, row.type, row.occurred_at, row.data)
         this.#sql.deleteDeadLetter.run(row.seq)
+        moved.push({ ...row, seq: Number(inserted.lastInsertRowid) })
       }
-      return found
+      return moved
     })()
     if (rows.length === 0) return 0
     this.#pendingEvents += rows.length
+    // A requeued receipt is pending like any other, so later ones fold into it.
+    for (const row of rows) {
+      const data = JSON.parse(row.data)
+      if (isFoldableStatus(row.type, data)) this.#indexStatus(row.user_id, row.seq, data, row.occurred_at)
+    }
 
     const users = [...new Set(rows.map((row) => row.user_id))]
     for (const user of users) this.#openLane(user)

@@ -978,6 +978,20 @@ describe('outbox status folding', () => {
     assert.equal(outboxRows(reopened.db).length, 1)
   })
 
+  it('folds into a requeued dead letter', async (t) => {
+    const { outbox, db } = await idleOutbox(t)
+    db.prepare(
+      'INSERT INTO dead_letters (seq, event_id, user_id, type, occurred_at, data, http_status, reason, failed_at) ' +
+        "VALUES (1, 'dead-1', 1, 'message.status', ?, ?, 400, 'rejected', ?)"
+    ).run(T1, JSON.stringify(receipt('sent', { timestamp: T1 })), T1)
+
+    assert.equal(outbox.requeueDeadLetters(), 1)
+    const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
+
+    assert.deepEqual(event.data.earlier, { sent: T1 })
+    assert.deepEqual(outboxRows(db).map((row) => row.event_id), [event.event_id])
+  })
+
   it('keeps the pending count when receipts fold', async (t) => {
     const callbacks = controlledFetch()
     const { outbox } = await makeOutbox(t, { fetch: callbacks.fetch, lingerMs: 60000 })
