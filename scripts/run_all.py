@@ -400,7 +400,10 @@ def build_project_processes(env: dict[str, str]) -> list[ProcessSpec]:
         ProcessSpec(
             name="web",
             argv=[python, "manage.py", "runserver", f"127.0.0.1:{web_port}"],
-            env=django_env,
+            # runserver serves each request on a new thread, so a kept
+            # connection is never reused, and under concurrent requests the
+            # idle ones used up PostgreSQL's connections.
+            env={**django_env, "DATABASE_CONN_MAX_AGE": "0"},
             ready_url=f"{web_url}/accounts/login/",
         ),
         ProcessSpec(

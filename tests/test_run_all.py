@@ -277,6 +277,18 @@ def test_gateway_port_moves_gateway_and_django_gateway_url():
     assert specs["web"].env["WA_GATEWAY_URL"] == "http://127.0.0.1:3999"
 
 
+def test_web_keeps_no_database_connections():
+    specs = {
+        spec.name: spec
+        for spec in run_all.build_project_processes(
+            {"REDIS_URL": "redis://127.0.0.1:6379/0", "DATABASE_CONN_MAX_AGE": "60"}
+        )
+    }
+
+    assert specs["web"].env["DATABASE_CONN_MAX_AGE"] == "0"
+    assert "DATABASE_CONN_MAX_AGE" not in specs["worker"].env
+
+
 def test_gateway_defaults_to_sim_engine():
     specs = {spec.name: spec for spec in run_all.build_project_processes({})}
 
