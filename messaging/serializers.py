@@ -178,26 +178,45 @@ def messages_data(messages) -> list[dict]:
     return [serializer.to_representation(message) for message in messages]
 
 
+NOT_A_STRING = _("Must be a JSON string (in quotes), not %(type)s.")
+
+
+def _string_require(field, data) -> None:
+    if not isinstance(data, str):
+        # Not field.fail(): DRF fills its messages with str.format, and this
+        # one is translated with %-style placeholders.
+        raise serializers.ValidationError(
+            field.error_messages["not_a_string"] % {"type": type(data).__name__},
+            code="not_a_string",
+        )
+
+
 class StrictCharField(serializers.CharField):
     """A CharField that takes only JSON strings, never numbers or booleans."""
 
-    default_error_messages = {
-        "not_a_string": _("Must be a JSON string (in quotes), not %(type)s."),
-    }
+    default_error_messages = {"not_a_string": NOT_A_STRING}
 
     def to_internal_value(self, data):
-        if not isinstance(data, str):
-            # Not self.fail(): DRF fills its messages with str.format, and this
-            # one is translated with %-style placeholders.
-            raise serializers.ValidationError(
-                self.error_messages["not_a_string"] % {"type": type(data).__name__},
-                code="not_a_string",
-            )
+        _string_require(self, data)
+        return super().to_internal_value(data)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUIDField that takes only JSON strings.
+
+    DRF's UUIDField also reads an integer as a UUID's 128-bit value, so
+    `true` became the id 00000000-0000-0000-0000-000000000001.
+    """
+
+    default_error_messages = {"not_a_string": NOT_A_STRING}
+
+    def to_internal_value(self, data):
+        _string_require(self, data)
         return super().to_internal_value(data)
 
 
 class MessageSendSerializer(CallerIdMixin):
-    customer_id = serializers.UUIDField(
+    customer_id = StrictUUIDField(
         required=False, help_text=_("The customer's id; give this or `to`.")
     )
     to = StrictCharField(

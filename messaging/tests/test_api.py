@@ -458,6 +458,21 @@ def test_send_content_number_names_its_type(api, customer):
     ]
 
 
+@pytest.mark.parametrize(("value", "type_name"), [(True, "bool"), (1, "int")])
+def test_send_customer_id_must_be_a_string(api, customer, value, type_name):
+    response = api.post(
+        "/api/messages/send",
+        {"customer_id": value, "content": "Hi"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["customer_id"] == [
+        f"Must be a JSON string (in quotes), not {type_name}."
+    ]
+    assert not Message.objects.exists()
+
+
 def test_send_to_as_json_number_is_rejected(api):
     response = api.post(
         "/api/messages/send", {"to": 5511988880001, "content": "Oi"}, format="json"
