@@ -218,7 +218,12 @@ class MessageSendApi(APIView):
             404: ERROR_404,
             409: OpenApiResponse(
                 MessagingErrorSerializer,
-                description="WhatsApp is not connected (`session_not_connected`).",
+                description=(
+                    "WhatsApp is not connected (`session_not_connected`), or "
+                    "the customer of the `to` number was deleted while the "
+                    "message was being sent (`customer_deleted`); nothing was "
+                    "sent."
+                ),
             ),
             422: OpenApiResponse(
                 MessagingErrorSerializer,

@@ -150,10 +150,21 @@ def customer_update(*, customer: Customer, name=None, phone=None) -> Customer:
 
 
 def customer_delete(*, customer: Customer) -> None:
-    """Delete a customer and their conversation."""
+    """Delete a customer and their conversation.
+
+    The customer's row is locked first. A send that commits a message
+    before the lock has its message deleted with the customer. A send
+    that commits after it waits for the delete and then fails its foreign
+    key check, which the send reports as the customer not found. Without
+    the lock, a message committed between the deletes of the messages and
+    of the customer failed the delete instead.
+    """
     customer_id = customer.pk
     owner_id = customer.owner_id
-    customer.delete()
+    with transaction.atomic():
+        locked = Customer.objects.select_for_update().filter(pk=customer_id)
+        list(locked.values_list("pk", flat=True))
+        customer.delete()
     logger.info("Deleted customer %s of user %s", customer_id, owner_id)
 
 

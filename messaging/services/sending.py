@@ -10,6 +10,7 @@ functions below.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from contextlib import nullcontext
 from datetime import timedelta
@@ -52,9 +53,14 @@ Status = Message.Status
 # The maximum length of one send, in UTF-16 units: 16 parts.
 CONTENT_MAX_LENGTH = 16 * WHATSAPP_TEXT_LIMIT
 
+# A text of only whitespace and characters that show nothing: zero-width
+# space, non-joiner and joiner, word joiner, and the byte order mark.
+# `str.strip()` keeps the invisible ones.
+BLANK_TEXT = re.compile(r"[\s\u200b\u200c\u200d\u2060\ufeff]*\Z")
+
 
 def _content_clean(content) -> str:
-    if not isinstance(content, str) or not content.strip():
+    if not isinstance(content, str) or BLANK_TEXT.match(content):
         raise ApplicationError(
             _("The message is empty; type the text to send."),
             code="empty_message",
@@ -114,6 +120,39 @@ def _customer_not_found(value) -> ApplicationError:
     )
 
 
+def _customer_deleted(owner, pk=None, *, code=None) -> bool:
+    """Return whether the owner's customer, by id or code, no longer exists."""
+    lookup = {"pk": pk} if pk is not None else {"code": code}
+    return not Customer.objects.filter(owner=owner, **lookup).exists()
+
+
+def _customer_gone(user, customer, customer_code) -> ApplicationError:
+    """Return the error for a send whose customer was deleted while it ran.
+
+    `customer` is the customer's id or code, for the log. A send by
+    `customer_id` (`customer_code`) gets the usual 404. A send by `to` gets
+    409, because the customer it found or created for the number is gone
+    and sending again creates a new one.
+    """
+    logger.info(
+        "Send of user %s not stored: customer %s was deleted meanwhile",
+        user.pk,
+        customer,
+    )
+    if customer_code is not None:
+        return _customer_not_found(customer_code)
+    return ApplicationError(
+        _(
+            "The customer for this number was deleted while the message was "
+            "being sent, so nothing was sent. Send it again to add the "
+            "customer anew."
+        ),
+        code="customer_deleted",
+        extra={"field": "to"},
+        status_code=409,
+    )
+
+
 def _customer_by_code(owner, value) -> Customer:
     code = _customer_code(value)
     customer = row_get(Customer, owner=owner, code=code) if code else None
@@ -165,9 +204,9 @@ def _quota_exceeded(*, limit: int, used: int, parts: int, now) -> ApplicationErr
     resets_at = day_start + timedelta(days=1)
     return ApplicationError(
         _(
-            "Your plan allows %(limit)s messages a day and %(used)s were sent "
-            "today, so this message (%(parts)s part(s)) cannot be sent. The "
-            "quota resets at %(time)s."
+            "Today's message quota is used up (daily limit: %(limit)s, sent "
+            "today: %(used)s, parts in this message: %(parts)s), so nothing "
+            "was sent. The quota resets at %(time)s."
         )
         % {
             "limit": limit,
@@ -268,9 +307,13 @@ def message_send(
             transaction.on_commit(partial(message_send_wake, user.pk, messages[0].pk))
     except IntegrityError:
         earlier = replay()
-        if not earlier:
-            raise
-        return earlier
+        if earlier:
+            return earlier
+        if customer is not None and _customer_deleted(user, customer.pk):
+            raise _customer_gone(
+                user, customer.pk, customer_code if to is None else None
+            ) from None
+        raise
 
     logger.info(
         "Queued message %s (%s parts) for user %s to customer %s",
@@ -325,9 +368,16 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
         field.get_db_prep_save(field.pre_save(message, True), connection)
         for field in fields
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+    except IntegrityError:
+        # Outside a transaction the foreign key check runs with the
+        # statement, and fails when the customer was deleted meanwhile.
+        if connection.in_atomic_block or not _customer_deleted(user, code=code):
+            raise
+        raise _customer_gone(user, code, customer_code) from None
     if row is None:
         raise _customer_not_found(customer_code)
 

@@ -107,7 +107,10 @@ def test_send_needs_exactly_one_recipient(alice):
         _send(alice, customer_code=customer.code, to="+5511900000001")
 
 
-@pytest.mark.parametrize("content", ["", "   \n", None])
+@pytest.mark.parametrize(
+    "content",
+    ["", "   \n", None, "\u200b", "\ufeff", " \u200b\u2060\u200d \n", "\u00a0"],
+)
 def test_send_rejects_empty_content(alice, content):
     customer = customer_make(alice)
 
@@ -115,6 +118,14 @@ def test_send_rejects_empty_content(alice, content):
         _send(alice, customer_code=customer.code, content=content)
 
     assert raised.value.code == "empty_message"
+
+
+def test_send_keeps_invisible_characters_in_text(alice):
+    customer = customer_make(alice)
+
+    [message] = _send(alice, customer_code=customer.code, content="\u200bOi\u200b")
+
+    assert message.body == "\u200bOi\u200b"
 
 
 def test_send_rejects_text_over_sixteen_parts(alice):
