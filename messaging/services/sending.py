@@ -53,10 +53,15 @@ Status = Message.Status
 # The maximum length of one send, in UTF-16 units: 16 parts.
 CONTENT_MAX_LENGTH = 16 * WHATSAPP_TEXT_LIMIT
 
-# A text of only whitespace and characters that show nothing: zero-width
-# space, non-joiner and joiner, word joiner, and the byte order mark.
-# `str.strip()` keeps the invisible ones.
-BLANK_TEXT = re.compile(r"[\s\u200b\u200c\u200d\u2060\ufeff]*\Z")
+# A text of only whitespace and characters that show nothing is empty.
+# `str.strip()` keeps the invisible ones listed here: the soft hyphen, the
+# Hangul fillers, the Mongolian vowel separator, zero-width characters,
+# direction marks, the word joiner, invisible operators, the blank Braille
+# pattern and the byte order mark.
+BLANK_TEXT = re.compile(
+    r"[\s\u00ad\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u2069\u2800\u3164\ufeff\uffa0]*\Z"
+)
 
 
 def _content_clean(content) -> str:
@@ -204,9 +209,10 @@ def _quota_exceeded(*, limit: int, used: int, parts: int, now) -> ApplicationErr
     resets_at = day_start + timedelta(days=1)
     return ApplicationError(
         _(
-            "Today's message quota is used up (daily limit: %(limit)s, sent "
-            "today: %(used)s, parts in this message: %(parts)s), so nothing "
-            "was sent. The quota resets at %(time)s."
+            "This message needs more of today's message quota than is left "
+            "(daily limit: %(limit)s, sent today: %(used)s, parts in this "
+            "message: %(parts)s), so nothing was sent. The quota resets at "
+            "%(time)s."
         )
         % {
             "limit": limit,
@@ -368,28 +374,31 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
         field.get_db_prep_save(field.pre_save(message, True), connection)
         for field in fields
     ]
+    # Inside a caller's transaction, a savepoint undoes the statement on an
+    # error and releases the count's row when the quota refuses the send.
+    nested = connection.in_atomic_block
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        with transaction.atomic() if nested else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+            if row is not None and row[-1] is None:
+                used = (
+                    DailySendCount.objects.filter(owner=user, day=now.date())
+                    .values_list("sent", flat=True)
+                    .first()
+                )
+                raise _quota_exceeded(limit=limit, used=used or 0, parts=1, now=now)
     except IntegrityError:
         # Outside a transaction the foreign key check runs with the
         # statement, and fails when the customer was deleted meanwhile.
-        if connection.in_atomic_block or not _customer_deleted(user, code=code):
+        if nested or not _customer_deleted(user, code=code):
             raise
         raise _customer_gone(user, code, customer_code) from None
     if row is None:
         raise _customer_not_found(customer_code)
 
     customer = row_model(Customer, plan, row[:-1])
-    if row[-1] is None:
-        used = (
-            DailySendCount.objects.filter(owner=user, day=now.date())
-            .values_list("sent", flat=True)
-            .first()
-        )
-        raise _quota_exceeded(limit=limit, used=used or 0, parts=1, now=now)
-
     message.pk = row[-1]
     message.customer = customer
     message.chat_jid = customer.wa_jid
@@ -406,12 +415,39 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
     return [message]
 
 
-# The Message fields whose values differ between two one-part sends. The
-# statement contains the values of the others, except the customer and its
-# JID, which come from the customer's row.
-ONE_SEND_VARYING = frozenset(
-    {"code", "owner", "source", "body", "timestamp", "created_at", "updated_at"}
+# The Message fields whose values are the same for every one-part send,
+# which the statement contains as constants. Every other field is a
+# parameter of each send, so a field added later gets its own default or
+# pre_save value on every send, as the general path gives it.
+ONE_SEND_CONSTANTS = frozenset(
+    {
+        "direction",
+        "kind",
+        "metadata",
+        "status",
+        "error_code",
+        "error",
+        "gateway_message_id",
+        "quoted_id",
+        "timestamp_estimated",
+        "sent_at",
+        "delivered_at",
+        "read_at",
+        "failed_at",
+        "edited",
+        "edited_content_unavailable",
+        "edit_history",
+        "revoked_at",
+        "reactions",
+        "unread",
+        "idempotency_key",
+        "previous_part",
+    }
 )
+
+# A type's length or precision, which a cast would apply: a value cast to
+# varchar(10) is cut to 10 characters, where an INSERT rejects it.
+_TYPE_MODIFIER = re.compile(r"\([^)]*\)")
 
 
 def _one_send_message(owner, body: str, source: str, now) -> Message:
@@ -436,17 +472,25 @@ def _one_send_statement(vendor: str):
     """Build the statement of `_message_send_one_statement`.
 
     Returns the SQL, the plan that reads the customer's columns from its
-    row, and the ONE_SEND_VARYING fields, whose values follow the eight
-    parameters of the customer and the count, in order. The other fields'
+    row, and the Message fields whose values follow the eight parameters
+    of the customer and the count, in order. The ONE_SEND_CONSTANTS
     values are written into the SQL once, from a message that
     `_one_send_message` built, which saves preparing and quoting them on
-    every send. Each value is cast to its column's type, as a value in a
-    SELECT list has none of its own.
+    every send. Each value is cast to its column's type without length,
+    as a value in a SELECT list has no type of its own.
     """
     quote = connection.ops.quote_name
     customer_meta = Customer._meta
-    counts = quote(DailySendCount._meta.db_table)
-    sent = quote("sent")
+    count_meta = DailySendCount._meta
+    counts = quote(count_meta.db_table)
+
+    def column(meta, name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    sent = column(count_meta, "sent")
+    count_owner = column(count_meta, "owner")
+    count_day = column(count_meta, "day")
+    row_of = quote("customer")
     plan = model_columns(Customer, "customer", vendor)
     customer_columns = ", ".join(
         quote(field.column) for field in customer_meta.concrete_fields
@@ -461,39 +505,41 @@ def _one_send_statement(vendor: str):
             continue
         columns.append(quote(field.column))
         if field.name == "customer":
-            values.append(f"{quote('customer')}.{quote('id')}")
+            values.append(f"{row_of}.{quote(customer_meta.pk.column)}")
             continue
         if field.name == "chat_jid":
-            values.append(f"{quote('customer')}.{quote('wa_jid')}")
+            values.append(f"{row_of}.{column(customer_meta, 'wa_jid')}")
             continue
-        cast = field.db_type(connection).split("(")[0]
-        if field.name in ONE_SEND_VARYING:
-            values.append(f"%s::{cast}")
-            fields.append(field)
-        else:
+        cast = _TYPE_MODIFIER.sub("", field.db_type(connection))
+        if field.name in ONE_SEND_CONSTANTS:
             value = field.get_db_prep_save(field.pre_save(template, True), connection)
             literal = connection.ops.compose_sql("%s", [value])
             # A literal % would read as a placeholder.
             values.append(f"{literal.replace('%', '%%')}::{cast}")
+        else:
+            values.append(f"%s::{cast}")
+            fields.append(field)
 
+    message_pk = quote(Message._meta.pk.column)
     sql = (
-        f"WITH {quote('customer')} AS ("
+        f"WITH {row_of} AS ("
         f"SELECT {customer_columns} FROM {quote(customer_meta.db_table)} "
-        f"WHERE {quote('owner_id')} = %s AND {quote('code')} = %s), "
+        f"WHERE {column(customer_meta, 'owner')} = %s "
+        f"AND {column(customer_meta, 'code')} = %s), "
         f"{quote('counted')} AS ("
-        f"INSERT INTO {counts} ({quote('owner_id')}, {quote('day')}, {sent}) "
-        f"SELECT %s, %s::date, %s FROM {quote('customer')} WHERE %s <= %s "
-        f"ON CONFLICT ({quote('owner_id')}, {quote('day')}) "
+        f"INSERT INTO {counts} ({count_owner}, {count_day}, {sent}) "
+        f"SELECT %s, %s::date, %s FROM {row_of} WHERE %s <= %s "
+        f"ON CONFLICT ({count_owner}, {count_day}) "
         f"DO UPDATE SET {sent} = {counts}.{sent} + EXCLUDED.{sent} "
         f"WHERE {counts}.{sent} + EXCLUDED.{sent} <= %s "
         f"RETURNING {sent}), "
         f"{quote('inserted')} AS ("
         f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(columns)}) "
-        f"SELECT {', '.join(values)} FROM {quote('customer')}, {quote('counted')} "
-        f"RETURNING {quote(Message._meta.pk.column)}) "
+        f"SELECT {', '.join(values)} FROM {row_of}, {quote('counted')} "
+        f"RETURNING {message_pk}) "
         f"SELECT {', '.join(plan[0])}, "
-        f"(SELECT {quote(Message._meta.pk.column)} FROM {quote('inserted')}) "
-        f"FROM {quote('customer')}"
+        f"(SELECT {message_pk} FROM {quote('inserted')}) "
+        f"FROM {row_of}"
     )
     return sql, plan, fields
 

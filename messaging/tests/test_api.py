@@ -427,6 +427,7 @@ def test_schema_describes_serializers_not_their_mixin(api):
 
 
 @pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_send_by_token_costs_two_database_statements(alice, customer):
 
     client = APIClient()

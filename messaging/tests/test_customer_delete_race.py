@@ -7,6 +7,7 @@ side runs, so the order is the same on every run.
 from __future__ import annotations
 
 import threading
+import time
 from unittest import mock
 
 import pytest
@@ -53,10 +54,32 @@ class _HeldTransaction:
         self.thread.join(10)
 
 
-def _release_soon(open_transaction, seconds: float = 0.3) -> threading.Timer:
-    timer = threading.Timer(seconds, open_transaction.release.set)
-    timer.start()
-    return timer
+def _release_when_blocked(open_transaction) -> threading.Thread:
+    """Release `open_transaction` once another backend waits for a lock.
+
+    The send then has read the customer and waits in its foreign key
+    check, whatever the machine's speed.
+    """
+
+    def watch():
+        try:
+            with connection.cursor() as cursor:
+                for _ in range(1000):
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'"
+                    )
+                    if cursor.fetchone()[0]:
+                        break
+                    time.sleep(0.01)
+        finally:
+            open_transaction.release.set()
+            connection.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    return watcher
 
 
 def _delete_rows(customer):
@@ -70,10 +93,11 @@ def test_send_to_deleted_customer_not_found(alice):
     with _HeldTransaction(lambda: _delete_rows(customer)) as open_transaction:
         # The send still reads the customer from its snapshot, and its
         # foreign key check waits for the delete to commit.
-        _release_soon(open_transaction)
+        _release_when_blocked(open_transaction)
         with pytest.raises(ApplicationError) as caught:
             message_send(user=alice, customer_code=customer.code, content="Oi")
 
+    assert open_transaction.error is None
     assert caught.value.code == "not_found"
     assert caught.value.status_code == 404
     assert not Message.objects.exists()
@@ -89,10 +113,11 @@ def test_general_path_deleted_customer_not_found(alice):
         ),
         _HeldTransaction(lambda: _delete_rows(customer)) as open_transaction,
     ):
-        _release_soon(open_transaction)
+        _release_when_blocked(open_transaction)
         with pytest.raises(ApplicationError) as caught:
             message_send(user=alice, customer_code=customer.code, content="Oi")
 
+    assert open_transaction.error is None
     assert caught.value.code == "not_found"
     assert not DailySendCount.objects.exists()
 
@@ -101,10 +126,11 @@ def test_send_to_deleted_number_gets_409(alice):
     customer = customer_make(alice, phone="+5511900000001")
 
     with _HeldTransaction(lambda: _delete_rows(customer)) as open_transaction:
-        _release_soon(open_transaction)
+        _release_when_blocked(open_transaction)
         with pytest.raises(ApplicationError) as caught:
             message_send(user=alice, to="+5511900000001", content="Oi")
 
+    assert open_transaction.error is None
     assert caught.value.code == "customer_deleted"
     assert caught.value.status_code == 409
     assert caught.value.extra == {"field": "to"}
@@ -139,6 +165,7 @@ def test_delete_takes_message_sent_meanwhile(alice):
         open_transaction.release.set()
         deleting.join(10)
 
+    assert open_transaction.error is None
     assert errors == []
     assert not Customer.objects.filter(pk=customer.pk).exists()
     assert not Message.objects.filter(pk=message.pk).exists()

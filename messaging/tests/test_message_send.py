@@ -109,7 +109,17 @@ def test_send_needs_exactly_one_recipient(alice):
 
 @pytest.mark.parametrize(
     "content",
-    ["", "   \n", None, "\u200b", "\ufeff", " \u200b\u2060\u200d \n", "\u00a0"],
+    [
+        "",
+        "   \n",
+        None,
+        "\u200b",
+        "\ufeff",
+        " \u200b\u2060\u200d \n",
+        "\u00a0",
+        "\u3164\u2800",
+        "\u00ad\u200e\u202e\u2066",
+    ],
 )
 def test_send_rejects_empty_content(alice, content):
     customer = customer_make(alice)

@@ -10,7 +10,7 @@ import uuid
 from unittest import mock
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 
@@ -18,6 +18,7 @@ from accounts.models import Subscription
 from messaging.models import DailySendCount, Message
 from messaging.selectors import whatsapp_state
 from messaging.services import message_send
+from messaging.services.sending import ONE_SEND_CONSTANTS, _one_send_statement
 from whatsapp_saas.exceptions import ApplicationError
 
 from .helpers import customer_make
@@ -62,6 +63,7 @@ def test_returned_message_matches_stored_row(alice):
     assert message.created_at == stored.created_at
 
 
+@pytest.mark.django_db(transaction=True)
 def test_send_is_one_statement(alice):
     customer = customer_make(alice)
     # Token authentication reads the plan and the session with the user.
@@ -108,6 +110,20 @@ def test_send_past_quota_keeps_count(alice):
     assert caught.value.extra["requested"] == 1
     assert DailySendCount.objects.get(owner=alice).sent == 2
     assert Message.objects.filter(owner=alice).count() == 2
+
+
+def test_quota_refusal_leaves_callers_transaction_usable(alice):
+    _quota_set(alice, 1)
+    customer = customer_make(alice)
+    message_send(user=alice, customer_code=customer.code, content="Oi")
+
+    with transaction.atomic():
+        with pytest.raises(ApplicationError):
+            message_send(user=alice, customer_code=customer.code, content="Oi")
+        count = DailySendCount.objects.get(owner=alice).sent
+
+    assert count == 1
+    assert Message.objects.filter(owner=alice).count() == 1
 
 
 def test_zero_quota_stores_no_count(alice):
@@ -185,3 +201,28 @@ def test_percent_signs_stored_verbatim(alice):
     [message] = message_send(user=alice, customer_code=customer.code, content=text)
 
     assert Message.objects.get(pk=message.pk).body == text
+
+
+def test_statement_constants_are_the_same_for_every_send():
+    for name in ONE_SEND_CONSTANTS:
+        field = Message._meta.get_field(name)
+
+        assert not getattr(field, "auto_now", False), name
+        assert not getattr(field, "auto_now_add", False), name
+        # A callable default may only build an empty container.
+        default = field.default if field.has_default() else None
+        assert not callable(default) or default in (dict, list), name
+
+
+def test_fields_outside_the_constants_are_parameters():
+    _sql, _plan, fields = _one_send_statement(connection.vendor)
+    from_customer = {"customer", "chat_jid"}
+
+    expected = [
+        field.name
+        for field in Message._meta.concrete_fields
+        if not field.primary_key
+        and field.name not in ONE_SEND_CONSTANTS
+        and field.name not in from_customer
+    ]
+    assert [field.name for field in fields] == expected
