@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from functools import cache
@@ -19,6 +20,17 @@ def unique_row(queryset):
     paths where the filter names a primary key or a unique column.
     """
     return next(iter(queryset[:1]), None)
+
+
+# A type's length or precision, which a cast would apply: a value cast to
+# varchar(10) is cut to 10 characters, where an INSERT or UPDATE rejects it.
+_TYPE_MODIFIER = re.compile(r"\([^)]*\)")
+
+
+def cast_type(field) -> str:
+    """Return the type to cast a value of `field` to: its column's type
+    without length or precision, so `varchar(10)[]` gives `varchar[]`."""
+    return _TYPE_MODIFIER.sub("", field.db_type(connection))
 
 
 @cache
@@ -213,7 +225,7 @@ def rows_update(model, objs, fields: list[str]) -> None:
     # Typed in the first row only. PostgreSQL gives each VALUES column that
     # type, because the other rows hold untyped literals, NULLs or values of
     # the same type, so even a column of NULLs keeps its field's type.
-    types = [field.db_type(connection).split("(")[0] for field in [meta.pk, *columns]]
+    types = [cast_type(field) for field in [meta.pk, *columns]]
     first_row = ", ".join(f"%s::{db_type}" for db_type in types)
     other_row = ", ".join(["%s"] * len(types))
     rows = [f"({first_row})", *[f"({other_row})"] * (len(objs) - 1)]

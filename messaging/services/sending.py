@@ -35,6 +35,7 @@ from messaging.selectors import (
 from messaging.text import WHATSAPP_TEXT_LIMIT, text_split, utf16_length
 from whatsapp_saas.exceptions import ApplicationError
 from whatsapp_saas.queries import (
+    cast_type,
     model_columns,
     row_build,
     row_create,
@@ -375,7 +376,7 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
         for field in fields
     ]
     # Inside a caller's transaction, a savepoint undoes the statement on an
-    # error and releases the count's row when the quota refuses the send.
+    # error and releases the count's row when the quota rejects the send.
     nested = connection.in_atomic_block
     try:
         with transaction.atomic() if nested else nullcontext():
@@ -445,10 +446,6 @@ ONE_SEND_CONSTANTS = frozenset(
     }
 )
 
-# A type's length or precision, which a cast would apply: a value cast to
-# varchar(10) is cut to 10 characters, where an INSERT rejects it.
-_TYPE_MODIFIER = re.compile(r"\([^)]*\)")
-
 
 def _one_send_message(owner, body: str, source: str, now) -> Message:
     """Return the unsaved message of a one-part send, without its customer."""
@@ -510,7 +507,7 @@ def _one_send_statement(vendor: str):
         if field.name == "chat_jid":
             values.append(f"{row_of}.{column(customer_meta, 'wa_jid')}")
             continue
-        cast = _TYPE_MODIFIER.sub("", field.db_type(connection))
+        cast = cast_type(field)
         if field.name in ONE_SEND_CONSTANTS:
             value = field.get_db_prep_save(field.pre_save(template, True), connection)
             literal = connection.ops.compose_sql("%s", [value])

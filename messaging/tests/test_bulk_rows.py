@@ -15,6 +15,7 @@ from django.utils import timezone
 from messaging.models import Customer, Message
 from sessions_wa.models import GatewayEvent
 from whatsapp_saas.queries import (
+    cast_type,
     row_build,
     row_create,
     row_get,
@@ -378,3 +379,13 @@ def test_build_takes_none_for_user():
 def test_build_rejects_unknown_names():
     with pytest.raises(TypeError, match="colour"):
         row_build(Message, body="Hi", colour="red")
+
+
+@pytest.mark.postgres
+def test_cast_type_drops_length_and_precision():
+    from django.contrib.postgres.fields import ArrayField
+    from django.db import models
+
+    assert cast_type(Message._meta.get_field("status")) == "varchar"
+    assert cast_type(models.DecimalField(max_digits=9, decimal_places=2)) == "numeric"
+    assert cast_type(ArrayField(models.CharField(max_length=10))) == "varchar[]"

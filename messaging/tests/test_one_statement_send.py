@@ -1,7 +1,7 @@
 """A one-part send to a customer by id, stored by one statement on PostgreSQL.
 
 The statement reads the customer, counts the message against the daily
-quota and inserts it. These tests hold it to what the general path does.
+quota and inserts it. These tests compare it with the general path.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def test_percent_signs_stored_verbatim(alice):
     assert Message.objects.get(pk=message.pk).body == text
 
 
-def test_statement_constants_are_the_same_for_every_send():
+def test_constants_are_same_every_send():
     for name in ONE_SEND_CONSTANTS:
         field = Message._meta.get_field(name)
 
@@ -214,7 +214,7 @@ def test_statement_constants_are_the_same_for_every_send():
         assert not callable(default) or default in (dict, list), name
 
 
-def test_fields_outside_the_constants_are_parameters():
+def test_other_fields_are_parameters():
     _sql, _plan, fields = _one_send_statement(connection.vendor)
     from_customer = {"customer", "chat_jid"}
 
