@@ -155,12 +155,7 @@ export class Outbox {
     for (const { user_id: userId } of this.#sql.lanes.all()) this.#openLane(userId)
     this.#pendingEvents = this.pendingCount()
     // No request is in flight yet, so every pending receipt may fold.
-    for (const row of this.#sql.pendingStatuses.all()) {
-      const data = JSON.parse(row.data)
-      if (isFoldableStatus('message.status', data)) {
-        this.#indexStatus(row.user_id, row.seq, data, row.occurred_at)
-      }
-    }
+    for (const row of this.#sql.pendingStatuses.all()) this.#indexStoredRow({ ...row, type: 'message.status' })
   }
 
   #prepare () {
@@ -268,10 +263,7 @@ export class Outbox {
     if (rows.length === 0) return 0
     this.#pendingEvents += rows.length
     // A requeued receipt is pending like any other, so later ones fold into it.
-    for (const row of rows) {
-      const data = JSON.parse(row.data)
-      if (isFoldableStatus(row.type, data)) this.#indexStatus(row.user_id, row.seq, data, row.occurred_at)
-    }
+    for (const row of rows) this.#indexStoredRow(row)
 
     const users = [...new Set(rows.map((row) => row.user_id))]
     for (const user of users) this.#openLane(user)
@@ -292,6 +284,12 @@ export class Outbox {
       if (row && isSameMessage(row.data, data)) return row
     }
     return undefined
+  }
+
+  // Indexes a pending row read from the database if it is a foldable receipt.
+  #indexStoredRow (row) {
+    const data = JSON.parse(row.data)
+    if (isFoldableStatus(row.type, data)) this.#indexStatus(row.user_id, row.seq, data, row.occurred_at)
   }
 
   // When two pending rows share a key (after a restart, or when their ids
