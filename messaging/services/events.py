@@ -667,34 +667,97 @@ def gateway_event_run_apply(
     return _EventRun(users, events, apply_one).apply()
 
 
+def _pairs_join(table: str, column: str, pairs) -> tuple[str, list]:
+    """Return a FROM clause of the rows of `table` named by (owner id, value)
+    `pairs`, as ``t``, and its parameters.
+
+    The pairs become a join on the owner and `column`, which PostgreSQL
+    runs through the unique index of the two, one pair at a time. The test
+    for NULL lets it use such an index that leaves NULLs out. With the
+    owners and the values as two lists in one WHERE, a table without
+    statistics yet (a new database filling up) led it to read every row of
+    the owners and filter them.
+    """
+    quote = connection.ops.quote_name
+    pairs = sorted(pairs)
+    sql = (
+        "unnest(%s::bigint[], %s::varchar[]) AS named (owner_id, value) "
+        f"JOIN {quote(table)} AS t ON t.{quote('owner_id')} = named.owner_id "
+        f"AND t.{quote(column)} = named.value AND t.{quote(column)} IS NOT NULL"
+    )
+    return sql, [[owner_id for owner_id, _ in pairs], [value for _, value in pairs]]
+
+
+def _messages_stored(pairs: set) -> set[tuple[int, str, str]]:
+    """Return (owner id, WhatsApp id, direction) of the stored messages
+    among (owner id, WhatsApp id) `pairs`."""
+    if connection.vendor != "postgresql":
+        named = Q(pk__in=[])
+        for owner_id, gateway_id in pairs:
+            named |= Q(owner_id=owner_id, gateway_message_id=gateway_id)
+        return set(
+            Message.objects.filter(named).values_list(
+                "owner_id", "gateway_message_id", "direction"
+            )
+        )
+    joined, params = _pairs_join(Message._meta.db_table, "gateway_message_id", pairs)
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        f"t.{quote(name)}" for name in ("owner_id", "gateway_message_id", "direction")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns} FROM {joined}", params)
+        return set(cursor.fetchall())
+
+
 def _receipt_messages_locked(owner_ids, codes: set, gateway_ids: set) -> list[Message]:
     """Lock the outbound messages of `owner_ids` that receipts name, by primary key.
 
-    The rows may include another named subscriber's message with the same
-    id; the caller matches each row to its own subscriber. The order is the
-    one the send task locks in, one message at a time. On PostgreSQL the
-    statement is written out, because compiling the ORM form (an OR of two
-    IN lists, locking and ordering) took longer than the database's work
-    for a callback's receipts.
+    `codes` are the messages' own ids. `gateway_ids` are (owner id,
+    WhatsApp id) pairs, since a WhatsApp id is unique per subscriber only.
+    The order is the one the send task locks in, one message at a time. On
+    PostgreSQL the statement is written out, because compiling the ORM form
+    (an OR of two IN lists, locking and ordering) took longer than the
+    database's work for a callback's receipts.
     """
     owner_ids = sorted(owner_ids)
+    outbound = Message.Direction.OUTBOUND
     if connection.vendor != "postgresql":
+        by_gateway_id = Q(pk__in=[])
+        for owner_id, gateway_id in gateway_ids:
+            by_gateway_id |= Q(owner_id=owner_id, gateway_message_id=gateway_id)
         return list(
             Message.objects.select_for_update()
-            .filter(owner_id__in=owner_ids, direction=Message.Direction.OUTBOUND)
-            .filter(Q(code__in=codes) | Q(gateway_message_id__in=gateway_ids))
+            .filter(owner_id__in=owner_ids, direction=outbound)
+            .filter(Q(code__in=codes) | by_gateway_id)
             .order_by("pk")
         )
+    # Each branch finds its rows through a unique index: the code's, and
+    # (owner, WhatsApp id, direction) one pair at a time (`_pairs_join`).
+    # With the owners in the WHERE of the locked rows, a table without
+    # statistics yet led PostgreSQL to read every outbound message of the
+    # owners on every callback. Rows of another subscriber or direction are
+    # left out below; they stay locked, unchanged, until the callback
+    # commits.
     quote = connection.ops.quote_name
-    sql = (
-        f"SELECT * FROM {quote(Message._meta.db_table)} "
-        f"WHERE {quote('owner_id')} = ANY(%s::bigint[]) AND {quote('direction')} = %s "
-        f"AND ({quote('code')} = ANY(%s::uuid[]) "
-        f"OR {quote('gateway_message_id')} = ANY(%s::varchar[])) "
-        f"ORDER BY {quote('id')} FOR UPDATE"
+    table = quote(Message._meta.db_table)
+    pk = quote("id")
+    by_gateway_id, pair_params = _pairs_join(
+        Message._meta.db_table, "gateway_message_id", gateway_ids
     )
-    params = [owner_ids, Message.Direction.OUTBOUND, list(codes), list(gateway_ids)]
-    return list(Message.objects.raw(sql, params))
+    sql = (
+        f"SELECT * FROM {table} WHERE {pk} IN ("
+        f"SELECT {pk} FROM {table} WHERE {quote('code')} = ANY(%s::uuid[]) "
+        f"UNION ALL SELECT t.{pk} FROM {by_gateway_id}) "
+        f"ORDER BY {pk} FOR UPDATE"
+    )
+    params = [list(codes), *pair_params]
+    owners = set(owner_ids)
+    return [
+        message
+        for message in Message.objects.raw(sql, params)
+        if message.owner_id in owners and message.direction == outbound
+    ]
 
 
 class _EventRun:
@@ -788,10 +851,8 @@ class _EventRun:
         self.stored = set()
         self.held_ids = set()
         if gateway_ids:
-            self.stored = set(
-                Message.objects.filter(
-                    owner_id__in=owner_ids, gateway_message_id__in=gateway_ids
-                ).values_list("owner_id", "gateway_message_id", "direction")
+            self.stored = _messages_stored(
+                {(owner_id, read.gateway_id) for owner_id, read in received}
             )
             self.held_ids = set(
                 PendingMessageUpdate.objects.filter(
@@ -801,7 +862,14 @@ class _EventRun:
 
         self.by_code, self.by_gateway_id = {}, {}
         codes = {read.code for _, read in receipts if read.code}
-        receipt_ids = {read.gateway_id for _, read in receipts if read.gateway_id}
+        # A receipt that names its message by code needs no other lookup.
+        # When the code finds nothing, the receipt goes to `apply_one`,
+        # which also tries the WhatsApp id.
+        receipt_ids = {
+            (owner_id, read.gateway_id)
+            for owner_id, read in receipts
+            if read.gateway_id and not read.code
+        }
         if codes or receipt_ids:
             receipt_owners = {owner_id for owner_id, _ in receipts}
             for message in _receipt_messages_locked(receipt_owners, codes, receipt_ids):
