@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from datetime import datetime
 from functools import cache
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Model
 from django.db.models.fields import AutoFieldMixin, DateField, Field
+
+logger = logging.getLogger(__name__)
 
 
 def unique_row(queryset):
@@ -31,6 +35,105 @@ def cast_type(field) -> str:
     """Return the type to cast a value of `field` to: its column's type
     without length or precision, so `varchar(10)[]` gives `varchar[]`."""
     return _TYPE_MODIFIER.sub("", field.db_type(connection))
+
+
+# psycopg prepares a statement only on a connection with a threshold, and
+# Django leaves it unset. `prepared_cursor` sets one too high to reach, so
+# only its own statements are prepared: Django's cursors bind on the
+# client, which never prepares. psycopg still counts each of their
+# statements in a small cache, which costs a few microseconds.
+_NEVER_AUTO_PREPARE = 2**62
+
+# PostgreSQL's error for a prepared statement whose result columns changed
+# type under it (a migration), until the statement is prepared again.
+_RESULT_TYPE_CHANGED = "cached plan must not change result type"
+
+
+class _PreparingCursor:
+    """Mixin for a server-binding psycopg cursor that prepares every statement."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Every integer as bigint, so that one text is prepared once: by
+        # default psycopg picks smallint, integer or bigint by the value,
+        # and each choice is a statement of its own.
+        self.adapters.register_dumper(int, _int8_dumper())
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        try:
+            return super().execute(query, params, prepare=True, binary=binary)
+        except Exception as error:
+            if not self._prepared_plan_outdated(error):
+                raise
+        # Outside a transaction nothing was undone, so the statements are
+        # prepared again and this one runs once more. psycopg clears its
+        # cache of prepared statements when it runs DEALLOCATE ALL.
+        logger.warning(
+            "A prepared statement's result changed type; preparing them again"
+        )
+        super().execute("DEALLOCATE ALL", prepare=False)
+        return super().execute(query, params, prepare=True, binary=binary)
+
+    def _prepared_plan_outdated(self, error) -> bool:
+        from psycopg import errors, pq
+
+        return (
+            isinstance(error, errors.FeatureNotSupported)
+            and _RESULT_TYPE_CHANGED in str(error)
+            and self.connection.info.transaction_status == pq.TransactionStatus.IDLE
+        )
+
+
+def prepared_cursor():
+    """Return a cursor whose statements PostgreSQL parses and plans once.
+
+    Each statement is prepared on its connection the first time it runs,
+    and later runs with the same text skip parsing and planning, until a
+    rollback on that connection makes psycopg drop them all. For hot
+    statements whose best plan is the same for every value (lookups by
+    primary key or a unique column): PostgreSQL may keep a generic plan
+    after five runs, which cannot see how rows are spread over the values.
+    A statement must name its columns: a prepared `SELECT *` fails once a
+    migration adds a column. A migration that changes a named column's type
+    fails the statement once outside a transaction (it is then prepared
+    again and repeated), and fails the caller's transaction inside one.
+
+    Returns Django's usual cursor on other databases and when
+    DATABASE_PREPARED_STATEMENTS is off. It must be off behind PgBouncer in
+    transaction mode before version 1.22, which cannot pass on the
+    DEALLOCATE ALL that psycopg sends after a rollback. Also while Django
+    logs queries (DEBUG, or a test capturing them), because the log would
+    show a prepared statement without its values.
+    """
+    if (
+        connection.vendor != "postgresql"
+        or not settings.DATABASE_PREPARED_STATEMENTS
+        or connection.queries_logged
+    ):
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = _NEVER_AUTO_PREPARE
+    with connection.wrap_database_errors:
+        cursor = _preparing_cursor_class()(raw)
+    connection.validate_thread_sharing()
+    return connection.make_cursor(cursor)
+
+
+@cache
+def _preparing_cursor_class():
+    import psycopg
+
+    return type("PreparingCursor", (_PreparingCursor, psycopg.Cursor), {})
+
+
+@cache
+def _int8_dumper():
+    from psycopg.types.numeric import Int8Dumper
+
+    return Int8Dumper
 
 
 @cache

@@ -165,6 +165,10 @@ if "." not in DATABASES["default"].get("ENGINE", ""):
         "sqlite:////path/db.sqlite3."
     )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# The send API's statement and the send drain's are prepared on each
+# connection (see `prepared_cursor`). Turn this off behind PgBouncer in
+# transaction mode before version 1.22, or without max_prepared_statements.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", default=True)
 DATABASES["default"]["CONN_MAX_AGE"] = env_int(
     "DATABASE_CONN_MAX_AGE", default=60, minimum=0
 )

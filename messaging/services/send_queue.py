@@ -58,6 +58,7 @@ from django.utils import timezone
 
 from messaging.models import Customer, Message, PendingMessageUpdate
 from messaging.selectors import message_first_attempts_q
+from whatsapp_saas.queries import prepared_cursor
 
 from .sending import (
     message_claim,
@@ -400,23 +401,26 @@ def _drain_candidates_exist(shard: int, *, skip_owners=()) -> bool:
         return cursor.fetchone() is not None
 
 
-def drain_batch_read(shard: int, *, limit: int, skip_owners=()) -> list[Message]:
-    """Read the next batch to send, with each message's customer and next part.
+# A placeholder for the one parameter of `_drain_batch_statement` while
+# the others become literals.
+_SKIP_OWNERS = object()
 
-    The oldest `limit` candidates of the shard, of any subscriber but those
-    in `skip_owners`. The messages carry only the columns the send needs;
-    another one is read from the database when first used, as with
-    `only()`.
+
+@cache
+def _drain_batch_statement(shard: int, limit: int, shards: int) -> str:
+    """Return the SQL of `drain_batch_read` for one shard and batch size.
+
+    Its values are written into the SQL, except the owners to skip, its
+    one parameter (an array, empty to skip none). PostgreSQL can then plan
+    the prepared statement once for every run: with the statuses as
+    parameters, a generic plan could not use the partial index of queued
+    messages.
     """
-    if connection.vendor != "postgresql":
-        candidates = drain_candidates(shard, skip_owners=skip_owners)
-        return list(candidates.select_related("customer", "next_part")[:limit])
-
     quote = connection.ops.quote_name
     messages_table = quote(Message._meta.db_table)
     customers_table = quote(Customer._meta.db_table)
     owner_id, message_id = quote("owner_id"), quote("id")
-    cte, cte_params, owners_test, owners_params = _shard_owners(shard, skip_owners)
+    cte, cte_params, owners_test, owners_params = _shard_owners(shard, ())
     conditions, conditions_params = _candidate_conditions()
     columns = [
         *(f"m.{quote(name)}" for name in _MESSAGE_COLUMNS),
@@ -434,11 +438,42 @@ def drain_batch_read(shard: int, *, limit: int, skip_owners=()) -> list[Message]
         f"JOIN {customers_table} AS c ON c.{message_id} = m.{quote('customer_id')} "
         f"LEFT JOIN {messages_table} AS n "
         f"ON n.{quote('previous_part_id')} = m.{message_id} "
-        f"WHERE {owners_test} ORDER BY m.{message_id} LIMIT %s"
+        f"WHERE {owners_test} AND o.{owner_id} <> ALL(%s::bigint[]) "
+        f"ORDER BY m.{message_id} LIMIT %s"
     )
-    params = [*cte_params, *conditions_params, limit, *owners_params, limit]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    params = [
+        *cte_params,
+        *conditions_params,
+        limit,
+        *owners_params,
+        _SKIP_OWNERS,
+        limit,
+    ]
+    marker = "\0skip\0"
+    literals = tuple(
+        marker if value is _SKIP_OWNERS else connection.ops.compose_sql("%s", [value])
+        for value in params
+    )
+    # Formatting turns each %% back into %, which the parameter's %s then
+    # needs escaped again.
+    return (sql % literals).replace("%", "%%").replace(marker, "%s")
+
+
+def drain_batch_read(shard: int, *, limit: int, skip_owners=()) -> list[Message]:
+    """Read the next batch to send, with each message's customer and next part.
+
+    The oldest `limit` candidates of the shard, of any subscriber but those
+    in `skip_owners`. The messages carry only the columns the send needs;
+    another one is read from the database when first used, as with
+    `only()`.
+    """
+    if connection.vendor != "postgresql":
+        candidates = drain_candidates(shard, skip_owners=skip_owners)
+        return list(candidates.select_related("customer", "next_part")[:limit])
+
+    sql = _drain_batch_statement(shard, limit, settings.WA_SEND_DRAIN_SHARDS)
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [list(skip_owners)])
         rows = cursor.fetchall()
 
     split = len(_MESSAGE_COLUMNS)

@@ -37,6 +37,7 @@ from whatsapp_saas.exceptions import ApplicationError
 from whatsapp_saas.queries import (
     cast_type,
     model_columns,
+    prepared_cursor,
     row_build,
     row_create,
     row_get,
@@ -380,7 +381,7 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
     nested = connection.in_atomic_block
     try:
         with transaction.atomic() if nested else nullcontext():
-            with connection.cursor() as cursor:
+            with prepared_cursor() as cursor:
                 cursor.execute(sql, params)
                 row = cursor.fetchone()
             if row is not None and row[-1] is None:
