@@ -52,7 +52,7 @@ from functools import cache
 
 import redis
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -597,7 +597,8 @@ def _sent_update_many(rows) -> dict[int, bool] | None:
     The SQL of `_sent_update` in `sending`, for many rows: a row changes
     only if it has no WhatsApp id yet or this one. Returns None when a
     unique-constraint error shows that an echo already has one of the ids,
-    and the caller then records each send alone.
+    or when PostgreSQL ended the UPDATE to break a deadlock, and the caller
+    then records each send alone.
     """
     if not rows:
         return {}
@@ -640,3 +641,20 @@ def _sent_update_many(rows) -> dict[int, bool] | None:
             }
     except IntegrityError:
         return None
+    except OperationalError as error:
+        if not _deadlock(error):
+            raise
+        # A callback that locks these messages in another order can hold
+        # one of them. One message at a time, no such cycle can form.
+        logger.warning(
+            "Recording sent messages %s together deadlocked with another "
+            "transaction; recording each alone",
+            ", ".join(str(message.pk) for message, _gateway_id, _jid in rows),
+        )
+        return None
+
+
+def _deadlock(error: OperationalError) -> bool:
+    from psycopg import errors
+
+    return isinstance(error.__cause__, errors.DeadlockDetected)

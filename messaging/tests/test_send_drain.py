@@ -13,9 +13,10 @@ from unittest import mock
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from psycopg.errors import DeadlockDetected
 
 from messaging.models import Customer, Message
 from messaging.services import message_send
@@ -456,6 +457,31 @@ def test_drain_absorbs_echo_stored_first(alice, customer, fake_gateway):
     message.refresh_from_db()
     assert not Message.objects.filter(pk=echo.pk).exists()
     assert (message.gateway_message_id, message.status) == ("3EB0ECHO", "read")
+
+
+def _deadlock_on_bulk_sent(execute, sql, params, many, context):
+    if sql.startswith('UPDATE "messaging_message"') and "AS sent (id," in sql:
+        raise OperationalError("deadlock detected") from DeadlockDetected(
+            "deadlock detected"
+        )
+    return execute(sql, params, many, context)
+
+
+@pytest.mark.postgres
+def test_drain_records_each_send_after_a_deadlock(
+    alice, customer, fake_gateway, caplog
+):
+    messages = [outbound_make(alice, customer, body=f"Hi {n}") for n in range(2)]
+
+    with connection.execute_wrapper(_deadlock_on_bulk_sent):
+        _drain(alice)
+
+    assert _statuses(messages) == ["sent", "sent"]
+    for message in messages:
+        message.refresh_from_db()
+        answer = fake_gateway.answers[str(message.code)]
+        assert message.gateway_message_id == answer["gateway_message_id"]
+    assert "deadlocked with another transaction" in caplog.text
 
 
 def test_drain_applies_receipts_held_for_the_id(alice, customer, fake_gateway):
