@@ -1,13 +1,9 @@
 // Durable outbox of callback events, and the dispatcher that posts them to
 // Django.
 //
-// An event is committed to SQLite before it is posted or counted, and its
-// row is deleted only after Django responds 2xx, so neither a Django outage
-// nor a gateway crash loses a committed event. `message.status` receipts
-// are committed at the end of the event-loop turn they arrive in, so the
-// receipts of one turn share a transaction. A crash within that turn loses
-// them, as it would lose receipts that had not yet arrived. Other events
-// are committed before append returns. Each user's events form a lane that is
+// An event is committed to SQLite before anything else happens with it, and
+// its row is deleted only after Django responds 2xx, so neither a Django
+// outage nor a gateway crash loses it. Each user's events form a lane that is
 // posted in `seq` order. A request starts from the lane whose turn it is and
 // is filled from other ready lanes, up to MAX_BATCH events, so many users
 // with a few events each share one request. Each lane's events are
@@ -32,8 +28,7 @@
 // and their times (see status-fold.js). The folded event is a new row at
 // the end of the user's lane, inserted in the same transaction that
 // deletes the earlier row, so after a crash the table contains either the
-// earlier row or the folded one. An earlier receipt of the same turn is
-// never inserted at all. A row stops being foldable once it is
+// earlier row or the folded one. A row stops being foldable once it is
 // taken into a request, even if that request fails. After a restart every
 // pending receipt is foldable again, and so is a receipt requeued from the
 // dead letters. That does no harm: Django keeps the earliest time of each
@@ -138,14 +133,6 @@ export class Outbox {
   // A row leaves both maps when it is folded or taken into a request.
   #foldable = new Map()
   #foldableRows = new Map()
-  // Events appended but not yet committed, in seq order, as
-  // { event, json, replaces, dropped } (see append and flush).
-  #unwritten = []
-  #flushQueued = false
-  #flushRetry = null
-  #flushFailures = 0
-  // The highest seq given to an event.
-  #lastSeq = 0
 
   constructor ({ db, callback, secret, logger, metrics, fetch = globalThis.fetch, random = Math.random, clock = Date.now }) {
     this.#db = db
@@ -164,7 +151,6 @@ export class Outbox {
     this.#random = random
     this.#clock = clock
     this.#sql = this.#prepare()
-    this.#lastSeq = this.#sql.highestSeq.get() ?? 0
 
     for (const { user_id: userId } of this.#sql.lanes.all()) this.#openLane(userId)
     this.#pendingEvents = this.pendingCount()
@@ -176,15 +162,8 @@ export class Outbox {
     const db = this.#db
     return {
       insert: db.prepare(
-        'INSERT INTO outbox (seq, event_id, user_id, type, occurred_at, data) VALUES (?, ?, ?, ?, ?, ?)'
+        'INSERT INTO outbox (event_id, user_id, type, occurred_at, data) VALUES (?, ?, ?, ?, ?)'
       ),
-      // AUTOINCREMENT keeps the highest seq ever inserted here, also after
-      // its row is deleted.
-      storedSeq: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").pluck(),
-      highestSeq: db.prepare(
-        "SELECT MAX(seq) FROM (SELECT seq FROM sqlite_sequence WHERE name = 'outbox' " +
-          'UNION ALL SELECT MAX(seq) FROM outbox)'
-      ).pluck(),
       lanes: db.prepare(
         'SELECT user_id FROM outbox GROUP BY user_id ORDER BY MIN(seq)'
       ),
@@ -223,22 +202,11 @@ export class Outbox {
   }
 
   /**
-   * Appends one event and returns it as it will be posted. A
-   * `message.status` receipt may fold into an earlier pending one, and then
-   * the returned event is the folded one.
-   *
-   * Receipts are committed by flush(), which runs at the end of the
-   * event-loop turn, so the receipts of one turn share a transaction. Any
-   * other event is committed before append returns, together with the
-   * receipts appended before it. If that commit fails, they stay in memory
-   * and flush() retries. Data that JSON cannot hold throws here. The
-   * dispatcher and pendingCount() flush first, so no event is posted or
-   * counted before its commit.
-   *
-   * `seq` is given here, one above the highest ever stored, so it keeps
-   * growing across restarts. If another process stored events meanwhile,
-   * flush() moves the uncommitted events past them and updates their `seq`
-   * in the returned objects.
+   * Commits one event and returns it as it will be posted. `seq` is the row
+   * id: AUTOINCREMENT never reuses a number, even after rows are deleted, so
+   * it keeps growing across restarts. A `message.status` receipt may fold
+   * into an earlier pending one, and then the returned event is the folded
+   * one.
    */
   append (userId, type, data) {
     const occurredAt = new Date(this.#clock()).toISOString()
@@ -247,143 +215,30 @@ export class Outbox {
     const posted = older
       ? foldStatuses(older, { data, occurredAt })
       : data
-    // Serialised here, so that data that cannot be stored throws to the
-    // caller and never holds up the events appended after it.
-    const json = JSON.stringify(posted)
-    this.#lastSeq += 1
-    const event = { event_id: randomUUID(), seq: this.#lastSeq, type, user_id: userId, occurred_at: occurredAt, data: posted }
-    // `replaces` is the seq of a committed row that the insert of this
-    // event deletes in the same transaction, so a crash loses neither.
-    const write = { event, json, replaces: null, dropped: false }
+    const event = { event_id: randomUUID(), seq: 0, type, user_id: userId, occurred_at: occurredAt, data: posted }
+
+    // The older row is deleted only in the transaction that inserts the
+    // folded one, so a crash loses neither receipt.
+    const { seq, deleted } = this.#db.transaction(() => {
+      const inserted = this.#sql.insert.run(
+        event.event_id, userId, type, event.occurred_at, JSON.stringify(event.data)
+      )
+      const changes = older ? this.#sql.deleteOne.run(older.seq).changes : 0
+      return { seq: Number(inserted.lastInsertRowid), deleted: changes }
+    })()
+    event.seq = seq
+    this.#pendingEvents += 1 - deleted
 
     if (older) {
       this.#unindexStatus(older.seq)
-      if (older.write) {
-        // The older receipt was not committed yet, so it is never
-        // inserted, and this event deletes the row that it replaced.
-        older.write.dropped = true
-        write.replaces = older.write.replaces
-        older.write.replaces = null
-      } else {
-        write.replaces = older.seq
-      }
       this.#metrics?.statusesFolded.inc()
-      this.#logger.debug({ userId, seq: event.seq, foldedSeq: older.seq }, 'folded a status receipt into a pending one')
+      this.#logger.debug({ userId, seq, foldedSeq: older.seq }, 'folded a status receipt into a pending one')
     }
-    if (foldable) this.#indexStatus(userId, event.seq, event.data, occurredAt, write)
+    if (foldable) this.#indexStatus(userId, seq, event.data, occurredAt)
     this.#metrics?.events.inc({ type })
-    this.#unwritten.push(write)
-
-    if (type === 'message.status' && !this.#closed) {
-      this.#flushSoon()
-    } else {
-      this.flush()
-    }
-    return event
-  }
-
-  /**
-   * Commits the appended events in one transaction and returns true when
-   * none is left uncommitted. A failed commit is logged, its events stay in
-   * memory, and the next append or dispatch, or a timer, tries again.
-   * NOTE: while commits keep failing, those events accumulate in memory.
-   */
-  flush () {
-    if (this.#unwritten.length === 0) return true
-    const writes = this.#unwritten
-    let counts
-    try {
-      counts = this.#db.transaction(() => this.#write(writes))()
-    } catch (error) {
-      if (!this.#db.open) {
-        this.#unwritten = []
-        this.#logger.error({ err: error, events: writes.length }, 'the database is closed; outbox events not yet committed were lost')
-        return true
-      }
-      // Logged once a streak, as the retry runs every backoffFirstMs.
-      this.#flushFailures += 1
-      const level = this.#flushFailures === 1 ? 'error' : 'debug'
-      this.#logger[level]({ err: error, events: writes.length, attempts: this.#flushFailures }, 'failed to commit outbox events; will retry')
-      this.#retryFlush()
-      return false
-    }
-
-    if (this.#flushFailures > 0) {
-      this.#logger.info({ events: writes.length, attempts: this.#flushFailures + 1 }, 'committed outbox events after failed attempts')
-      this.#flushFailures = 0
-    }
-    this.#unwritten = []
-    this.#pendingEvents += counts.inserted - counts.deleted
-    for (const write of writes) {
-      if (write.dropped) continue
-      const row = this.#foldableRows.get(write.event.seq)
-      if (row?.write === write) row.write = null
-      this.#openLane(write.event.user_id)
-    }
+    this.#openLane(userId)
     this.#schedule()
-    return true
-  }
-
-  // Runs in the transaction of flush().
-  #write (writes) {
-    const stored = this.#sql.storedSeq.get() ?? 0
-    if (stored >= writes[0].event.seq) this.#renumber(writes, stored)
-
-    let inserted = 0
-    let deleted = 0
-    for (const { event, json, replaces, dropped } of writes) {
-      if (!dropped) {
-        this.#sql.insert.run(event.seq, event.event_id, event.user_id, event.type, event.occurred_at, json)
-        inserted += 1
-      }
-      if (replaces !== null) deleted += this.#sql.deleteOne.run(replaces).changes
-    }
-    return { inserted, deleted }
-  }
-
-  // Another process stored events with the seq numbers this one gave out,
-  // so the uncommitted events move past them in the same order. Every event
-  // gets a higher seq than before, and the highest moves first, so a new
-  // seq never lands on an index entry that has not moved yet.
-  #renumber (writes, stored) {
-    const from = writes[0].event.seq
-    for (let index = writes.length - 1; index >= 0; index -= 1) {
-      const event = writes[index].event
-      const seq = stored + 1 + index
-      this.#moveIndexed(event.seq, seq)
-      event.seq = seq
-    }
-    this.#lastSeq = Math.max(this.#lastSeq, stored + writes.length)
-    this.#logger.warn({ from, to: writes[0].event.seq, events: writes.length }, 'another process wrote to the outbox; renumbered the events not yet committed')
-  }
-
-  #moveIndexed (oldSeq, newSeq) {
-    const row = this.#foldableRows.get(oldSeq)
-    if (!row) return
-    this.#foldableRows.delete(oldSeq)
-    row.seq = newSeq
-    this.#foldableRows.set(newSeq, row)
-    for (const key of row.keys) {
-      if (this.#foldable.get(key) === oldSeq) this.#foldable.set(key, newSeq)
-    }
-  }
-
-  #flushSoon () {
-    if (this.#flushQueued) return
-    this.#flushQueued = true
-    setImmediate(() => {
-      this.#flushQueued = false
-      this.flush()
-    })
-  }
-
-  #retryFlush () {
-    if (this.#flushRetry) return
-    this.#flushRetry = setTimeout(() => {
-      this.#flushRetry = null
-      this.flush()
-    }, this.#backoffFirstMs)
-    this.#flushRetry.unref()
+    return event
   }
 
   /**
@@ -393,23 +248,19 @@ export class Outbox {
    * once Django accepts such events again.
    */
   requeueDeadLetters (userId = null) {
-    if (!this.flush()) throw new Error('Outbox events are waiting for a failed commit; requeue dead letters once it succeeds.')
-    const { rows, lastSeq } = this.#db.transaction(() => {
+    const rows = this.#db.transaction(() => {
       const found = userId === null
         ? this.#sql.deadLetters.all()
         : this.#sql.deadLettersOfUser.all(userId)
-      let seq = Math.max(this.#lastSeq, this.#sql.storedSeq.get() ?? 0)
       const moved = []
       for (const row of found) {
-        seq += 1
-        this.#sql.insert.run(seq, row.event_id, row.user_id, row.type, row.occurred_at, row.data)
+        const inserted = this.#sql.insert.run(row.event_id, row.user_id, row.type, row.occurred_at, row.data)
         this.#sql.deleteDeadLetter.run(row.seq)
-        moved.push({ ...row, seq })
+        moved.push({ ...row, seq: Number(inserted.lastInsertRowid) })
       }
-      return { rows: moved, lastSeq: seq }
+      return moved
     })()
     if (rows.length === 0) return 0
-    this.#lastSeq = lastSeq
     this.#pendingEvents += rows.length
     // A requeued receipt is pending like any other, so later ones fold into it.
     for (const row of rows) this.#indexStoredRow(row)
@@ -421,15 +272,12 @@ export class Outbox {
     return rows.length
   }
 
-  /** Counts the events not yet delivered, after committing the appended ones. */
   pendingCount () {
-    this.flush()
     return this.#sql.pending.get().count
   }
 
   // Returns the pending receipt, not in a request, that a receipt of
-  // `userId` folds into, as `{ seq, data, occurredAt, write }`, or
-  // undefined. `write` is its entry in #unwritten until it is committed.
+  // `userId` folds into, as `{ seq, data, occurredAt }`, or undefined.
   #findFoldable (userId, data) {
     for (const key of statusKeys(userId, data)) {
       const row = this.#foldableRows.get(this.#foldable.get(key))
@@ -446,10 +294,10 @@ export class Outbox {
 
   // When two pending rows share a key (after a restart, or when their ids
   // disagree), the later one owns it and the earlier one no longer folds.
-  #indexStatus (userId, seq, data, occurredAt, write = null) {
+  #indexStatus (userId, seq, data, occurredAt) {
     const keys = statusKeys(userId, data)
     for (const key of keys) this.#foldable.set(key, seq)
-    this.#foldableRows.set(seq, { seq, keys, data, occurredAt, write })
+    this.#foldableRows.set(seq, { seq, keys, data, occurredAt })
   }
 
   #unindexStatus (seq) {
@@ -488,7 +336,6 @@ export class Outbox {
    * of events still pending.
    */
   async drain (timeoutMs) {
-    this.flush()
     const deadline = this.#clock() + timeoutMs
     this.#deadline = deadline
     this.#draining = true
@@ -505,13 +352,8 @@ export class Outbox {
     return this.pendingCount()
   }
 
-  /**
-   * Commits the appended events, stops dispatching and aborts posts in
-   * flight, whose events stay pending. Events appended later are committed
-   * at once.
-   */
+  /** Stops dispatching and aborts posts in flight; their events stay pending. */
   async close () {
-    this.flush()
     this.#closed = true
     this.#running = false
     this.#clearTimer()
@@ -560,11 +402,6 @@ export class Outbox {
   }
 
   #pass () {
-    if (this.#running && !this.#closed) {
-      // Only committed events are in lanes and may be read into a request.
-      // The pass is still marked queued, so the commit queues no other.
-      this.flush()
-    }
     this.#passQueued = false
     if (!this.#running || this.#closed) return
 

@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
-import { join } from 'node:path'
 import { describe, it } from 'node:test'
-
-import Database from 'better-sqlite3'
 
 import { openDatabase } from '../src/database.js'
 import { createLogger } from '../src/logger.js'
@@ -17,16 +14,14 @@ const silent = createLogger({ level: 'silent' })
 // leave the process.
 const STUB_CALLBACK_URL = 'http://127.0.0.1:9/api/settings/whatsapp/session/update'
 
-// `wrap` may put a Proxy around the database the outbox uses. The returned
-// `db` is the plain one.
 async function makeOutbox (t, {
   url = STUB_CALLBACK_URL, dataDir, backoff = [20, 200], timeoutMs = 2000, concurrency = 4, start = true,
-  fetch, logger = silent, clock, random, lingerMs = 0, metrics, wrap = (db) => db
+  fetch, logger = silent, clock, random, lingerMs = 0, metrics
 } = {}) {
   const dir = dataDir ?? await makeDataDir(t)
   const db = openDatabase({ dataDir: dir })
   const outbox = new Outbox({
-    db: wrap(db),
+    db,
     callback: { url, timeoutMs, backoffFirstMs: backoff[0], backoffMaxMs: backoff[1], concurrency, lingerMs },
     secret: SECRET,
     logger,
@@ -715,10 +710,6 @@ describe('outbox status folding', () => {
     return { gateway_message_id: gatewayId, message_id: messageId, chat_jid: chatJid, status, error: null, timestamp }
   }
 
-  // Resolves once the event-loop turn has ended, and with it the commit of
-  // the receipts appended in it.
-  const endOfTurn = () => new Promise((resolve) => setImmediate(resolve))
-
   function outboxRows (db) {
     return db.prepare('SELECT seq, event_id, user_id, type, occurred_at, data FROM outbox ORDER BY seq').all()
       .map((row) => ({ ...row, data: JSON.parse(row.data) }))
@@ -737,7 +728,6 @@ describe('outbox status folding', () => {
     outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
     outbox.append(1, 'message.status', receipt('read', { timestamp: T3 }))
 
-    await endOfTurn()
     const rows = outboxRows(db)
     assert.equal(rows.length, 1)
     assert.deepEqual(rows[0].data, { ...receipt('read', { timestamp: T3 }), earlier: { sent: T1, delivered: T2 } })
@@ -749,7 +739,6 @@ describe('outbox status folding', () => {
 
     const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
 
-    await endOfTurn()
     const [row] = outboxRows(db)
     assert.deepEqual(event, { event_id: row.event_id, seq: row.seq, type: 'message.status', user_id: 1, occurred_at: row.occurred_at, data: row.data })
   })
@@ -789,7 +778,6 @@ describe('outbox status folding', () => {
     assert.notEqual(folded.event_id, sent.event_id)
     assert.ok(folded.seq > received.seq)
     assert.equal(folded.occurred_at, new Date(now + 5000).toISOString())
-    await endOfTurn()
     assert.deepEqual(outboxRows(db).map((row) => row.event_id), [received.event_id, folded.event_id])
   })
 
@@ -842,7 +830,6 @@ describe('outbox status folding', () => {
     const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
 
     assert.deepEqual(event.data.earlier, { sent: T1 })
-    await endOfTurn()
     assert.deepEqual(outboxRows(db).map((row) => row.type), ['message.received', 'message.status'])
   })
 
@@ -853,7 +840,6 @@ describe('outbox status folding', () => {
     const failed = outbox.append(1, 'message.status', { ...receipt('failed', { timestamp: T2 }), error: 'The recipient has no WhatsApp account.' })
 
     assert.equal(failed.data.earlier, undefined)
-    await endOfTurn()
     assert.deepEqual(outboxRows(db).map((row) => row.data.status), ['sent', 'failed'])
   })
 
@@ -864,7 +850,6 @@ describe('outbox status folding', () => {
     const sent = outbox.append(1, 'message.status', receipt('sent', { timestamp: T2 }))
 
     assert.equal(sent.data.earlier, undefined)
-    await endOfTurn()
     assert.deepEqual(outboxRows(db).map((row) => row.data.status), ['failed', 'sent'])
   })
 
@@ -874,7 +859,6 @@ describe('outbox status folding', () => {
 
     outbox.append(1, 'message.status', receipt('delivered', { messageId: 'django-2', gatewayId: '3EB0000000000000000002' }))
 
-    await endOfTurn()
     assert.equal(outboxRows(db).length, 2)
   })
 
@@ -884,7 +868,6 @@ describe('outbox status folding', () => {
 
     outbox.append(1, 'message.status', receipt('delivered', { messageId: 'django-2' }))
 
-    await endOfTurn()
     assert.equal(outboxRows(db).length, 2)
   })
 
@@ -894,7 +877,6 @@ describe('outbox status folding', () => {
 
     outbox.append(2, 'message.status', receipt('delivered'))
 
-    await endOfTurn()
     assert.deepEqual(outboxRows(db).map((row) => row.user_id), [1, 2])
   })
 
@@ -905,7 +887,6 @@ describe('outbox status folding', () => {
     const event = outbox.append(1, 'message.status', receipt('delivered', { messageId: null, timestamp: T2 }))
 
     assert.deepEqual(event.data, { ...receipt('delivered', { messageId: null, timestamp: T2 }), earlier: { sent: T1 } })
-    await endOfTurn()
     assert.equal(outboxRows(db).length, 1)
   })
 
@@ -994,7 +975,6 @@ describe('outbox status folding', () => {
     const event = reopened.outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
 
     assert.deepEqual(event.data.earlier, { sent: T1 })
-    await endOfTurn()
     assert.equal(outboxRows(reopened.db).length, 1)
   })
 
@@ -1009,7 +989,6 @@ describe('outbox status folding', () => {
     const event = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
 
     assert.deepEqual(event.data.earlier, { sent: T1 })
-    await endOfTurn()
     assert.deepEqual(outboxRows(db).map((row) => row.event_id), [event.event_id])
   })
 
@@ -1057,220 +1036,5 @@ describe('outbox status folding', () => {
     assert.equal(line.seq, delivered.seq)
     assert.equal(line.foldedSeq, sent.seq)
     assert.ok(!sink.text().includes(CHAT))
-  })
-})
-
-describe('outbox commits', () => {
-  const CHAT = '5511900000001@s.whatsapp.net'
-  const T1 = '2026-01-31T12:00:01.000Z'
-  const T2 = '2026-01-31T12:00:02.000Z'
-  const T3 = '2026-01-31T12:00:03.000Z'
-  const endOfTurn = () => new Promise((resolve) => setImmediate(resolve))
-
-  function receipt (status, { messageId = 'django-1', gatewayId = '3EB0000000000000000001', timestamp = null } = {}) {
-    return { gateway_message_id: gatewayId, message_id: messageId, chat_jid: CHAT, status, error: null, timestamp }
-  }
-
-  function outboxRows (db) {
-    return db.prepare('SELECT seq, event_id, type, data FROM outbox ORDER BY seq').all()
-      .map((row) => ({ ...row, data: JSON.parse(row.data) }))
-  }
-
-  /**
-   * Returns a `wrap` for makeOutbox that counts transactions and the runs of
-   * outbox INSERTs and DELETEs. While `failInserts` is above 0, each INSERT
-   * into the outbox throws and decrements it, as on a disk I/O error.
-   */
-  function instrumented () {
-    const counts = { transactions: 0, inserts: 0, deletes: 0, failInserts: 0 }
-    const wrap = (db) => new Proxy(db, {
-      get (target, property) {
-        const value = Reflect.get(target, property)
-        if (property === 'transaction') {
-          return (fn) => {
-            const run = target.transaction(fn)
-            return (...args) => {
-              counts.transactions += 1
-              return run(...args)
-            }
-          }
-        }
-        if (property !== 'prepare') return typeof value === 'function' ? value.bind(target) : value
-        return (sql) => {
-          const statement = target.prepare(sql)
-          const kind = sql.startsWith('INSERT INTO outbox') ? 'inserts' : sql.startsWith('DELETE FROM outbox') ? 'deletes' : null
-          if (!kind) return statement
-          return {
-            run: (...args) => {
-              if (kind === 'inserts' && counts.failInserts > 0) {
-                counts.failInserts -= 1
-                throw new Error('disk I/O error')
-              }
-              counts[kind] += 1
-              return statement.run(...args)
-            }
-          }
-        }
-      }
-    })
-    return { counts, wrap }
-  }
-
-  it('commits the receipts of one turn in one transaction', async (t) => {
-    const { counts, wrap } = instrumented()
-    const { outbox, db } = await makeOutbox(t, { start: false, wrap })
-    const before = counts.transactions
-
-    const events = [1, 2, 3].map((index) => outbox.append(1, 'message.status', receipt('sent', {
-      messageId: `django-${index}`, gatewayId: `3EB0${index}`
-    })))
-
-    assert.equal(outboxRows(db).length, 0)
-    await endOfTurn()
-    const rows = outboxRows(db)
-    assert.deepEqual(rows.map((row) => row.event_id), events.map((event) => event.event_id))
-    assert.deepEqual(rows.map((row) => row.seq), events.map((event) => event.seq))
-    assert.ok(isSorted(events.map((event) => event.seq)))
-    assert.equal(counts.transactions - before, 1)
-  })
-
-  it('commits other events with earlier receipts', async (t) => {
-    const { counts, wrap } = instrumented()
-    const { outbox, db } = await makeOutbox(t, { start: false, wrap })
-    const before = counts.transactions
-
-    const status = outbox.append(1, 'message.status', receipt('sent'))
-    const received = outbox.append(1, 'message.received', { gateway_message_id: '3A0000000000000001' })
-
-    assert.deepEqual(outboxRows(db).map((row) => row.event_id), [status.event_id, received.event_id])
-    assert.equal(counts.transactions - before, 1)
-  })
-
-  it('inserts only the last receipt of a fold within one turn', async (t) => {
-    const { counts, wrap } = instrumented()
-    const { outbox, db } = await makeOutbox(t, { start: false, wrap })
-    outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
-    await endOfTurn()
-    const inserts = counts.inserts
-
-    outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
-    const read = outbox.append(1, 'message.status', receipt('read', { timestamp: T3 }))
-    await endOfTurn()
-
-    assert.equal(counts.inserts - inserts, 1)
-    assert.equal(counts.deletes, 1)
-    const rows = outboxRows(db)
-    assert.deepEqual(rows.map((row) => row.event_id), [read.event_id])
-    assert.deepEqual(rows[0].data.earlier, { sent: T1, delivered: T2 })
-  })
-
-  it('retries a failed fold, keeping the older row', async (t) => {
-    const { counts, wrap } = instrumented()
-    const { outbox, db } = await makeOutbox(t, { start: false, wrap, backoff: [20, 200] })
-    const sent = outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
-    await endOfTurn()
-
-    counts.failInserts = 1
-    const delivered = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
-    await endOfTurn()
-
-    // The failed transaction deleted nothing, so the sent receipt is kept.
-    assert.deepEqual(outboxRows(db).map((row) => row.event_id), [sent.event_id])
-    const rows = await waitFor(() => {
-      const found = outboxRows(db)
-      return found[0]?.event_id === delivered.event_id && found
-    }, { message: 'the retried commit' })
-    assert.equal(rows.length, 1)
-    assert.equal(rows[0].seq, delivered.seq)
-    assert.deepEqual(rows[0].data.earlier, { sent: T1 })
-    assert.equal(outbox.pendingCount(), 1)
-  })
-
-  it('rejects data JSON cannot hold without holding up others', async (t) => {
-    const { outbox, db } = await makeOutbox(t, { start: false })
-
-    assert.throws(() => outbox.append(1, 'message.status', { ...receipt('sent'), error: 1n }), TypeError)
-    const qr = outbox.append(2, 'session.qr', { qr: 'QR', expires_at: T1 })
-
-    assert.deepEqual(outboxRows(db).map((row) => row.event_id), [qr.event_id])
-    assert.equal(outbox.pendingCount(), 1)
-  })
-
-  it('counts this turn\'s receipts as pending', async (t) => {
-    const { outbox } = await makeOutbox(t, { start: false })
-    outbox.append(1, 'message.status', receipt('sent', { gatewayId: '3EB01', messageId: 'django-1' }))
-    outbox.append(2, 'message.status', receipt('sent', { gatewayId: '3EB02', messageId: 'django-2' }))
-
-    assert.equal(outbox.pendingCount(), 2)
-  })
-
-  it('posts only committed receipts', async (t) => {
-    const posted = []
-    const fetch = async (url, init) => {
-      for (const event of JSON.parse(init.body).events) {
-        const row = db.prepare('SELECT seq FROM outbox WHERE event_id = ?').get(event.event_id)
-        posted.push({ event, row })
-      }
-      return new Response('{}', { status: 200 })
-    }
-    const { outbox, db } = await makeOutbox(t, { fetch })
-
-    const events = [1, 2].map((index) => outbox.append(index, 'message.status', receipt('read', { gatewayId: `3EB0${index}` })))
-
-    await waitFor(() => posted.length === 2, { message: 'both receipts posted' })
-    for (const { event, row } of posted) assert.equal(row?.seq, event.seq)
-    assert.deepEqual(posted.map(({ event }) => event.event_id).sort(), events.map((event) => event.event_id).sort())
-  })
-
-  it('keeps seq unique when another process writes', async (t) => {
-    const sink = logSink()
-    const { outbox, db, dataDir } = await makeOutbox(t, {
-      start: false, logger: createLogger({ level: 'warn', destination: sink.stream })
-    })
-    outbox.append(1, 'session.qr', {})
-    const sent = outbox.append(1, 'message.status', receipt('sent', { timestamp: T1 }))
-    const givenSeq = sent.seq
-
-    // A second gateway on the same data dir stores an event meanwhile and
-    // takes the same seq through AUTOINCREMENT.
-    const other = new Database(join(dataDir, 'gateway.db'))
-    t.after(() => other.close())
-    const foreign = other.prepare(
-      "INSERT INTO outbox (event_id, user_id, type, occurred_at, data) VALUES ('foreign-1', 2, 'session.qr', ?, '{}')"
-    ).run(T1)
-    assert.equal(Number(foreign.lastInsertRowid), givenSeq)
-    await endOfTurn()
-
-    assert.equal(sent.seq, givenSeq + 1)
-    assert.deepEqual(outboxRows(db).map((row) => [row.seq, row.event_id]).slice(-2), [[givenSeq, 'foreign-1'], [givenSeq + 1, sent.event_id]])
-    assert.ok(sink.lines.some((line) => line.msg === 'another process wrote to the outbox; renumbered the events not yet committed'))
-
-    const delivered = outbox.append(1, 'message.status', receipt('delivered', { timestamp: T2 }))
-    await endOfTurn()
-    assert.deepEqual(delivered.data.earlier, { sent: T1 })
-    assert.ok(delivered.seq > sent.seq)
-    assert.deepEqual(outboxRows(db).map((row) => row.event_id).slice(-2), ['foreign-1', delivered.event_id])
-  })
-
-  it('commits receipts on close and after it at once', async (t) => {
-    const { outbox, db } = await makeOutbox(t, { start: false })
-    const first = outbox.append(1, 'message.status', receipt('sent'))
-
-    await outbox.close()
-    assert.deepEqual(outboxRows(db).map((row) => row.event_id), [first.event_id])
-
-    const late = outbox.append(1, 'message.status', receipt('read', { gatewayId: '3EB02', messageId: 'django-2' }))
-    assert.deepEqual(outboxRows(db).map((row) => row.event_id), [first.event_id, late.event_id])
-  })
-
-  it('drains receipts appended in the same turn', async (t) => {
-    const django = await startFakeDjango(t)
-    const { outbox } = await makeOutbox(t, { url: django.url, start: false })
-    const event = outbox.append(1, 'message.status', receipt('sent'))
-
-    const pending = await outbox.drain(2000)
-
-    assert.equal(pending, 0)
-    assert.deepEqual(django.events.map((item) => item.event_id), [event.event_id])
   })
 })
