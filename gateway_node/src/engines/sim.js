@@ -368,6 +368,8 @@ export class SimEngine extends EventEmitter {
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = null
     this.#pauseAcks()
+    // NOTE: acks still pending are dropped, so a message sent within the
+    // ack delays before a stop stays `sent` or `delivered` for good.
     this.#pendingAcks = null
     this.#mappedLids = null
   }
