@@ -8,10 +8,13 @@ import uuid
 from datetime import datetime
 from functools import cache
 
+import psycopg
 from django.conf import settings
 from django.db import connection
 from django.db.models import Model
 from django.db.models.fields import AutoFieldMixin, DateField, Field
+from psycopg import pq
+from psycopg.types.numeric import Int8Dumper
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +42,9 @@ def cast_type(field) -> str:
 
 # psycopg prepares a statement only on a connection with a threshold, and
 # Django leaves it unset. `prepared_cursor` sets one too high to reach, so
-# only its own statements are prepared: Django's cursors bind on the
-# client, which never prepares. psycopg still counts each of their
-# statements in a small cache, which costs a few microseconds.
+# only its own statements are prepared, because Django's cursors bind on
+# the client and never prepare. psycopg still counts their statements in
+# a small cache of its own.
 _NEVER_AUTO_PREPARE = 2**62
 
 # PostgreSQL's error for a prepared statement whose result columns changed
@@ -49,20 +52,19 @@ _NEVER_AUTO_PREPARE = 2**62
 _RESULT_TYPE_CHANGED = "cached plan must not change result type"
 
 
-class _PreparingCursor:
-    """Mixin for a server-binding psycopg cursor that prepares every statement."""
+class _PreparingCursor(psycopg.Cursor):
+    """A server-binding cursor that prepares every statement it runs."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Every integer as bigint, so that one text is prepared once: by
-        # default psycopg picks smallint, integer or bigint by the value,
-        # and each choice is a statement of its own.
-        self.adapters.register_dumper(int, _int8_dumper())
+        # By default psycopg sends an integer as smallint, integer or
+        # bigint by its value, and each choice prepares the text again.
+        self.adapters.register_dumper(int, Int8Dumper)
 
     def execute(self, query, params=None, *, prepare=None, binary=None):
         try:
             return super().execute(query, params, prepare=True, binary=binary)
-        except Exception as error:
+        except psycopg.errors.FeatureNotSupported as error:
             if not self._prepared_plan_outdated(error):
                 raise
         # Outside a transaction nothing was undone, so the statements are
@@ -75,35 +77,29 @@ class _PreparingCursor:
         return super().execute(query, params, prepare=True, binary=binary)
 
     def _prepared_plan_outdated(self, error) -> bool:
-        from psycopg import errors, pq
-
-        return (
-            isinstance(error, errors.FeatureNotSupported)
-            and _RESULT_TYPE_CHANGED in str(error)
-            and self.connection.info.transaction_status == pq.TransactionStatus.IDLE
-        )
+        idle = self.connection.info.transaction_status == pq.TransactionStatus.IDLE
+        return _RESULT_TYPE_CHANGED in str(error) and idle
 
 
 def prepared_cursor():
-    """Return a cursor whose statements PostgreSQL parses and plans once.
+    """Return a cursor whose statements PostgreSQL prepares on the connection.
 
-    Each statement is prepared on its connection the first time it runs,
-    and later runs with the same text skip parsing and planning, until a
-    rollback on that connection makes psycopg drop them all. For hot
-    statements whose best plan is the same for every value (lookups by
-    primary key or a unique column): PostgreSQL may keep a generic plan
-    after five runs, which cannot see how rows are spread over the values.
-    A statement must name its columns: a prepared `SELECT *` fails once a
-    migration adds a column. A migration that changes a named column's type
-    fails the statement once outside a transaction (it is then prepared
-    again and repeated), and fails the caller's transaction inside one.
+    A statement is parsed and planned the first time it runs on a
+    connection, and later runs of the same text skip both, until a
+    rollback makes psycopg drop them. Use it for hot statements whose best
+    plan is the same for every value, such as lookups by a unique column,
+    because PostgreSQL may keep a generic plan after five runs. Name every
+    column, because a prepared `SELECT *` fails once a migration adds one.
+    After a migration changes a named column's type, the statement is
+    prepared again outside a transaction, and fails the caller's
+    transaction inside one.
 
-    Returns Django's usual cursor on other databases and when
-    DATABASE_PREPARED_STATEMENTS is off. It must be off behind PgBouncer in
-    transaction mode before version 1.22, which cannot pass on the
-    DEALLOCATE ALL that psycopg sends after a rollback. Also while Django
-    logs queries (DEBUG, or a test capturing them), because the log would
-    show a prepared statement without its values.
+    Returns Django's usual cursor on other databases, when
+    DATABASE_PREPARED_STATEMENTS is off, and while Django logs queries,
+    because the log would show prepared statements without their values.
+    The setting must be off behind PgBouncer in transaction mode before
+    version 1.22, which cannot pass on the DEALLOCATE ALL that psycopg
+    sends after a rollback.
     """
     if (
         connection.vendor != "postgresql"
@@ -117,23 +113,9 @@ def prepared_cursor():
     if raw.prepare_threshold is None:
         raw.prepare_threshold = _NEVER_AUTO_PREPARE
     with connection.wrap_database_errors:
-        cursor = _preparing_cursor_class()(raw)
+        cursor = _PreparingCursor(raw)
     connection.validate_thread_sharing()
     return connection.make_cursor(cursor)
-
-
-@cache
-def _preparing_cursor_class():
-    import psycopg
-
-    return type("PreparingCursor", (_PreparingCursor, psycopg.Cursor), {})
-
-
-@cache
-def _int8_dumper():
-    from psycopg.types.numeric import Int8Dumper
-
-    return Int8Dumper
 
 
 @cache

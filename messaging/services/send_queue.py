@@ -50,6 +50,7 @@ import time
 from contextlib import nullcontext
 from functools import cache
 
+import psycopg
 import redis
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
@@ -411,10 +412,10 @@ def _drain_batch_statement(shard: int, limit: int, shards: int) -> str:
     """Return the SQL of `drain_batch_read` for one shard and batch size.
 
     Its values are written into the SQL, except the owners to skip, its
-    one parameter (an array, empty to skip none). PostgreSQL can then plan
-    the prepared statement once for every run: with the statuses as
-    parameters, a generic plan could not use the partial index of queued
-    messages.
+    one parameter (an array, empty to skip none). So the generic plan that
+    PostgreSQL keeps for the prepared statement can use the partial index
+    of queued messages, which it could not with the statuses as
+    parameters.
     """
     quote = connection.ops.quote_name
     messages_table = quote(Message._meta.db_table)
@@ -645,7 +646,7 @@ def _sent_update_many(rows) -> dict[int, bool] | None:
         if not _deadlock(error):
             raise
         # A callback that locks these messages in another order can hold
-        # one of them. One message at a time, no such cycle can form.
+        # one of them. Recorded one at a time, they cannot form a cycle.
         logger.warning(
             "Recording sent messages %s together deadlocked with another "
             "transaction; recording each alone",
@@ -655,6 +656,4 @@ def _sent_update_many(rows) -> dict[int, bool] | None:
 
 
 def _deadlock(error: OperationalError) -> bool:
-    from psycopg import errors
-
-    return isinstance(error.__cause__, errors.DeadlockDetected)
+    return isinstance(error.__cause__, psycopg.errors.DeadlockDetected)

@@ -468,9 +468,7 @@ def _deadlock_on_bulk_sent(execute, sql, params, many, context):
 
 
 @pytest.mark.postgres
-def test_drain_records_each_send_after_a_deadlock(
-    alice, customer, fake_gateway, caplog
-):
+def test_drain_deadlock_records_each_send(alice, customer, fake_gateway, caplog):
     messages = [outbound_make(alice, customer, body=f"Hi {n}") for n in range(2)]
 
     with connection.execute_wrapper(_deadlock_on_bulk_sent):
