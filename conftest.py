@@ -59,12 +59,22 @@ def pytest_runtest_setup(item):
 
 
 @pytest.fixture(autouse=True)
-def send_drains_idle():
+def send_drains_idle(settings):
     """Start each test with no send drain marked as queued in Redis.
 
     The mark is a Redis key per drain shard, picked by user id, and ids
-    repeat between tests. Marks of subscribers slow to send go too.
+    repeat between tests. Marks of subscribers slow to send go too, and so
+    does what this process remembers of drains it saw running.
+
+    Drains that tests run in this process give their key up without the
+    WA_SEND_DRAIN_SEEN_MS wait, because it would only slow them down. Tests
+    of that window set it, and worker processes that tests start keep the
+    default.
     """
+    from messaging.services.send_queue import drain_seen_forget
+
+    settings.WA_SEND_DRAIN_SEEN_MS = 0
+    drain_seen_forget()
     if _redis_available():
         import redis
 

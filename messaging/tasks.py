@@ -40,6 +40,7 @@ from .services.send_queue import (
     owner_mark_slow,
     send_drain_enqueue,
     send_drain_finish,
+    slow_owner_enqueue_waiting,
     slow_owners,
 )
 from .services.sending import (
@@ -405,7 +406,9 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
     except BaseException:
         # The next send queues a new drain, instead of waiting for the key
         # to expire. Messages this run claimed stay `sending` until the
-        # stuck-message requeue.
+        # stuck-message requeue. So do messages accepted in the last
+        # WA_SEND_DRAIN_SEEN_MS, which their web processes left to this
+        # drain, unless a later send wakes another drain first.
         drain_key_drop(shard)
         raise
     return handled
@@ -673,6 +676,23 @@ def _drain_message_failed(message: Message, error: GatewayError) -> None:
         return
     countdown = _send_release(message, error, attempt=0)
     message_send_enqueue(message.pk, countdown=countdown, attempt=1)
+
+
+@shared_task(name="messaging.message_send_slow_sweep", acks_late=True)
+def message_send_slow_sweep(owner_id: int) -> int:
+    """Give a task of its own to each message a slow subscriber has queued.
+
+    `owner_mark_slow` queues it to run WA_SEND_DRAIN_SEEN_MS after the
+    mark: a web process may have left a message to the drain until then,
+    and the drain leaves a slow subscriber's messages alone. Returns how
+    many messages it found.
+    """
+    found = slow_owner_enqueue_waiting(owner_id)
+    if found:
+        logger.info(
+            "Queued %s waiting messages of slow user %s one by one", found, owner_id
+        )
+    return found
 
 
 @shared_task(name="messaging.message_requeue_stuck")

@@ -391,6 +391,11 @@ WA_SEND_DRAIN_SHARDS = env_int("WA_SEND_DRAIN_SHARDS", default=1, minimum=1)
 # that messages accepted meanwhile share the next gateway request. A round
 # that finds a full batch goes on at once, and 0 turns the wait off.
 WA_SEND_DRAIN_LINGER_MS = env_int("WA_SEND_DRAIN_LINGER_MS", default=50, minimum=0)
+# How long a web process that found a shard's drain running trusts it to
+# send the next messages too, and so skips the Redis check on their sends. A
+# drain waits this long after it gives its key up before its last read of
+# the queue. 0 asks Redis on every send.
+WA_SEND_DRAIN_SEEN_MS = env_int("WA_SEND_DRAIN_SEEN_MS", default=500, minimum=0)
 # Minutes a message may stay queued (or sending) before it is queued again.
 # 0 requeues every queued message at each sweep, which tests use.
 WA_SEND_STUCK_MINUTES = env_int("WA_SEND_STUCK_MINUTES", default=5, minimum=0)

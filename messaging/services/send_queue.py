@@ -5,10 +5,13 @@ the subscriber's shard (`messaging.tasks.message_send_drain`). Subscribers
 are spread over WA_SEND_DRAIN_SHARDS shards by user id modulo that number.
 A Redis key per shard, set with NX, shows that the shard's drain task is
 queued or running, so a burst of sends queues one task and not one per
-message. The task reads the shard's queued messages oldest first, sends
-them in batches of up to WA_SEND_BATCH_SIZE through the gateway's
-`/send/batch` (one request may carry several subscribers' messages), and
-gives the key up when nothing is left.
+message. A web process that found the key held less than
+WA_SEND_DRAIN_SEEN_MS ago does not ask again, and a drain waits that long
+after giving the key up before its last read of the queue. The task
+reads the shard's queued messages oldest first, sends them in batches of
+up to WA_SEND_BATCH_SIZE through the gateway's `/send/batch` (one request
+may carry several subscribers' messages), and gives the key up when
+nothing is left.
 
 The drain takes only first attempts: messages that are `queued` and that
 no run has claimed before (no ``send_to`` in their metadata), and of a long
@@ -48,6 +51,7 @@ import json
 import logging
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import cache
 
 import psycopg
@@ -121,19 +125,37 @@ def message_send_wake(owner_id: int, message_id: int) -> None:
     Queues the drain task of the owner's shard unless one is queued or
     running already, which will then send this message too. In the
     embedded mode, or when Redis fails, the message gets a task of its own
-    instead.
+    instead. The message of a subscriber marked slow gets a task of its own
+    as well.
+
+    A process that found the shard's drain running less than
+    WA_SEND_DRAIN_SEEN_MS ago skips the Redis check. A drain waits that
+    long after giving its key up before it reads the queue a last time, so
+    it reads a message committed before this call (see `send_drain_finish`).
+    Under load that saves a Redis round trip on nearly every send.
     """
     if not _drain_by_task():
         message_send_enqueue(message_id)
         return
 
     shard = drain_shard(owner_id)
+    # Taken before Redis answers, so the window never outlasts the drain's
+    # wait, whatever the delays.
+    checked = time.monotonic()
+    seen = _drain_seen.get(shard)
+    if (
+        seen is not None
+        and checked - seen.at <= settings.WA_SEND_DRAIN_SEEN_MS / 1000
+        and owner_id not in seen.slow_owners
+    ):
+        return
+
     client = _redis(settings.REDIS_URL)
     try:
         pipe = client.pipeline(transaction=False)
-        pipe.zscore(SLOW_OWNERS_KEY, owner_id)
+        pipe.zrangebyscore(SLOW_OWNERS_KEY, time.time(), "+inf")
         pipe.set(drain_key(shard), "1", nx=True, ex=DRAIN_KEY_TTL_SECONDS)
-        slow_until, woken = pipe.execute()
+        slow_members, woken = pipe.execute()
     except redis.RedisError as error:
         logger.warning(
             "Could not check send drain shard %s of user %s (%s); queueing "
@@ -145,13 +167,34 @@ def message_send_wake(owner_id: int, message_id: int) -> None:
         )
         message_send_enqueue(message_id)
         return
-    if slow_until is not None and slow_until > time.time():
+
+    slow = frozenset(int(member) for member in slow_members)
+    if not woken and settings.WA_SEND_DRAIN_SEEN_MS:
+        _drain_seen[shard] = _DrainSeen(at=checked, slow_owners=slow)
+    if owner_id in slow:
         message_send_enqueue(message_id)
-        # Another subscriber's wake may have found the key set by this one
-        # and queued nothing, so the key goes to a drain if messages wait.
-        woken = woken and send_drain_finish(shard, skip_owners=(owner_id,))
+    # A drain that finds only the slow subscriber's message ends after its
+    # last read, like any other.
     if woken and not send_drain_enqueue(shard):
         drain_key_drop(shard)
+
+
+@dataclass(frozen=True)
+class _DrainSeen:
+    """When this process last found a shard's drain running, and who was slow."""
+
+    at: float
+    slow_owners: frozenset[int]
+
+
+# Shard number -> _DrainSeen, for this process. Replacing an entry is one
+# dict assignment, which threads of a gthread worker may do at once.
+_drain_seen: dict[int, _DrainSeen] = {}
+
+
+def drain_seen_forget() -> None:
+    """Forget the drains this process saw running, so the next wake asks Redis."""
+    _drain_seen.clear()
 
 
 def owner_mark_slow(owner_id: int) -> None:
@@ -159,13 +202,18 @@ def owner_mark_slow(owner_id: int) -> None:
 
     The drain calls it when the subscriber's item was not confirmed within
     the gateway's batch wait. The messages the subscriber has queued for
-    the drain get a one-message task each, queued in order.
+    the drain get a one-message task each, queued in order. A web process
+    that saw the drain running just before the mark may still leave a new
+    message to the drain for WA_SEND_DRAIN_SEEN_MS (see
+    `message_send_wake`), so the queue is swept once more after that.
 
     NOTE: order is not kept while the mark lasts. The timed-out items are
     retried after a backoff, so newer messages may go first, and several
     workers may run one subscriber's one-message tasks at once. Parts of a
     long text still go in order, because each waits for the previous one.
     """
+    from messaging.tasks import message_send_slow_sweep
+
     until = time.time() + SLOW_OWNER_SECONDS
     try:
         _redis(settings.REDIS_URL).zadd(SLOW_OWNERS_KEY, {str(owner_id): until})
@@ -176,20 +224,43 @@ def owner_mark_slow(owner_id: int) -> None:
             error.__class__.__name__,
         )
         return
-    waiting = list(
-        Message.objects.filter(message_first_attempts_q(), owner_id=owner_id)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    waiting = slow_owner_enqueue_waiting(owner_id)
     logger.warning(
         "User %s did not confirm a send in time; sending its messages one by "
         "one for %s s, starting with %s queued",
         owner_id,
         SLOW_OWNER_SECONDS,
-        len(waiting),
+        waiting,
+    )
+    if settings.WA_SEND_DRAIN_SEEN_MS:
+        task_enqueue(
+            message_send_slow_sweep,
+            (owner_id,),
+            f"the sweep of slow user {owner_id}",
+            countdown=settings.WA_SEND_DRAIN_SEEN_MS / 1000 + SLOW_SWEEP_MARGIN_SECONDS,
+        )
+
+
+# Added to WA_SEND_DRAIN_SEEN_MS before the sweep after a slow mark. The
+# task's due time is read on the worker's clock, which may run ahead of the
+# clock of the process that queued it.
+SLOW_SWEEP_MARGIN_SECONDS = 1
+
+
+def slow_owner_enqueue_waiting(owner_id: int) -> int:
+    """Give each first attempt `owner_id` has queued a task of its own.
+
+    Returns how many. A message that has a task already may get a second
+    one; the claim lets it go out once.
+    """
+    waiting = list(
+        Message.objects.filter(message_first_attempts_q(), owner_id=owner_id)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     for message_id in waiting:
         message_send_enqueue(message_id)
+    return len(waiting)
 
 
 def slow_owners() -> set[int]:
@@ -277,11 +348,18 @@ def drain_key_take(shard: int) -> bool:
 def send_drain_finish(shard: int, *, skip_owners=()) -> bool:
     """Give the drain key up; return True when the caller must go on.
 
-    A send that committed while the key was held did not queue a task, so
-    the shard's queue is read again after the key is gone. If messages wait
-    and the key is free, the caller takes it again and sends them.
+    A send that committed while the key was held queued no task, so the
+    shard's queue is read again after the key is gone. That read waits
+    WA_SEND_DRAIN_SEEN_MS first: a web process that found the key held
+    within that time before the key went queues no task for its new
+    messages (see `message_send_wake`), and they have committed by then. A
+    send after the key went finds it free and queues a drain of its own.
+    If messages wait and the key is free, the caller takes it again and
+    sends them.
     """
     drain_key_drop(shard)
+    if settings.WA_SEND_DRAIN_SEEN_MS:
+        time.sleep(settings.WA_SEND_DRAIN_SEEN_MS / 1000)
     if not _drain_candidates_exist(shard, skip_owners=skip_owners):
         return False
     return drain_key_take(shard)

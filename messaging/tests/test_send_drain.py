@@ -29,7 +29,11 @@ from messaging.services.send_queue import (
     send_drain_finish,
     slow_owners,
 )
-from messaging.tasks import message_requeue_stuck, message_send_drain
+from messaging.tasks import (
+    message_requeue_stuck,
+    message_send_drain,
+    message_send_slow_sweep,
+)
 from sessions_wa.gateway import GatewayClient
 
 from .helpers import apply, customer_make, outbound_make
@@ -750,6 +754,103 @@ def test_without_redis_each_message_gets_own_task(alice, customer, settings):
     enqueue.assert_called_once_with(message.pk)
 
 
+@pytest.mark.parametrize(
+    ("window_ms", "drains"), [(10_000, 0), (0, 1)], ids=["within-window", "window-off"]
+)
+def test_wake_after_seeing_drain_running(alice, customer, settings, window_ms, drains):
+    settings.WA_SEND_DRAIN_SEEN_MS = window_ms
+    _redis().set(_key(alice), "1")
+    message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+    _redis().delete(_key(alice))
+
+    with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
+        message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+
+    # Within the window the wake asks Redis nothing, so the key stays unset.
+    assert drain.call_count == drains
+    assert (_redis().get(_key(alice)) is None) == (drains == 0)
+
+
+def test_wake_after_seen_window_checks_redis(alice, customer, settings):
+    settings.WA_SEND_DRAIN_SEEN_MS = 50
+    _redis().set(_key(alice), "1")
+    message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+    _redis().delete(_key(alice))
+    time.sleep(0.1)
+
+    with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
+        message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+
+    drain.assert_called_once_with((drain_shard(alice.pk),), countdown=None)
+
+
+def test_wake_that_took_key_caches_nothing(alice, customer, settings):
+    settings.WA_SEND_DRAIN_SEEN_MS = 10_000
+    with mock.patch("messaging.tasks.message_send_drain.apply_async"):
+        message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+    # The drain queued by that wake was lost before it took any message.
+    _redis().delete(_key(alice))
+
+    with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
+        message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+
+    assert drain.call_count == 1
+
+
+def test_slow_owner_wake_checks_redis(alice, charlie, one_shard, customer, settings):
+    settings.WA_SEND_DRAIN_SEEN_MS = 10_000
+    _redis().zadd(SLOW_OWNERS_KEY, {str(charlie.pk): time.time() + 60})
+    _redis().set(_key(alice), "1")
+    message_send_wake(alice.pk, outbound_make(alice, customer).pk)
+
+    with mock.patch("messaging.services.send_queue.message_send_enqueue") as alone:
+        message_send_wake(charlie.pk, 41)
+
+    assert alone.call_args.args == (41,)
+
+
+def test_finish_waits_seen_window_before_last_read(alice, customer, settings):
+    settings.WA_SEND_DRAIN_SEEN_MS = 50
+    _redis().set(_key(alice), "1")
+    waits = []
+
+    def commit_meanwhile(seconds):
+        # A web process that saw the key held commits while the drain waits.
+        waits.append(seconds)
+        outbound_make(alice, customer)
+
+    with mock.patch(
+        "messaging.services.send_queue.time.sleep", side_effect=commit_meanwhile
+    ):
+        again = send_drain_finish(drain_shard(alice.pk))
+
+    assert waits == [0.05]
+    assert again is True
+
+
+def test_slow_mark_queues_sweep_after_seen_window(charlie, settings):
+    settings.WA_SEND_DRAIN_SEEN_MS = 500
+
+    with (
+        mock.patch("messaging.services.send_queue.message_send_enqueue"),
+        mock.patch("messaging.tasks.message_send_slow_sweep.apply_async") as sweep,
+    ):
+        owner_mark_slow(charlie.pk)
+
+    sweep.assert_called_once_with((charlie.pk,), countdown=1.5)
+
+
+def test_slow_sweep_queues_messages_left_to_drain(charlie):
+    customer = _their_customer(charlie)
+    waiting = [outbound_make(charlie, customer) for _ in range(2)]
+
+    with mock.patch("messaging.services.send_queue.message_send_enqueue") as alone:
+        found = message_send_slow_sweep.run(charlie.pk)
+
+    assert found == 2
+    assert [call.args[0] for call in alone.call_args_list] == [m.pk for m in waiting]
+
+
 def _age(message, minutes: int) -> None:
     Message.objects.filter(pk=message.pk).update(
         updated_at=timezone.now() - timedelta(minutes=minutes)
@@ -1208,13 +1309,25 @@ def test_slow_owner_message_sent_alone(alice, charlie, one_shard):
 
     with (
         mock.patch("messaging.services.send_queue.message_send_enqueue") as alone,
-        mock.patch("messaging.tasks.message_send_drain.apply_async") as drain,
+        mock.patch("messaging.tasks.message_send_drain.apply_async"),
     ):
         message_send_wake(charlie.pk, 41)
 
     assert alone.call_args.args == (41,)
-    assert drain.call_count == 0
-    assert _redis().exists(_key(charlie)) == 0
+
+
+def test_slow_owner_wake_that_took_key_queues_drain(alice, charlie, one_shard):
+    owner_mark_slow(charlie.pk)
+
+    with (
+        mock.patch("messaging.services.send_queue.message_send_enqueue"),
+        mock.patch("messaging.tasks.message_send_drain.apply_async") as drain,
+    ):
+        message_send_wake(charlie.pk, 41)
+
+    # Other wakes found the key held meanwhile, so a drain reads the shard.
+    drain.assert_called_once_with((drain_shard(charlie.pk),), countdown=None)
+    assert _redis().exists(_key(charlie)) == 1
 
 
 def test_drain_leaves_slow_owners_messages_and_ends(
