@@ -116,7 +116,7 @@ const VARIABLES = {
   WA_CALLBACK_TIMEOUT_MS: [integer({ min: 100, max: 300000 }), '10000'],
   WA_CALLBACK_BACKOFF_MS: [integerList(2, 'first retry, maximum'), '1000,60000'],
   WA_CALLBACK_CONCURRENCY: [integer({ min: 1, max: 64 }), '4'],
-  WA_CALLBACK_LINGER_MS: [integer({ min: 0, max: 10000 }), '50'],
+  WA_CALLBACK_LINGER_MS: [integer({ min: 0, max: 10000 }), '100'],
   WA_ENGINE: [oneOf(ENGINES), 'sim'],
   WA_DATA_DIR: [dataDir, 'data'],
   WA_DB_SYNCHRONOUS: [oneOf(DB_SYNCHRONOUS), 'normal'],
