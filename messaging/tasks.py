@@ -34,6 +34,7 @@ from .services.send_queue import (
     drain_key_renew,
     drain_key_take,
     drain_owners_active,
+    drain_seen_due_seconds,
     messages_claim,
     messages_postpone,
     messages_record_sent,
@@ -55,6 +56,7 @@ from .services.sending import (
     message_record_sent,
     message_release,
     message_send_enqueue,
+    task_enqueue,
 )
 from .services.updates import held_updates_apply_stored, pending_updates_purge
 
@@ -324,7 +326,9 @@ SEND_DRAIN_SECONDS = 5.0
 
 
 @shared_task(name="messaging.message_send_drain", acks_late=True)
-def message_send_drain(shard: int, take_key: bool = False) -> int:
+def message_send_drain(
+    shard: int, take_key: bool = False, after_failure: bool = False
+) -> int:
     """Send the newly queued messages of a shard's subscribers; return how many.
 
     The send API queues this task when it finds no drain of the shard
@@ -340,6 +344,10 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
     another subscriber of the shard meanwhile starts a drain at once, and
     the later task then runs only if the key is free. The drain that has the
     key reads the paced subscribers' messages too.
+
+    A drain that fails queues another with `take_key` and `after_failure`,
+    due WA_SEND_DRAIN_SEEN_MS later, to read the queue in its place. That
+    one queues no other if it fails too.
     """
     shards = settings.WA_SEND_DRAIN_SHARDS
     if not 0 <= shard < shards:
@@ -386,13 +394,12 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
                 # often a new task for each. The key stays held meanwhile.
                 _drain_linger(round_started)
             # A send that committed while this drain held the key queued no
-            # task, so the finish reads the queue again, with the slow marks
-            # of now. Paced subscribers then wait for their continuation.
-            elif not more and not send_drain_finish(
-                shard, skip_owners=paced.keys() | slow_owners()
-            ):
+            # task, so the finish reads the queue again. Paced subscribers
+            # then wait for their continuation, counted from after the
+            # finish's wait.
+            elif not more and not send_drain_finish(shard, skip_owners=paced.keys()):
                 if paced:
-                    _drain_pace(shard, paced, now)
+                    _drain_pace(shard, paced, time.monotonic())
                 break
             if time.monotonic() - started > SEND_DRAIN_SECONDS:
                 _drain_continue(shard)
@@ -406,12 +413,32 @@ def message_send_drain(shard: int, take_key: bool = False) -> int:
     except BaseException:
         # The next send queues a new drain, instead of waiting for the key
         # to expire. Messages this run claimed stay `sending` until the
-        # stuck-message requeue. So do messages accepted in the last
-        # WA_SEND_DRAIN_SEEN_MS, which their web processes left to this
-        # drain, unless a later send wakes another drain first.
+        # stuck-message requeue.
         drain_key_drop(shard)
+        if settings.WA_SEND_DRAIN_SEEN_MS and not after_failure:
+            _drain_after_failure(shard)
         raise
     return handled
+
+
+def _drain_after_failure(shard: int) -> None:
+    """Queue a drain to read the queue in place of a drain that failed.
+
+    Web processes that saw the failed drain running queue no task for
+    their sends of the next WA_SEND_DRAIN_SEEN_MS, and the failed run reads
+    the queue no more. The new drain is due after that window and runs
+    only if no other drain has the key by then.
+    """
+    logger.warning(
+        "Send drain shard %s failed; queueing another to read its queue", shard
+    )
+    task_enqueue(
+        message_send_drain,
+        (shard,),
+        f"send drain shard {shard} after a failure",
+        countdown=drain_seen_due_seconds(),
+        kwargs={"take_key": True, "after_failure": True},
+    )
 
 
 def _drain_linger(round_started: float) -> None:

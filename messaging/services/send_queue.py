@@ -134,20 +134,21 @@ def message_send_wake(owner_id: int, message_id: int) -> None:
     it reads a message committed before this call (see `send_drain_finish`).
     Under load that saves a Redis round trip on nearly every send.
     """
-    if not _drain_by_task():
-        message_send_enqueue(message_id)
-        return
-
     shard = drain_shard(owner_id)
-    # Taken before Redis answers, so the window never outlasts the drain's
-    # wait, whatever the delays.
+    # Read before the Redis check, so the window never outlasts the
+    # drain's wait, whatever the delays.
     checked = time.monotonic()
+    # Checked first, because it is the common case under load. An entry
+    # exists only where sends go through drain tasks.
     seen = _drain_seen.get(shard)
     if (
         seen is not None
         and checked - seen.at <= settings.WA_SEND_DRAIN_SEEN_MS / 1000
         and owner_id not in seen.slow_owners
     ):
+        return
+    if not _drain_by_task():
+        message_send_enqueue(message_id)
         return
 
     client = _redis(settings.REDIS_URL)
@@ -175,6 +176,10 @@ def message_send_wake(owner_id: int, message_id: int) -> None:
         message_send_enqueue(message_id)
     # A drain that finds only the slow subscriber's message ends after its
     # last read, like any other.
+    # When the broker fails, other processes that found the key held
+    # meanwhile leave their sends of the next WA_SEND_DRAIN_SEEN_MS to the
+    # stuck-message requeue, as every send waits for it while the broker is
+    # down.
     if woken and not send_drain_enqueue(shard):
         drain_key_drop(shard)
 
@@ -193,7 +198,7 @@ _drain_seen: dict[int, _DrainSeen] = {}
 
 
 def drain_seen_forget() -> None:
-    """Forget the drains this process saw running, so the next wake asks Redis."""
+    """Forget the drains this process saw running, so the next wake checks Redis."""
     _drain_seen.clear()
 
 
@@ -237,21 +242,30 @@ def owner_mark_slow(owner_id: int) -> None:
             message_send_slow_sweep,
             (owner_id,),
             f"the sweep of slow user {owner_id}",
-            countdown=settings.WA_SEND_DRAIN_SEEN_MS / 1000 + SLOW_SWEEP_MARGIN_SECONDS,
+            countdown=drain_seen_due_seconds(),
         )
 
 
-# Added to WA_SEND_DRAIN_SEEN_MS before the sweep after a slow mark. The
-# task's due time is read on the worker's clock, which may run ahead of the
-# clock of the process that queued it.
-SLOW_SWEEP_MARGIN_SECONDS = 1
+# Added to WA_SEND_DRAIN_SEEN_MS in the countdown of a task that must run
+# after the window. Its due time is read on the clock of the worker that
+# runs it, which may be ahead of the clock of the one that queued it.
+DRAIN_SEEN_DUE_MARGIN_SECONDS = 1
+
+
+def drain_seen_due_seconds() -> float:
+    """Return the countdown of a task that must run after the window.
+
+    The window is WA_SEND_DRAIN_SEEN_MS, in which web processes that saw
+    a drain running queue no task for their sends.
+    """
+    return settings.WA_SEND_DRAIN_SEEN_MS / 1000 + DRAIN_SEEN_DUE_MARGIN_SECONDS
 
 
 def slow_owner_enqueue_waiting(owner_id: int) -> int:
     """Give each first attempt `owner_id` has queued a task of its own.
 
     Returns how many. A message that has a task already may get a second
-    one; the claim lets it go out once.
+    one, and the claim lets it go out once.
     """
     waiting = list(
         Message.objects.filter(message_first_attempts_q(), owner_id=owner_id)
@@ -355,11 +369,13 @@ def send_drain_finish(shard: int, *, skip_owners=()) -> bool:
     messages (see `message_send_wake`), and they have committed by then. A
     send after the key went finds it free and queues a drain of its own.
     If messages wait and the key is free, the caller takes it again and
-    sends them.
+    sends them. The read skips `skip_owners` and the subscribers marked
+    slow at the time of the read.
     """
     drain_key_drop(shard)
     if settings.WA_SEND_DRAIN_SEEN_MS:
         time.sleep(settings.WA_SEND_DRAIN_SEEN_MS / 1000)
+    skip_owners = {*skip_owners, *slow_owners()}
     if not _drain_candidates_exist(shard, skip_owners=skip_owners):
         return False
     return drain_key_take(shard)

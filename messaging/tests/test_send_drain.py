@@ -766,7 +766,7 @@ def test_wake_after_seeing_drain_running(alice, customer, settings, window_ms, d
     with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
         message_send_wake(alice.pk, outbound_make(alice, customer).pk)
 
-    # Within the window the wake asks Redis nothing, so the key stays unset.
+    # Within the window the wake skips the Redis check, so the key stays unset.
     assert drain.call_count == drains
     assert (_redis().get(_key(alice)) is None) == (drains == 0)
 
@@ -809,6 +809,13 @@ def test_slow_owner_wake_checks_redis(alice, charlie, one_shard, customer, setti
     assert alone.call_args.args == (41,)
 
 
+def _time_waiting(side_effect):
+    """Patch the send queue's time.sleep to call `side_effect` instead of sleeping."""
+    fake = mock.Mock(wraps=time)
+    fake.sleep.side_effect = side_effect
+    return mock.patch("messaging.services.send_queue.time", fake)
+
+
 def test_finish_waits_seen_window_before_last_read(alice, customer, settings):
     settings.WA_SEND_DRAIN_SEEN_MS = 50
     _redis().set(_key(alice), "1")
@@ -819,13 +826,116 @@ def test_finish_waits_seen_window_before_last_read(alice, customer, settings):
         waits.append(seconds)
         outbound_make(alice, customer)
 
-    with mock.patch(
-        "messaging.services.send_queue.time.sleep", side_effect=commit_meanwhile
-    ):
+    with _time_waiting(commit_meanwhile):
         again = send_drain_finish(drain_shard(alice.pk))
 
     assert waits == [0.05]
     assert again is True
+
+
+def test_drain_sends_message_whose_wake_skipped(
+    alice, customer, fake_gateway, settings
+):
+    settings.WA_SEND_DRAIN_SEEN_MS = 200
+    settings.WA_SEND_DRAIN_LINGER_MS = 0
+    first = outbound_make(alice, customer)
+    _redis().set(_key(alice), "1")
+    # This process finds the drain running, as a web process would.
+    message_send_wake(alice.pk, first.pk)
+    later = []
+    queued_drains = []
+
+    def send_meanwhile(seconds):
+        if later:
+            return
+        later.append(outbound_make(alice, customer))
+        with mock.patch("messaging.tasks.message_send_drain.apply_async") as drain:
+            message_send_wake(alice.pk, later[0].pk)
+        queued_drains.append(drain.call_count)
+
+    with _time_waiting(send_meanwhile):
+        _drain(alice)
+
+    assert queued_drains == [0]
+    assert _statuses([first, *later]) == ["sent", "sent"]
+
+
+def test_drain_finish_reads_slow_marks_after_wait(
+    alice, charlie, one_shard, customer, fake_gateway, settings
+):
+    settings.WA_SEND_DRAIN_SEEN_MS = 50
+    settings.WA_SEND_DRAIN_LINGER_MS = 0
+    _redis().zadd(SLOW_OWNERS_KEY, {str(charlie.pk): time.time() + 60})
+    outbound_make(alice, customer)
+    arrived = []
+
+    def mark_ends_meanwhile(seconds):
+        # Charlie's mark ends and a web process leaves its send to the drain.
+        if not arrived:
+            _redis().zrem(SLOW_OWNERS_KEY, str(charlie.pk))
+            arrived.append(outbound_make(charlie, _their_customer(charlie)))
+
+    with _time_waiting(mark_ends_meanwhile):
+        _drain(alice)
+
+    assert _statuses(arrived) == ["sent"]
+
+
+def test_paced_continuation_counts_from_after_wait(
+    alice, customer, fake_gateway, settings
+):
+    settings.WA_SEND_DRAIN_SEEN_MS = 200
+    settings.WA_SEND_DRAIN_LINGER_MS = 0
+    outbound_make(alice, customer)
+
+    def take(requests):
+        return {owner_id: (0, 1.0) for owner_id in requests}
+
+    with (
+        mock.patch("messaging.tasks.send_slots_take_many", take),
+        mock.patch("messaging.tasks.send_drain_enqueue") as continuation,
+    ):
+        _drain(alice)
+
+    # The slot is free 1 s after the round, and the finish waited 0.2 s.
+    assert continuation.call_args.kwargs["countdown"] <= 0.8
+
+
+def test_failed_drain_queues_drain_after_window(alice, customer, settings):
+    settings.WA_SEND_DRAIN_SEEN_MS = 500
+    outbound_make(alice, customer)
+    _redis().set(_key(alice), "1")
+
+    with (
+        mock.patch(
+            "messaging.tasks.drain_batch_read", side_effect=RuntimeError("boom")
+        ),
+        mock.patch("messaging.tasks.message_send_drain.apply_async") as rescue,
+        pytest.raises(RuntimeError),
+    ):
+        message_send_drain.run(drain_shard(alice.pk))
+
+    rescue.assert_called_once_with(
+        (drain_shard(alice.pk),),
+        countdown=1.5,
+        kwargs={"take_key": True, "after_failure": True},
+    )
+
+
+def test_failed_rescue_drain_queues_no_other(alice, customer, settings):
+    settings.WA_SEND_DRAIN_SEEN_MS = 500
+    outbound_make(alice, customer)
+
+    with (
+        mock.patch(
+            "messaging.tasks.drain_batch_read", side_effect=RuntimeError("boom")
+        ),
+        mock.patch("messaging.tasks.message_send_drain.apply_async") as rescue,
+        pytest.raises(RuntimeError),
+    ):
+        message_send_drain.run(drain_shard(alice.pk), True, True)
+
+    assert rescue.call_count == 0
 
 
 def test_slow_mark_queues_sweep_after_seen_window(charlie, settings):
