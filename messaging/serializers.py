@@ -237,8 +237,13 @@ class MessageSendSerializer(CallerIdMixin):
 
     def validate(self, attrs):
         if ("customer_id" in attrs) == ("to" in attrs):
+            # Under a field's name, so that the client sees which one to fix.
             raise serializers.ValidationError(
-                _("Give either customer_id or to, not both and not neither.")
+                {
+                    "customer_id": _(
+                        "Give either customer_id or to, not both and not neither."
+                    )
+                }
             )
         return attrs
 

@@ -252,6 +252,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of an unacknowledged task after a worker dies; it must stay
     # above the hard time limit so a slow task is not delivered twice.
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", default=120),
+    # Kombu's Redis transport looks for such tasks every
+    # unacked_restore_interval (10 s) times this many rounds. Its default
+    # of 10 added up to 100 s to the timeout.
+    "unacked_restore_throttle": 1,
 }
 CELERY_TIMEZONE = TIME_ZONE
 # Celery's Django fix-up (celery/fixups/django.py in Celery 5.7) closes every
@@ -394,7 +398,7 @@ WA_SEND_DRAIN_LINGER_MS = env_int("WA_SEND_DRAIN_LINGER_MS", default=50, minimum
 # How long a web process that found a shard's drain running trusts it to
 # send the next messages too, and so skips the Redis check on their sends. A
 # drain waits this long after it gives its key up before its last read of
-# the queue. 0 asks Redis on every send.
+# the queue. 0 checks Redis on every send.
 WA_SEND_DRAIN_SEEN_MS = env_int("WA_SEND_DRAIN_SEEN_MS", default=500, minimum=0)
 # Minutes a message may stay queued (or sending) before it is queued again.
 # 0 requeues every queued message at each sweep, which tests use.

@@ -237,6 +237,14 @@ def test_send_with_both_recipients_is_400(api, customer):
     )
 
     assert response.status_code == 400
+    assert "customer_id" in response.json()["extra"]["fields"]
+
+
+def test_send_without_recipient_names_customer_id(api):
+    response = api.post(SEND, {"content": "x"}, format="json")
+
+    assert response.status_code == 400
+    assert "customer_id" in response.json()["extra"]["fields"]
 
 
 def test_send_with_other_user_id_is_400(api, customer, charlie):
