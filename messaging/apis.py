@@ -281,7 +281,7 @@ class MessageListApi(GenericAPIView):
         data = filters.validated_data
         queryset = selectors.message_list(
             user=request.user,
-            customer_code=data.get("customer"),
+            customer_code=data.get("customer_id"),
             direction=data.get("direction"),
             status=data.get("status"),
             since=data.get("since"),

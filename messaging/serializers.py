@@ -281,7 +281,12 @@ class MessageSendResultSerializer(serializers.Serializer):
 
 
 class MessageFilterSerializer(serializers.Serializer):
-    customer = serializers.UUIDField(required=False, help_text=_("A customer's id."))
+    customer_id = serializers.UUIDField(
+        required=False, help_text=_("A customer's id, as messages name it.")
+    )
+    customer = serializers.UUIDField(
+        required=False, help_text=_("The same as customer_id, its older name.")
+    )
     direction = serializers.ChoiceField(
         choices=Message.Direction.choices, required=False
     )
@@ -297,4 +302,9 @@ class MessageFilterSerializer(serializers.Serializer):
         since, until = attrs.get("since"), attrs.get("until")
         if since and until and since >= until:
             raise serializers.ValidationError(_("since must be earlier than until."))
+        older = attrs.pop("customer", None)
+        if older is not None and attrs.setdefault("customer_id", older) != older:
+            raise serializers.ValidationError(
+                {"customer_id": _("customer and customer_id name different customers.")}
+            )
         return attrs

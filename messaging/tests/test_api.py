@@ -368,6 +368,26 @@ def test_message_list_filters_by_customer(api, alice, history, customer):
     assert len(ids) == 3
 
 
+def test_message_list_filters_by_customer_id(api, alice, history, customer):
+    other = customer_make(alice, phone="+5521987654321", name="Other")
+    outbound_make(alice, other, status="sent")
+
+    ids = _ids(api.get(MESSAGES, {"customer_id": str(customer.code)}))
+
+    assert len(ids) == 3
+
+
+def test_message_list_rejects_two_customers(api, alice, customer):
+    other = customer_make(alice, phone="+5521987654321", name="Other")
+
+    response = api.get(
+        MESSAGES, {"customer": str(customer.code), "customer_id": str(other.code)}
+    )
+
+    assert response.status_code == 400
+    assert set(response.json()["extra"]["fields"]) == {"customer_id"}
+
+
 def test_message_list_rejects_bad_filter_values(api):
     response = api.get(MESSAGES, {"status": "lost", "since": "yesterday"})
 
