@@ -302,8 +302,11 @@ class MessageFilterSerializer(serializers.Serializer):
         since, until = attrs.get("since"), attrs.get("until")
         if since and until and since >= until:
             raise serializers.ValidationError(_("since must be earlier than until."))
-        older = attrs.pop("customer", None)
-        if older is not None and attrs.setdefault("customer_id", older) != older:
+        older_name = attrs.pop("customer", None)
+        if older_name is None:
+            return attrs
+        customer_id = attrs.setdefault("customer_id", older_name)
+        if customer_id != older_name:
             raise serializers.ValidationError(
                 {"customer_id": _("customer and customer_id name different customers.")}
             )

@@ -346,8 +346,8 @@ def message_send_drain(
     key reads the paced subscribers' messages too.
 
     A drain that fails queues another with `take_key` and `after_failure`,
-    due WA_SEND_DRAIN_SEEN_MS later, to read the queue in its place. That
-    one queues no other if it fails too.
+    due once WA_SEND_DRAIN_SEEN_MS has passed, to read the queue in its
+    place. That one queues no other if it fails too.
     """
     shards = settings.WA_SEND_DRAIN_SHARDS
     if not 0 <= shard < shards:
@@ -429,9 +429,7 @@ def _drain_after_failure(shard: int) -> None:
     the queue no more. The new drain is due after that window and runs
     only if no other drain has the key by then.
     """
-    logger.warning(
-        "Send drain shard %s failed; queueing another to read its queue", shard
-    )
+    logger.warning("Send drain shard %s failed, so another will read its queue", shard)
     task_enqueue(
         message_send_drain,
         (shard,),

@@ -252,9 +252,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of an unacknowledged task after a worker dies; it must stay
     # above the hard time limit so a slow task is not delivered twice.
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", default=120),
-    # Kombu's Redis transport looks for such tasks every
-    # unacked_restore_interval (10 s) times this many rounds. Its default
-    # of 10 added up to 100 s to the timeout.
+    # Kombu's Redis transport scans for such tasks every
+    # unacked_restore_interval (10 s) times this many rounds. With its
+    # default of 10, a task came back up to 100 s after the timeout.
     "unacked_restore_throttle": 1,
 }
 CELERY_TIMEZONE = TIME_ZONE

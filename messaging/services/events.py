@@ -688,15 +688,23 @@ def _pairs_join(table: str, column: str, pairs) -> tuple[str, list]:
     return sql, [[owner_id for owner_id, _ in pairs], [value for _, value in pairs]]
 
 
+def _pairs_q(pairs) -> Q:
+    """Return a filter for the messages named by (owner id, WhatsApp id) `pairs`.
+
+    It is the form of `_pairs_join` for databases other than PostgreSQL.
+    """
+    named = Q(pk__in=[])
+    for owner_id, gateway_id in pairs:
+        named |= Q(owner_id=owner_id, gateway_message_id=gateway_id)
+    return named
+
+
 def _messages_stored(pairs: set) -> set[tuple[int, str, str]]:
     """Return (owner id, WhatsApp id, direction) of the stored messages
     among (owner id, WhatsApp id) `pairs`."""
     if connection.vendor != "postgresql":
-        named = Q(pk__in=[])
-        for owner_id, gateway_id in pairs:
-            named |= Q(owner_id=owner_id, gateway_message_id=gateway_id)
         return set(
-            Message.objects.filter(named).values_list(
+            Message.objects.filter(_pairs_q(pairs)).values_list(
                 "owner_id", "gateway_message_id", "direction"
             )
         )
@@ -723,13 +731,10 @@ def _receipt_messages_locked(owner_ids, codes: set, gateway_ids: set) -> list[Me
     owner_ids = sorted(owner_ids)
     outbound = Message.Direction.OUTBOUND
     if connection.vendor != "postgresql":
-        by_gateway_id = Q(pk__in=[])
-        for owner_id, gateway_id in gateway_ids:
-            by_gateway_id |= Q(owner_id=owner_id, gateway_message_id=gateway_id)
         return list(
             Message.objects.select_for_update()
             .filter(owner_id__in=owner_ids, direction=outbound)
-            .filter(Q(code__in=codes) | by_gateway_id)
+            .filter(Q(code__in=codes) | _pairs_q(gateway_ids))
             .order_by("pk")
         )
     # Each branch finds its rows through a unique index: the code's, and

@@ -137,13 +137,13 @@ def message_send_wake(owner_id: int, message_id: int) -> None:
     shard = drain_shard(owner_id)
     # Read before the Redis check, so the window never outlasts the
     # drain's wait, whatever the delays.
-    checked = time.monotonic()
+    checked_at = time.monotonic()
     # Checked first, because it is the common case under load. An entry
     # exists only where sends go through drain tasks.
     seen = _drain_seen.get(shard)
     if (
         seen is not None
-        and checked - seen.at <= settings.WA_SEND_DRAIN_SEEN_MS / 1000
+        and checked_at - seen.at <= settings.WA_SEND_DRAIN_SEEN_MS / 1000
         and owner_id not in seen.slow_owners
     ):
         return
@@ -171,15 +171,14 @@ def message_send_wake(owner_id: int, message_id: int) -> None:
 
     slow = frozenset(int(member) for member in slow_members)
     if not woken and settings.WA_SEND_DRAIN_SEEN_MS:
-        _drain_seen[shard] = _DrainSeen(at=checked, slow_owners=slow)
+        _drain_seen[shard] = _DrainSeen(at=checked_at, slow_owners=slow)
     if owner_id in slow:
         message_send_enqueue(message_id)
-    # A drain that finds only the slow subscriber's message ends after its
-    # last read, like any other.
-    # When the broker fails, other processes that found the key held
-    # meanwhile leave their sends of the next WA_SEND_DRAIN_SEEN_MS to the
-    # stuck-message requeue, as every send waits for it while the broker is
-    # down.
+
+    # A key taken for a slow subscriber still goes to a drain, because other
+    # wakes found it held. When the broker fails, their sends of the next
+    # WA_SEND_DRAIN_SEEN_MS wait for the stuck-message requeue, as all sends
+    # do while the broker is down.
     if woken and not send_drain_enqueue(shard):
         drain_key_drop(shard)
 

@@ -809,14 +809,14 @@ def test_slow_owner_wake_checks_redis(alice, charlie, one_shard, customer, setti
     assert alone.call_args.args == (41,)
 
 
-def _time_waiting(side_effect):
+def _patch_queue_sleep(side_effect):
     """Patch the send queue's time.sleep to call `side_effect` instead of sleeping."""
-    fake = mock.Mock(wraps=time)
-    fake.sleep.side_effect = side_effect
-    return mock.patch("messaging.services.send_queue.time", fake)
+    fake_time = mock.Mock(wraps=time)
+    fake_time.sleep.side_effect = side_effect
+    return mock.patch("messaging.services.send_queue.time", fake_time)
 
 
-def test_finish_waits_seen_window_before_last_read(alice, customer, settings):
+def test_finish_waits_before_last_read(alice, customer, settings):
     settings.WA_SEND_DRAIN_SEEN_MS = 50
     _redis().set(_key(alice), "1")
     waits = []
@@ -826,7 +826,7 @@ def test_finish_waits_seen_window_before_last_read(alice, customer, settings):
         waits.append(seconds)
         outbound_make(alice, customer)
 
-    with _time_waiting(commit_meanwhile):
+    with _patch_queue_sleep(commit_meanwhile):
         again = send_drain_finish(drain_shard(alice.pk))
 
     assert waits == [0.05]
@@ -853,14 +853,14 @@ def test_drain_sends_message_whose_wake_skipped(
             message_send_wake(alice.pk, later[0].pk)
         queued_drains.append(drain.call_count)
 
-    with _time_waiting(send_meanwhile):
+    with _patch_queue_sleep(send_meanwhile):
         _drain(alice)
 
     assert queued_drains == [0]
     assert _statuses([first, *later]) == ["sent", "sent"]
 
 
-def test_drain_finish_reads_slow_marks_after_wait(
+def test_finish_reads_slow_marks_after_wait(
     alice, charlie, one_shard, customer, fake_gateway, settings
 ):
     settings.WA_SEND_DRAIN_SEEN_MS = 50
@@ -875,15 +875,13 @@ def test_drain_finish_reads_slow_marks_after_wait(
             _redis().zrem(SLOW_OWNERS_KEY, str(charlie.pk))
             arrived.append(outbound_make(charlie, _their_customer(charlie)))
 
-    with _time_waiting(mark_ends_meanwhile):
+    with _patch_queue_sleep(mark_ends_meanwhile):
         _drain(alice)
 
     assert _statuses(arrived) == ["sent"]
 
 
-def test_paced_continuation_counts_from_after_wait(
-    alice, customer, fake_gateway, settings
-):
+def test_paced_continuation_counts_after_wait(alice, customer, fake_gateway, settings):
     settings.WA_SEND_DRAIN_SEEN_MS = 200
     settings.WA_SEND_DRAIN_LINGER_MS = 0
     outbound_make(alice, customer)
@@ -901,7 +899,7 @@ def test_paced_continuation_counts_from_after_wait(
     assert continuation.call_args.kwargs["countdown"] <= 0.8
 
 
-def test_failed_drain_queues_drain_after_window(alice, customer, settings):
+def test_failed_drain_queues_rescue_drain(alice, customer, settings):
     settings.WA_SEND_DRAIN_SEEN_MS = 500
     outbound_make(alice, customer)
     _redis().set(_key(alice), "1")
@@ -933,12 +931,12 @@ def test_failed_rescue_drain_queues_no_other(alice, customer, settings):
         mock.patch("messaging.tasks.message_send_drain.apply_async") as rescue,
         pytest.raises(RuntimeError),
     ):
-        message_send_drain.run(drain_shard(alice.pk), True, True)
+        message_send_drain.run(drain_shard(alice.pk), take_key=True, after_failure=True)
 
     assert rescue.call_count == 0
 
 
-def test_slow_mark_queues_sweep_after_seen_window(charlie, settings):
+def test_slow_mark_queues_delayed_sweep(charlie, settings):
     settings.WA_SEND_DRAIN_SEEN_MS = 500
 
     with (
@@ -950,7 +948,7 @@ def test_slow_mark_queues_sweep_after_seen_window(charlie, settings):
     sweep.assert_called_once_with((charlie.pk,), countdown=1.5)
 
 
-def test_slow_sweep_queues_messages_left_to_drain(charlie):
+def test_slow_sweep_queues_waiting_messages(charlie):
     customer = _their_customer(charlie)
     waiting = [outbound_make(charlie, customer) for _ in range(2)]
 
@@ -1426,7 +1424,7 @@ def test_slow_owner_message_sent_alone(alice, charlie, one_shard):
     assert alone.call_args.args == (41,)
 
 
-def test_slow_owner_wake_that_took_key_queues_drain(alice, charlie, one_shard):
+def test_slow_wake_taking_key_queues_drain(alice, charlie, one_shard):
     owner_mark_slow(charlie.pk)
 
     with (
