@@ -288,4 +288,4 @@ class MessageListApi(GenericAPIView):
             until=data.get("until"),
         )
         page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(MessageSerializer(page, many=True).data)
+        return self.get_paginated_response(messages_data(page))

@@ -5,10 +5,15 @@ from __future__ import annotations
 import copy
 import re
 import uuid
+from datetime import datetime
 from functools import cache
 
+from django.core.exceptions import FieldDoesNotExist
 from django.utils.translation import gettext_lazy as _
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
+from rest_framework.fields import SkipField
+from rest_framework.relations import PKOnlyObject
+from rest_framework.settings import api_settings
 
 from .models import Customer, Message
 
@@ -166,16 +171,114 @@ def _message_serializer() -> MessageSerializer:
     return MessageSerializer()
 
 
+# The ways `messages_data` writes a model value, by field type.
+_AS_IS = "as is"
+_AS_STR = "str"
+_AS_BOOL = "bool"
+_AS_CHOICE = "choice"
+_AS_DATETIME = "datetime"
+
+
+def _output_kind(field) -> str | None:
+    """Return the way to write a value of `field` as its own
+    `to_representation` does, or None to call that method instead."""
+    kind = type(field)
+    if kind is serializers.ChoiceField:
+        return _AS_CHOICE
+    if kind is serializers.CharField:
+        return _AS_STR
+    if kind is serializers.BooleanField:
+        return _AS_BOOL
+    if kind is serializers.JSONField and not field.binary:
+        return _AS_IS
+    if kind is serializers.UUIDField and field.uuid_format == "hex_verbose":
+        return _AS_STR
+    if kind is serializers.DateTimeField and not hasattr(field, "timezone"):
+        output_format = getattr(field, "format", api_settings.DATETIME_FORMAT)
+        if isinstance(output_format, str) and output_format.lower() == ISO_8601:
+            return _AS_DATETIME
+    return None
+
+
+@cache
+def _message_plan() -> list[tuple]:
+    """Return, per output field of a message, (name, attname, kind, field).
+
+    A field read from one concrete model column gets its column's attname
+    and an `_output_kind`. Any other field has None for both and goes
+    through DRF's own get_attribute and to_representation.
+    """
+    plan = []
+    for field in _message_serializer()._readable_fields:
+        kind = _output_kind(field)
+        attname = None
+        if kind is not None and len(field.source_attrs) == 1:
+            try:
+                column = Message._meta.get_field(field.source_attrs[0])
+            except FieldDoesNotExist:
+                column = None
+            if column is not None and column.concrete and not column.is_relation:
+                attname = column.attname
+        plan.append((field.field_name, attname, kind if attname else None, field))
+    return plan
+
+
 def messages_data(messages) -> list[dict]:
     """Return what `MessageSerializer(messages, many=True).data` contains.
 
-    One serializer, built once per process, reads every message. Building
-    a list serializer and its child's fields on every send took about a
-    sixteenth of the send request's CPU. Reading a message changes nothing
-    in a read-only serializer or its fields, so sharing one is safe.
+    One serializer, built once per process, describes the fields. A field
+    read from one model column is written here the way its DRF field
+    writes it, in about a third of the time that each field's
+    get_attribute and to_representation took. Other fields still go
+    through them. Tests compare both ways on stored and unsaved messages.
     """
-    serializer = _message_serializer()
-    return [serializer.to_representation(message) for message in messages]
+    plan = _message_plan()
+    output_zone = None
+    data = []
+    for message in messages:
+        item = {}
+        for name, attname, kind, field in plan:
+            if kind is None:
+                try:
+                    attribute = field.get_attribute(message)
+                except SkipField:
+                    continue
+                if isinstance(attribute, PKOnlyObject):
+                    empty = attribute.pk is None
+                else:
+                    empty = attribute is None
+                item[name] = None if empty else field.to_representation(attribute)
+                continue
+            value = getattr(message, attname)
+            if value is None or kind is _AS_IS:
+                item[name] = value
+            elif kind is _AS_STR:
+                item[name] = value if type(value) is str else str(value)
+            elif kind is _AS_CHOICE:
+                item[name] = field.to_representation(value)
+            elif kind is _AS_BOOL and type(value) is bool:
+                item[name] = value
+            elif kind is _AS_DATETIME and (
+                type(value) is datetime and value.utcoffset() is not None
+            ):
+                if output_zone is None:
+                    output_zone = field.default_timezone()
+                item[name] = _iso_datetime(value, output_zone, field)
+            else:
+                item[name] = field.to_representation(value)
+        data.append(item)
+    return data
+
+
+def _iso_datetime(value, zone, field) -> str:
+    """Write an aware datetime as DRF's DateTimeField does in ISO 8601."""
+    if zone is None:
+        return field.to_representation(value)
+    try:
+        text = value.astimezone(zone).isoformat()
+    except OverflowError:
+        return field.to_representation(value)
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 NOT_A_STRING = _("Must be a JSON string (in quotes), not %(type)s.")

@@ -597,13 +597,14 @@ def _drain_request_send(shard: int, node_url: str, batch: list[Message]) -> None
     by_owner: dict[int, list[int]] = {}
     for message in batch:
         by_owner.setdefault(message.owner_id, []).append(message.pk)
-    for owner_id, message_ids in by_owner.items():
-        logger.info(
-            "Sending messages %s of user %s in send drain shard %s",
-            ", ".join(map(str, message_ids)),
-            owner_id,
-            shard,
-        )
+    logger.info(
+        "Sending messages %s in send drain shard %s",
+        "; ".join(
+            f"{', '.join(map(str, message_ids))} of user {owner_id}"
+            for owner_id, message_ids in by_owner.items()
+        ),
+        shard,
+    )
     items = [
         {
             "user_id": message.owner_id,

@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 from django.db.models.fields import AutoFieldMixin, DateField, Field
 from psycopg import pq
-from psycopg.types.numeric import Int8Dumper
+from psycopg.types.numeric import Int8
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +56,13 @@ _RESULT_TYPE_CHANGED = "cached plan must not change result type"
 class _PreparingCursor(psycopg.Cursor):
     """A server-binding cursor that prepares every statement it runs."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def execute(self, query, params=None, *, prepare=None, binary=None):
         # By default psycopg sends an integer as smallint, integer or
         # bigint by its value, and each choice prepares the text again.
-        self.adapters.register_dumper(int, Int8Dumper)
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
+        if isinstance(params, Mapping):
+            params = {name: _as_int8(value) for name, value in params.items()}
+        elif params:
+            params = [_as_int8(value) for value in params]
         try:
             return super().execute(query, params, prepare=True, binary=binary)
         except psycopg.errors.FeatureNotSupported as error:
@@ -79,6 +80,10 @@ class _PreparingCursor(psycopg.Cursor):
     def _prepared_plan_outdated(self, error) -> bool:
         idle = self.connection.info.transaction_status == pq.TransactionStatus.IDLE
         return _RESULT_TYPE_CHANGED in str(error) and idle
+
+
+def _as_int8(value):
+    return Int8(value) if type(value) is int else value
 
 
 def prepared_cursor():
@@ -101,21 +106,24 @@ def prepared_cursor():
     version 1.22, which cannot pass on the DEALLOCATE ALL that psycopg
     sends after a rollback.
     """
+    # The proxy `django.db.connection` looks the connection up on every
+    # attribute, so it is looked up once here.
+    wrapper = connections[DEFAULT_DB_ALIAS]
     if (
-        connection.vendor != "postgresql"
+        wrapper.vendor != "postgresql"
         or not settings.DATABASE_PREPARED_STATEMENTS
-        or connection.queries_logged
+        or wrapper.queries_logged
     ):
-        return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = connection.connection
+        return wrapper.cursor()
+    wrapper.close_if_health_check_failed()
+    wrapper.ensure_connection()
+    raw = wrapper.connection
     if raw.prepare_threshold is None:
         raw.prepare_threshold = _NEVER_AUTO_PREPARE
-    with connection.wrap_database_errors:
+    with wrapper.wrap_database_errors:
         cursor = _PreparingCursor(raw)
-    connection.validate_thread_sharing()
-    return connection.make_cursor(cursor)
+    wrapper.validate_thread_sharing()
+    return wrapper.make_cursor(cursor)
 
 
 @cache
@@ -315,12 +323,18 @@ def rows_update(model, objs, fields: list[str]) -> None:
     other_row = ", ".join(["%s"] * len(types))
     rows = [f"({first_row})", *[f"({other_row})"] * (len(objs) - 1)]
 
+    # A value of its column's native type goes as it is, as in rows_insert.
+    plan = [(field, field.attname, _copy_native_type(field)) for field in columns]
     params = []
     for obj in objs:
         params.append(meta.pk.get_db_prep_value(obj.pk, connection))
-        for field in columns:
-            value = getattr(obj, field.attname)
-            params.append(field.get_db_prep_save(value, connection))
+        for field, attname, native_type in plan:
+            value = getattr(obj, attname)
+            if (
+                type(value) is not native_type or native_type is datetime
+            ) and not _copy_native(value, native_type):
+                value = field.get_db_prep_save(value, connection)
+            params.append(value)
 
     alias = quote("new")
     assignments = ", ".join(f"{name} = {alias}.{name}" for name in names[1:])

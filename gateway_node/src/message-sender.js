@@ -122,7 +122,7 @@ export class MessageSender {
       const sentJid = normalizeJid(result.toJid) ?? target
       this.#sends.markSent(userId, messageId, result.id, sentJid)
       this.#metrics?.sends.inc()
-      this.#logger.info({ userId, messageId, gatewayMessageId: result.id }, 'message sent')
+      this.#logger.debug({ userId, messageId, gatewayMessageId: result.id }, 'message sent')
       return { gateway_message_id: result.id, to_jid: sentJid }
     } catch (error) {
       throw this.#failed(error, engine, userId, messageId)

@@ -323,7 +323,7 @@ def message_send(
             ) from None
         raise
 
-    logger.info(
+    logger.debug(
         "Queued message %s (%s parts) for user %s to customer %s",
         messages[0].pk,
         len(messages),
@@ -407,7 +407,7 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
     message._state.adding = False
     message._state.db = connection.alias
     transaction.on_commit(partial(message_send_wake, user.pk, message.pk))
-    logger.info(
+    logger.debug(
         "Queued message %s (%s parts) for user %s to customer %s",
         message.pk,
         1,

@@ -5,7 +5,8 @@ which builds the new rows of both."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -187,6 +188,24 @@ def test_update_keeps_quotes_and_scripts(alice):
 
     message.refresh_from_db()
     assert message.error == "O'Brien's \"number\" – 号码无效 \\ end"
+
+
+def test_update_converts_json_choices_times(alice):
+    customer = customer_make(alice)
+    message = outbound_make(alice, customer, status="sent")
+    message.metadata = {"part": 2, "note": "it's"}
+    message.status = Message.Status.READ
+    three_behind = dt_timezone(timedelta(hours=-3))
+    message.read_at = datetime(2026, 3, 1, 9, 30, tzinfo=three_behind)
+
+    rows_update(Message, [message], ["metadata", "status", "read_at"])
+
+    stored = Message.objects.values("metadata", "status", "read_at").get(pk=message.pk)
+    assert stored == {
+        "metadata": {"part": 2, "note": "it's"},
+        "status": "read",
+        "read_at": datetime(2026, 3, 1, 12, 30, tzinfo=UTC),
+    }
 
 
 def test_update_runs_one_statement(alice):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.utils import timezone
 from rest_framework import serializers
@@ -96,3 +99,69 @@ def test_messages_data_keeps_no_state(alice):
     assert output["body"] == "Second"
     assert output["status"] == "sent"
     assert output["id"] == str(second.code)
+
+
+def _as_serializer_writes(messages) -> list[str]:
+    return [json.dumps(MessageSerializer(message).data) for message in messages]
+
+
+def _varied_messages(alice) -> list[Message]:
+    customer = customer_make(alice)
+    now = timezone.now()
+    outbound_make(
+        alice,
+        customer,
+        status="read",
+        metadata={"part": 1, "parts": 2},
+        gateway_message_id="3EB0AA",
+        sent_at=now,
+        delivered_at=now + timedelta(seconds=1),
+        read_at=now + timedelta(seconds=2),
+        reactions={"5511900000001@s.whatsapp.net": "👍"},
+    )
+    outbound_make(
+        alice,
+        customer,
+        body="",
+        source="",
+        status="failed",
+        error_code="invalid_recipient",
+        error="Not on WhatsApp.",
+        failed_at=datetime(2026, 3, 29, 1, 30, tzinfo=dt_timezone(timedelta(hours=5))),
+        edit_history=[{"body": "Helo", "edited_at": now.isoformat()}],
+    )
+    return list(Message.objects.filter(owner=alice).order_by("pk"))
+
+
+def test_output_matches_serializer_when_stored(alice):
+    messages = _varied_messages(alice)
+
+    written = [json.dumps(item) for item in messages_data(messages)]
+
+    assert written == _as_serializer_writes(messages)
+
+
+def test_output_uses_active_time_zone(alice):
+    messages = _varied_messages(alice)
+
+    with timezone.override("America/Sao_Paulo"):
+        written = [json.dumps(item) for item in messages_data(messages)]
+        expected = _as_serializer_writes(messages)
+
+    assert written == expected
+    assert "-03:00" in written[0]
+
+
+def test_output_matches_serializer_when_unsaved(alice):
+    customer = customer_make(alice)
+    message = outbound_make(alice, customer)
+    # Values as a view sets them before saving: an enum member, a naive
+    # datetime, a time in another zone.
+    message.status = Message.Status.SENT
+    message.sent_at = datetime(2026, 5, 1, 12, 0)
+    message.delivered_at = datetime(2026, 5, 1, 12, 0, 1, tzinfo=UTC)
+
+    [written] = messages_data([message])
+
+    assert json.dumps(written) == json.dumps(MessageSerializer(message).data)
+    assert written["status"] == "sent"

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.processes
 
 # WA_SEND_BURST's default: the pacing lets this many go at once.
 BURST = 5
-BATCH_LINE_RE = re.compile(r"Sending messages ([\d, ]+) of user (\d+)")
+# One line per batch: "Sending messages 4, 5 of user 2; 6 of user 3 in ...".
+BATCH_LINE = "Sending messages "
+BATCH_PART_RE = re.compile(r"(\d+(?:, \d+)*) of user (\d+)")
 
 
 def test_paused_worker_sends_burst_in_one_batch(fault_stack):
@@ -54,11 +56,11 @@ def test_paused_worker_sends_burst_in_one_batch(fault_stack):
         .values_list("pk", flat=True)
     )
     batches = [
-        [int(part) for part in match.group(1).split(", ")]
-        for match in map(
-            BATCH_LINE_RE.search, fault_stack.worker.log_since_start().splitlines()
-        )
-        if match and int(match.group(2)) == user.pk
+        [int(number) for number in match.group(1).split(", ")]
+        for line in fault_stack.worker.log_since_start().splitlines()
+        if BATCH_LINE in line
+        for match in BATCH_PART_RE.finditer(line.split(BATCH_LINE, 1)[1])
+        if int(match.group(2)) == user.pk
     ]
     assert batches == [accepted]
     drains = [

@@ -84,6 +84,25 @@ def test_integer_sizes_share_one_statement(db):
     assert len(_prepared_statements()) == 1
 
 
+def test_named_integers_share_one_statement(db):
+    for value in (1, 40_000, 3_000_000_000):
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                "SELECT %(value)s::bigint AS prepared_cursor_probe", {"value": value}
+            )
+            assert cursor.fetchone()[0] == value
+
+    assert len(_prepared_statements()) == 1
+
+
+def test_booleans_stay_booleans(db):
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_typeof(%s)::text AS prepared_cursor_probe, %s", [True, 7]
+        )
+        assert cursor.fetchone() == ("boolean", 7)
+
+
 def test_statement_runs_after_rollback(db):
     _run(1)
     try:
