@@ -255,7 +255,31 @@ def database_counters() -> dict[str, int]:
     return {"sessions": sessions, "commits": commits}
 
 
-def run_scale(stack, sizes: Sizes, count: int, first_index: int, skip: set) -> dict:
+def http_noop_again(stack, sizes: Sizes, token: str, count: int, when: str) -> dict:
+    """Measure the HTTP no-op once more, next to an outbound full-load run.
+
+    The speed of a shared machine drifts over minutes, so the ceiling
+    measured at the start of the run can be far from the one during a
+    later scale's outbound run. Each outbound ratio is taken against the
+    mean of a measurement just before its run and one just after it.
+    """
+    progress(f"{count} subscribers: HTTP no-op {when} the full-load run")
+    run = with_cpu(
+        stack,
+        ceilings.http_noop,
+        stack,
+        token,
+        total=max(sizes.noop_requests // 2, 1),
+        concurrency=sizes.client_concurrency,
+        deadline_s=sizes.load_seconds / 4,
+    )
+    progress(f"  {run['rate']:.0f} requests/s")
+    return run
+
+
+def run_scale(
+    stack, sizes: Sizes, count: int, first_index: int, skip: set, probe_token: str
+) -> dict:
     progress(f"{count} subscribers: creating accounts, customers and sessions")
     subscribers = subscribers_create(
         count=count, customers_each=sizes.customers_each, first_index=first_index
@@ -265,6 +289,7 @@ def run_scale(stack, sizes: Sizes, count: int, first_index: int, skip: set) -> d
 
     if "outbound" not in skip:
         per_subscriber = -(-sizes.messages // count)
+        around = {"before": http_noop_again(stack, sizes, probe_token, count, "before")}
         progress(
             f"{count} subscribers: outbound at full load for {sizes.load_seconds:.0f} s"
         )
@@ -284,6 +309,8 @@ def run_scale(stack, sizes: Sizes, count: int, first_index: int, skip: set) -> d
             f"  {full['accepted']} messages, {full['rate']:.1f} messages/s "
             f"sustained, {full['errors']} errors"
         )
+        around["after"] = http_noop_again(stack, sizes, probe_token, count, "after")
+        result["http_noop_around"] = around
 
         rate = max(full["rate"] / 2, 1.0)
         progress(f"{count} subscribers: outbound at half load, {rate:.1f} messages/s")
@@ -426,7 +453,7 @@ def main(argv=None) -> int:
         first_index = 1
         for count in sizes.scales:
             results["scales"][count] = run_scale(
-                stack, sizes, count, first_index, args.skip
+                stack, sizes, count, first_index, args.skip, probe_user.token
             )
             first_index += count
 
