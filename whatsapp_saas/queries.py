@@ -127,17 +127,23 @@ def prepared_cursor():
 
 
 @cache
-def model_columns(model, alias: str, vendor: str):
+def model_columns(model, alias: str, vendor: str, names: tuple[str, ...] = ()):
     """Return what reading `model`'s rows by hand takes: a plan for `row_model`.
 
     The plan contains the SELECT list of its concrete columns under `alias`
     (a table name, or an alias from the caller's FROM clause), their
-    attnames, and the converters Django applies to each value read.
-    Cached per model, alias and database vendor.
+    attnames, and the converters Django applies to each value read. With
+    field `names`, only those columns are read, in the model's field order
+    as `Model.from_db` expects, and the other fields of the instances are
+    deferred: reading one costs a query.
+    Cached per model, alias, database vendor and names.
     """
     meta = model._meta
     quote = connection.ops.quote_name
     fields = meta.concrete_fields
+    if names:
+        selected = {meta.get_field(name) for name in names}
+        fields = [field for field in fields if field in selected]
     select = [f"{quote(alias)}.{quote(field.column)}" for field in fields]
     converters = []
     for index, field in enumerate(fields):

@@ -42,7 +42,13 @@ from messaging.phones import (
 from messaging.selectors import whatsapp_session_get
 from messaging.timestamps import timestamp_parse
 from whatsapp_saas.exceptions import ApplicationError
-from whatsapp_saas.queries import row_build, rows_insert, rows_update
+from whatsapp_saas.queries import (
+    model_columns,
+    row_build,
+    row_model,
+    rows_insert,
+    rows_update,
+)
 
 from .customers import customer_identify, customer_identity_changes
 from .updates import (
@@ -718,6 +724,26 @@ def _messages_stored(pairs: set) -> set[tuple[int, str, str]]:
         return set(cursor.fetchall())
 
 
+# The fields a run of receipts reads and writes (`status_changes`). The
+# receipt lock reads only these, so reading any other field of such a
+# message would cost a query per message.
+RECEIPT_FIELDS = (
+    "id",
+    "owner",
+    "code",
+    "direction",
+    "gateway_message_id",
+    "status",
+    "error_code",
+    "error",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+    "failed_at",
+    "updated_at",
+)
+
+
 def _receipt_messages_locked(owner_ids, codes: set, gateway_ids: set) -> list[Message]:
     """Lock the outbound messages of `owner_ids` that receipts name, by primary key.
 
@@ -750,17 +776,23 @@ def _receipt_messages_locked(owner_ids, codes: set, gateway_ids: set) -> list[Me
     by_gateway_id, pair_params = _pairs_join(
         Message._meta.db_table, "gateway_message_id", gateway_ids
     )
+    plan = model_columns(
+        Message, Message._meta.db_table, connection.vendor, RECEIPT_FIELDS
+    )
     sql = (
-        f"SELECT * FROM {table} WHERE {pk} IN ("
+        f"SELECT {', '.join(plan[0])} FROM {table} WHERE {pk} IN ("
         f"SELECT {pk} FROM {table} WHERE {quote('code')} = ANY(%s::uuid[]) "
         f"UNION ALL SELECT t.{pk} FROM {by_gateway_id}) "
         f"ORDER BY {pk} FOR UPDATE"
     )
-    params = [list(codes), *pair_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(codes), *pair_params])
+        rows = cursor.fetchall()
     owners = set(owner_ids)
+    messages = [row_model(Message, plan, row) for row in rows]
     return [
         message
-        for message in Message.objects.raw(sql, params)
+        for message in messages
         if message.owner_id in owners and message.direction == outbound
     ]
 

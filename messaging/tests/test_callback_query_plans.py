@@ -56,11 +56,13 @@ def _rows_read(plan: dict, table: str) -> tuple[int, int]:
     return returned, removed
 
 
-def _statement_rows_read(queries, start: str, table: str) -> tuple[int, int]:
+def _statement_rows_read(
+    queries, start: str, table: str, end: str = ""
+) -> tuple[int, int]:
     sql = next(
         query["sql"]
         for query in queries.captured_queries
-        if query["sql"].startswith(start)
+        if query["sql"].startswith(start) and query["sql"].endswith(end)
     )
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
@@ -92,7 +94,7 @@ def test_receipt_lock_reads_named_rows(alice, with_codes):
         result = callback_post(_receipts(alice, named, with_codes=with_codes))
 
     returned, removed = _statement_rows_read(
-        queries, 'SELECT * FROM "messaging_message"', "messaging_message"
+        queries, 'SELECT "messaging_message"', "messaging_message", end="FOR UPDATE"
     )
     assert result == {"accepted": NAMED, "duplicates": 0}
     assert returned <= 2 * NAMED

@@ -415,6 +415,20 @@ def test_receipts_saved_in_one_update(alice):
     assert Message.objects.filter(owner=alice, delivered_at=TIMES[1]).count() == 20
 
 
+@pytest.mark.postgres
+def test_receipt_queries_do_not_grow_with_size(alice):
+    messages = _sending(alice, 55, "Q")
+    few, many = messages[:5], messages[5:]
+
+    with CaptureQueriesContext(connection) as small:
+        callback_post([_receipt_event(alice, m, "read", TIMES[2]) for m in few])
+    with CaptureQueriesContext(connection) as large:
+        callback_post([_receipt_event(alice, m, "read", TIMES[2]) for m in many])
+
+    assert len(large.captured_queries) == len(small.captured_queries)
+    assert Message.objects.filter(owner=alice, status="read").count() == 55
+
+
 def test_batch_folded_receipts_record_times(alice):
     messages = _sending(alice, 3, "F")
     earlier = {"sent": TIMES[0], "delivered": TIMES[1]}
