@@ -17,7 +17,7 @@ with 1, 10 and 100 subscribers for 2 and 3. It prints a table and, unless
 stopped at the end. Figures are reported, never judged: the exit status is
 non-zero only when the run itself broke.
 
-    .venv/bin/python bench/run.py            # about 8 minutes on 2 cores
+    .venv/bin/python bench/run.py            # about 5 minutes on 2 cores
     .venv/bin/python bench/run.py --quick    # smoke test, about a minute
 """
 
