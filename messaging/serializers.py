@@ -128,11 +128,30 @@ class CustomerUpdateSerializer(CallerIdMixin):
     phone = serializers.CharField(required=False, max_length=64)
 
 
+# Keys of Message.metadata that only the send path uses: `send_to` is the
+# recipient a send chose, kept so that a retry sends to the same one.
+INTERNAL_METADATA_KEYS = frozenset({"send_to"})
+
+
+class MessageMetadataField(serializers.JSONField):
+    """A message's metadata without the keys only the send path uses."""
+
+    def to_representation(self, value):
+        if isinstance(value, dict) and not INTERNAL_METADATA_KEYS.isdisjoint(value):
+            value = {
+                key: item
+                for key, item in value.items()
+                if key not in INTERNAL_METADATA_KEYS
+            }
+        return super().to_representation(value)
+
+
 class MessageSerializer(ModelFieldsOnceMixin, serializers.ModelSerializer):
     """One WhatsApp message to or from a customer, with its delivery status."""
 
     id = serializers.UUIDField(source="code", read_only=True)
     customer_id = serializers.UUIDField(source="customer.code", read_only=True)
+    metadata = MessageMetadataField(read_only=True)
 
     class Meta:
         model = Message

@@ -36,6 +36,18 @@ def test_message_output_matches_plain_serializer(alice):
     assert first == second == _PlainMessageSerializer(message).data
 
 
+def test_output_leaves_out_send_path_metadata(alice):
+    customer = customer_make(alice)
+    metadata = {"part": 1, "send_to": "+5511900000001"}
+    message = outbound_make(alice, customer, status="sent", metadata=metadata)
+
+    [written] = messages_data([message])
+
+    assert written["metadata"] == {"part": 1}
+    assert MessageSerializer(message).data["metadata"] == {"part": 1}
+    assert message.metadata["send_to"] == "+5511900000001"
+
+
 def test_instances_get_own_fields():
     first = MessageSerializer()
     second = MessageSerializer()
