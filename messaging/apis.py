@@ -7,6 +7,7 @@ addressed by their UUID, and another user's id gets 404 like an unknown one.
 from __future__ import annotations
 
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -127,7 +128,13 @@ class CustomerViewSet(viewsets.GenericViewSet):
                 user=self.request.user, code=self.kwargs["code"]
             )
         except Http404:
-            raise NotFound("No such customer.") from None
+            raise NotFound(
+                _(
+                    "No customer has the id %(id)s; list your customers at "
+                    "/api/customers/."
+                )
+                % {"id": self.kwargs["code"]}
+            ) from None
 
     def _output(self, customer: Customer, status_code=status.HTTP_200_OK):
         fresh = selectors.customer_get(user=self.request.user, code=customer.code)

@@ -402,6 +402,31 @@ class MessageSendResultSerializer(serializers.Serializer):
     messages = MessageSerializer(many=True)
 
 
+class QueryDateTimeField(serializers.DateTimeField):
+    """A date and time from a query string, whose error names the value.
+
+    A "+" in a query string means a space, so an offset such as +01:00
+    that the client did not encode arrives as " 01:00". The error explains
+    this when the value has a space.
+    """
+
+    def to_internal_value(self, value):
+        try:
+            return super().to_internal_value(value)
+        except serializers.ValidationError as error:
+            if "invalid" not in error.get_codes():
+                raise
+            message = _(
+                "%(value)s is not a date and time; use ISO 8601, such as "
+                "2026-12-05T16:30:00Z or 2026-12-05T16:30:00%%2B01:00."
+            ) % {"value": repr(value)}
+            if isinstance(value, str) and " " in value.strip():
+                message += " " + _(
+                    "A + in a query string arrives as a space; write it as %(encoded)s."
+                ) % {"encoded": "%2B"}
+            raise serializers.ValidationError(message, code="invalid") from None
+
+
 class MessageFilterSerializer(serializers.Serializer):
     customer_id = serializers.UUIDField(
         required=False, help_text=_("A customer's id, as messages name it.")
@@ -413,10 +438,10 @@ class MessageFilterSerializer(serializers.Serializer):
         choices=Message.Direction.choices, required=False
     )
     status = serializers.ChoiceField(choices=Message.Status.choices, required=False)
-    since = serializers.DateTimeField(
+    since = QueryDateTimeField(
         required=False, help_text=_("Messages at or after this time (ISO 8601).")
     )
-    until = serializers.DateTimeField(
+    until = QueryDateTimeField(
         required=False, help_text=_("Messages before this time (ISO 8601).")
     )
 

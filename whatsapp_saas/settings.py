@@ -307,7 +307,7 @@ REST_FRAMEWORK = {
         "rest_framework.permissions.IsAuthenticated",
         "whatsapp_saas.permissions.UserIdIsCaller",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "whatsapp_saas.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "whatsapp_saas.exceptions.api_exception_handler",

@@ -170,6 +170,7 @@ def test_customer_of_another_subscriber_is_404(charlie_api, customer, method, da
 
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+    assert str(customer.code) in response.json()["message"]
     assert "Customer A" not in response.content.decode()
     customer.refresh_from_db()
     assert customer.name == "Customer A"
@@ -395,11 +396,76 @@ def test_message_list_rejects_bad_filter_values(api):
     assert set(response.json()["extra"]["fields"]) == {"status", "since"}
 
 
+def test_time_filter_error_names_the_value(api):
+    response = api.get(MESSAGES, {"since": "2026-13-45"})
+
+    assert response.status_code == 400
+    [message] = response.json()["extra"]["fields"]["since"]
+    assert "'2026-13-45' is not a date and time" in message
+    assert "%2B" not in message.split("such as")[0]
+
+
+def test_time_filter_error_explains_unencoded_plus(api):
+    # What a client that did not encode "+00:00" sends.
+    response = api.get(f"{MESSAGES}?since=2026-12-05T16:33:30+00:00")
+
+    assert response.status_code == 400
+    [message] = response.json()["extra"]["fields"]["since"]
+    assert "'2026-12-05T16:33:30 00:00'" in message
+    assert "write it as %2B" in message
+
+
+def test_time_filter_accepts_encoded_offset(api, history):
+    response = api.get(f"{MESSAGES}?since=2000-01-01T00:00:00%2B01:00")
+
+    assert response.status_code == 200
+    assert response.json()["count"] == 3
+
+
 def test_message_list_hides_other_subscribers(charlie_api, history, customer):
     response = charlie_api.get(MESSAGES, {"customer": str(customer.code)})
 
     assert response.json()["count"] == 0
     assert charlie_api.get(MESSAGES).json()["count"] == 0
+
+
+# Pages
+
+
+def test_page_past_the_last_names_the_pages(api, history):
+    response = api.get(MESSAGES, {"page": "3"})
+
+    assert response.status_code == 404
+    body = response.json()
+    assert body["code"] == "not_found"
+    assert body["extra"] == {"page": 3, "pages": 1}
+    assert "Page 3 does not exist" in body["message"]
+    assert "page 1 to 1" in body["message"]
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "0", "-1"])
+def test_page_that_is_no_whole_number_is_400(api, history, value):
+    response = api.get(MESSAGES, {"page": value})
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_page"
+    assert body["extra"] == {"field": "page", "value": value}
+    assert repr(value) in body["message"]
+
+
+def test_huge_page_number_is_named_exactly(api, history):
+    response = api.get(MESSAGES, {"page": "99999999999999999999999"})
+
+    assert response.status_code == 404
+    assert response.json()["extra"]["page"] == 99999999999999999999999
+
+
+def test_last_page_is_accepted(api, history):
+    response = api.get(CUSTOMERS, {"page": "last"})
+
+    assert response.status_code == 200
+    assert response.json()["count"] == 1
 
 
 # Schema
