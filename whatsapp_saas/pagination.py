@@ -37,8 +37,9 @@ class PageNumberPagination(pagination.PageNumberPagination):
             pages = paginator.num_pages
             raise ApplicationError(
                 _(
-                    "Page %(page)s does not exist: there are %(pages)s pages of "
-                    "%(size)s items. Ask for page 1 to %(pages)s, or 'last'."
+                    "Page %(page)s does not exist: the last page is %(pages)s, "
+                    "with %(size)s items a page. Ask for page 1 to %(pages)s, "
+                    "or 'last'."
                 )
                 % {"page": page, "pages": pages, "size": page_size},
                 code="not_found",

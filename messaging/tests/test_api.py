@@ -439,7 +439,7 @@ def test_page_past_the_last_names_the_pages(api, history):
     body = response.json()
     assert body["code"] == "not_found"
     assert body["extra"] == {"page": 3, "pages": 1}
-    assert "Page 3 does not exist" in body["message"]
+    assert "Page 3 does not exist: the last page is 1" in body["message"]
     assert "page 1 to 1" in body["message"]
 
 
