@@ -31,7 +31,12 @@ class TokenAuthentication(authentication.TokenAuthentication):
     def authenticate_credentials(self, key):
         token = api_token_get_with_user(key=key)
         if token is None:
-            raise exceptions.AuthenticationFailed(_("Invalid token."))
+            raise exceptions.AuthenticationFailed(
+                _(
+                    "The API token is not valid. Create a new one on the Settings "
+                    "page and send it as 'Authorization: Token <token>'."
+                )
+            )
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         return token.user, token

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -53,6 +54,17 @@ def api_exception_handler(exc, context):
         return None
 
     detail = response.data
+    default_detail = str(exceptions.NotAuthenticated.default_detail)
+    if isinstance(exc, exceptions.NotAuthenticated) and exc.detail == default_detail:
+        # DRF's "Authentication credentials were not provided." does not
+        # tell the client how to provide them.
+        detail = {
+            "detail": _(
+                "The request has no credentials. Send your API token as "
+                "'Authorization: Token <token>'; create one on the Settings "
+                "page."
+            )
+        }
     if isinstance(exc, Http404):
         code = exceptions.NotFound.default_code
     elif isinstance(exc, PermissionDenied):

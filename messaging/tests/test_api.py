@@ -185,6 +185,18 @@ def test_api_needs_authentication(db):
 
     assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
+    assert "'Authorization: Token <token>'" in response.json()["message"]
+
+
+def test_api_unknown_token_says_how_to_get_one(db):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef")
+
+    response = client.get(CUSTOMERS)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed"
+    assert "Create a new one on the Settings page" in response.json()["message"]
 
 
 # Sending
