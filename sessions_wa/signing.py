@@ -43,6 +43,14 @@ def sign(*, secret: str, timestamp: int, method: str, path: str, body: bytes) ->
     return f"t={timestamp},v1={digest}"
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def verify(
     *,
     header: str | None,
@@ -69,6 +77,13 @@ def verify(
         raise SignatureError(
             f"The signature timestamp {timestamp} is more than {max_age} s away "
             "from the server clock; check both clocks."
+        )
+
+    if not _encodable(method) or not _encodable(path):
+        # A lone surrogate cannot be signed, so no sender signed this.
+        raise SignatureError(
+            "The request's method or path contains characters that are not "
+            "valid Unicode, so no signature can match it."
         )
 
     received = match["v1"]

@@ -48,3 +48,17 @@ def test_sign_matches_first_valid_vector():
     )
 
     assert header == case["header"]
+
+
+def test_path_with_lone_surrogate_is_rejected():
+    header = sign(secret="s", timestamp=1000, method="POST", path="/a", body=b"")
+
+    with pytest.raises(SignatureError, match="not valid Unicode"):
+        verify(
+            header=header,
+            secrets=["s"],
+            method="POST",
+            path="/\ud800",
+            body=b"",
+            now=1000,
+        )
