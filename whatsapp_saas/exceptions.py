@@ -37,6 +37,46 @@ def payload_too_large_body(limit: int | None) -> dict:
     }
 
 
+def _content_type(context) -> str:
+    request = context.get("request")
+    return getattr(request, "content_type", "") or ""
+
+
+# The start of DRF's JSONParser ParseError message.
+JSON_PARSE_ERROR = "JSON parse error - "
+
+
+def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
+    """Return (detail, extra) for DRF errors whose own message gives the
+    client no next step, or None to keep DRF's."""
+    default_detail = str(exceptions.NotAuthenticated.default_detail)
+    if isinstance(exc, exceptions.NotAuthenticated) and exc.detail == default_detail:
+        message = _(
+            "The request has no credentials. Send your API token as "
+            "'Authorization: Token <token>'; create one on the Settings page."
+        )
+        return {"detail": message}, {}
+
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        view = context.get("view")
+        accepted = [parser.media_type for parser in view.get_parsers()] if view else []
+        message = _(
+            "The Content-Type %(type)s is not accepted here; send the body as "
+            "JSON with 'Content-Type: application/json'."
+        ) % {"type": repr(_content_type(context))}
+        return {"detail": message}, {"accepted": accepted}
+
+    if isinstance(exc, exceptions.ParseError) and str(exc.detail).startswith(
+        JSON_PARSE_ERROR
+    ):
+        message = _(
+            "The body is not valid JSON (%(error)s). Send one JSON object, "
+            'such as {"content": "Hello"}.'
+        ) % {"error": str(exc.detail).removeprefix(JSON_PARSE_ERROR)}
+        return {"detail": message}, {}
+    return None
+
+
 def api_exception_handler(exc, context):
     """Render every API error as `{"message", "code", "extra"}`."""
     if isinstance(exc, ApplicationError):
@@ -53,18 +93,7 @@ def api_exception_handler(exc, context):
     if response is None:
         return None
 
-    detail = response.data
-    default_detail = str(exceptions.NotAuthenticated.default_detail)
-    if isinstance(exc, exceptions.NotAuthenticated) and exc.detail == default_detail:
-        # DRF's "Authentication credentials were not provided." does not
-        # tell the client how to provide them.
-        detail = {
-            "detail": _(
-                "The request has no credentials. Send your API token as "
-                "'Authorization: Token <token>'; create one on the Settings "
-                "page."
-            )
-        }
+    detail, extra = _clearer_detail(exc, context) or (response.data, {})
     if isinstance(exc, Http404):
         code = exceptions.NotFound.default_code
     elif isinstance(exc, PermissionDenied):
@@ -73,7 +102,6 @@ def api_exception_handler(exc, context):
         code = getattr(exc, "default_code", "error")
     if isinstance(detail, dict) and set(detail) == {"detail"}:
         message = str(detail["detail"])
-        extra = {}
     elif isinstance(detail, list):
         message = " ".join(str(item) for item in detail)
         extra = {}

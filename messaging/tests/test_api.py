@@ -188,6 +188,26 @@ def test_api_needs_authentication(db):
     assert "'Authorization: Token <token>'" in response.json()["message"]
 
 
+def test_body_of_another_type_names_the_accepted_ones(api):
+    response = api.post(SEND, "hello", content_type="text/plain")
+
+    assert response.status_code == 415
+    body = response.json()
+    assert body["code"] == "unsupported_media_type"
+    assert "'text/plain'" in body["message"]
+    assert "application/json" in body["extra"]["accepted"]
+
+
+def test_body_that_is_not_json_is_explained(api):
+    response = api.post(SEND, "{not json", content_type="application/json")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "parse_error"
+    assert body["message"].startswith("The body is not valid JSON (Expecting")
+    assert "Send one JSON object" in body["message"]
+
+
 def test_api_unknown_token_says_how_to_get_one(db):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef")
