@@ -329,18 +329,12 @@ def rows_update(model, objs, fields: list[str]) -> None:
     other_row = ", ".join(["%s"] * len(types))
     rows = [f"({first_row})", *[f"({other_row})"] * (len(objs) - 1)]
 
-    # A value of its column's native type goes as it is, as in rows_insert.
-    plan = [(field, field.attname, _copy_native_type(field)) for field in columns]
+    plan = [(field, field.attname, _native_type(field)) for field in columns]
     params = []
     for obj in objs:
         params.append(meta.pk.get_db_prep_value(obj.pk, connection))
         for field, attname, native_type in plan:
-            value = getattr(obj, attname)
-            if (
-                type(value) is not native_type or native_type is datetime
-            ) and not _copy_native(value, native_type):
-                value = field.get_db_prep_save(value, connection)
-            params.append(value)
+            params.append(_db_value(field, getattr(obj, attname), native_type))
 
     alias = quote("new")
     assignments = ", ".join(f"{name} = {alias}.{name}" for name in names[1:])
@@ -353,12 +347,13 @@ def rows_update(model, objs, fields: list[str]) -> None:
         cursor.execute(sql, params)
 
 
-# The Python type that psycopg writes to COPY as the column expects, by
-# Django field type. A value of that type skips the field's conversion.
+# The Python type that psycopg writes, to COPY or as a parameter, as the
+# column expects, by Django field type. A value of that type skips the
+# field's conversion.
 # Anything else, and every JSONField value, goes through get_db_prep_save,
 # as bulk_create would (True in a CharField becomes "True", a str in a
 # JSONField becomes a JSON string).
-_COPY_NATIVE_TYPES = {
+_NATIVE_TYPES = {
     "AutoField": int,
     "BigAutoField": int,
     "SmallAutoField": int,
@@ -419,13 +414,7 @@ def rows_insert(model, objs) -> None:
             row = [key]
             for field, attname, native_type, fills in plan:
                 value = field.pre_save(obj, True) if fills else getattr(obj, attname)
-                # The exact type is the common case and the quickest check.
-                # A datetime still needs its offset checked.
-                if (
-                    type(value) is not native_type or native_type is datetime
-                ) and not _copy_native(value, native_type):
-                    value = field.get_db_prep_save(value, connection)
-                row.append(value)
+                row.append(_db_value(field, value, native_type))
             rows.append(row)
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for row in rows:
@@ -456,19 +445,31 @@ def _copy_plan(model):
             type(field).pre_save is not Field.pre_save
         ):
             fills = True
-        plan.append((field, field.attname, _copy_native_type(field), fills))
+        plan.append((field, field.attname, _native_type(field), fills))
     return plan
 
 
-def _copy_native_type(field):
+def _native_type(field):
     if field.get_internal_type() == "JSONField":
         return None
     target = field.target_field if field.is_relation else field
-    return _COPY_NATIVE_TYPES.get(target.get_internal_type())
+    return _NATIVE_TYPES.get(target.get_internal_type())
 
 
-def _copy_native(value, native_type) -> bool:
-    """Return True when COPY can take `value` as it is for its column."""
+def _db_value(field, value, native_type):
+    """Return `value` as its column takes it, skipping Django's preparation
+    for a value of the column's native type (`rows_insert`, `rows_update`)."""
+    # The exact type is the common case and the quickest check. A datetime
+    # still needs its offset checked.
+    if type(value) is native_type and native_type is not datetime:
+        return value
+    if _is_native(value, native_type):
+        return value
+    return field.get_db_prep_save(value, connection)
+
+
+def _is_native(value, native_type) -> bool:
+    """Return True when psycopg can take `value` as it is for its column."""
     if native_type is None:
         return False
     if value is None:
