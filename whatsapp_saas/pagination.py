@@ -13,8 +13,8 @@ class PageNumberPagination(pagination.PageNumberPagination):
     """DRF's `?page=` pagination (PAGE_SIZE items a page), with clearer errors.
 
     A page that is not a whole number of 1 or more is a client error (400)
-    that names the value. A page past the last one is 404 and gives the
-    number of pages. DRF returns 404 "Invalid page." for both.
+    that names the value. A page past the last one is 404 and names the
+    last page. DRF returns 404 "Invalid page." for both.
     """
 
     def paginate_queryset(self, queryset, request, view=None):

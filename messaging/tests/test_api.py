@@ -188,7 +188,7 @@ def test_api_needs_authentication(db):
     assert "'Authorization: Token <token>'" in response.json()["message"]
 
 
-def test_body_of_another_type_names_the_accepted_ones(api):
+def test_other_body_type_lists_accepted(api):
     response = api.post(SEND, "hello", content_type="text/plain")
 
     assert response.status_code == 415
@@ -198,7 +198,7 @@ def test_body_of_another_type_names_the_accepted_ones(api):
     assert "application/json" in body["extra"]["accepted"]
 
 
-def test_body_that_is_not_json_is_explained(api):
+def test_invalid_json_body_is_explained(api):
     response = api.post(SEND, "{not json", content_type="application/json")
 
     assert response.status_code == 400
@@ -208,7 +208,7 @@ def test_body_that_is_not_json_is_explained(api):
     assert "Send one JSON object" in body["message"]
 
 
-def test_api_unknown_token_says_how_to_get_one(db):
+def test_unknown_token_explains_next_step(db):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef")
 
@@ -428,7 +428,7 @@ def test_message_list_rejects_bad_filter_values(api):
     assert set(response.json()["extra"]["fields"]) == {"status", "since"}
 
 
-def test_time_filter_error_names_the_value(api):
+def test_time_filter_error_names_value(api):
     response = api.get(MESSAGES, {"since": "2026-13-45"})
 
     assert response.status_code == 400
@@ -464,7 +464,7 @@ def test_message_list_hides_other_subscribers(charlie_api, history, customer):
 # Pages
 
 
-def test_page_past_the_last_names_the_pages(api, history):
+def test_page_past_end_names_last_page(api, history):
     response = api.get(MESSAGES, {"page": "3"})
 
     assert response.status_code == 404
@@ -476,7 +476,7 @@ def test_page_past_the_last_names_the_pages(api, history):
 
 
 @pytest.mark.parametrize("value", ["abc", "1.5", "0", "-1"])
-def test_page_that_is_no_whole_number_is_400(api, history, value):
+def test_non_whole_page_is_400(api, history, value):
     response = api.get(MESSAGES, {"page": value})
 
     assert response.status_code == 400

@@ -36,7 +36,7 @@ def test_message_output_matches_plain_serializer(alice):
     assert first == second == _PlainMessageSerializer(message).data
 
 
-def test_output_leaves_out_send_path_metadata(alice):
+def test_output_hides_send_to_metadata(alice):
     customer = customer_make(alice)
     metadata = {"part": 1, "send_to": "+5511900000001"}
     message = outbound_make(alice, customer, status="sent", metadata=metadata)
