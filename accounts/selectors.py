@@ -7,7 +7,7 @@ from functools import cache
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
-from whatsapp_saas.queries import model_columns, row_model
+from whatsapp_saas.queries import model_columns, prepared_cursor, row_model
 
 from .models import Subscription, User
 
@@ -71,7 +71,10 @@ def api_token_get_with_user(*, key: str) -> Token | None:
         return None
 
     sql, models, plans = _token_statement(connection.vendor)
-    with connection.cursor() as cursor:
+    # Every API request runs it, and planning the four-table join took
+    # longer than running it. It reads by primary and unique keys, so the
+    # generic plan PostgreSQL keeps is the one any key gets.
+    with prepared_cursor() as cursor:
         cursor.execute(sql, [key])
         row = cursor.fetchone()
     if row is None:

@@ -89,3 +89,19 @@ def test_impossible_key_gives_none(owner, key):
         assert api_token_get_with_user(key=key) is None
 
     assert queries.captured_queries == []
+
+
+@pytest.mark.postgres
+def test_token_read_is_prepared_once_per_connection(owner, outsider):
+    keys = [Token.objects.create(user=user).key for user in (owner, outsider)]
+
+    found = [api_token_get_with_user(key=key).user.pk for key in keys * 2]
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['%%FROM "authtoken_token" "t"%%'],
+        )
+        prepared = cursor.fetchone()[0]
+    assert found == [owner.pk, outsider.pk] * 2
+    assert prepared == 1
