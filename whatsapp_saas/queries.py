@@ -449,6 +449,25 @@ def _copy_plan(model):
     return plan
 
 
+def save_plan(fields) -> tuple:
+    """Return the plan of `save_values` for model `fields`, in that order."""
+    return tuple((field, _native_type(field)) for field in fields)
+
+
+def save_values(obj, plan, *, add: bool) -> list:
+    """Return the values of `obj`'s planned fields as a written-out INSERT
+    (`add`) or UPDATE takes them.
+
+    As in Django's save, each field's `pre_save` runs first (an `auto_now`
+    field takes the time then), and its value is then prepared, except one
+    of the column's native type, which psycopg writes as it is.
+    """
+    return [
+        _db_value(field, field.pre_save(obj, add), native_type)
+        for field, native_type in plan
+    ]
+
+
 def _native_type(field):
     if field.get_internal_type() == "JSONField":
         return None

@@ -42,6 +42,8 @@ from whatsapp_saas.queries import (
     row_create,
     row_get,
     row_model,
+    save_plan,
+    save_values,
     unique_row,
 )
 
@@ -372,10 +374,7 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
     message = _one_send_message(user, body, source, now)
     sql, plan, fields = _one_send_statement(connection.vendor)
     params = [user.pk, code, user.pk, now.date(), 1, 1, limit, limit]
-    params += [
-        field.get_db_prep_save(field.pre_save(message, True), connection)
-        for field in fields
-    ]
+    params += save_values(message, fields, add=True)
     # Inside a caller's transaction, a savepoint undoes the statement on an
     # error and releases the count's row when the quota rejects the send.
     nested = connection.in_atomic_block
@@ -470,8 +469,8 @@ def _one_send_statement(vendor: str):
     """Build the statement of `_message_send_one_statement`.
 
     Returns the SQL, the plan that reads the customer's columns from its
-    row, and the Message fields whose values follow the eight parameters
-    of the customer and the count, in order. The ONE_SEND_CONSTANTS
+    row, and the `save_plan` of the Message fields whose values follow the
+    eight parameters of the customer and the count, in order. The ONE_SEND_CONSTANTS
     values are written into the SQL once, from a message that
     `_one_send_message` built, which saves preparing and quoting them on
     every send. Each value is cast to its column's type without length,
@@ -539,7 +538,7 @@ def _one_send_statement(vendor: str):
         f"(SELECT {message_pk} FROM {quote('inserted')}) "
         f"FROM {row_of}"
     )
-    return sql, plan, fields
+    return sql, plan, save_plan(fields)
 
 
 # How long a send's idempotency key returns its messages. A later send with

@@ -22,6 +22,8 @@ from whatsapp_saas.queries import (
     row_get,
     rows_insert,
     rows_update,
+    save_plan,
+    save_values,
 )
 
 from .helpers import customer_make, outbound_make
@@ -408,3 +410,26 @@ def test_cast_type_drops_length_and_precision():
     assert cast_type(Message._meta.get_field("status")) == "varchar"
     assert cast_type(models.DecimalField(max_digits=9, decimal_places=2)) == "numeric"
     assert cast_type(ArrayField(models.CharField(max_length=10))) == "varchar[]"
+
+
+def _save_plan(*names):
+    return save_plan([Message._meta.get_field(name) for name in names])
+
+
+def test_save_values_set_auto_now_fields(alice):
+    message = row_build(Message, owner=alice, body="Hi", updated_at=None)
+
+    values = save_values(message, _save_plan("owner", "body", "updated_at"), add=True)
+
+    assert values[:2] == [alice.pk, "Hi"]
+    assert values[2] is message.updated_at
+    assert timezone.is_aware(message.updated_at)
+
+
+def test_save_values_prepare_a_value_of_another_type(alice):
+    code = uuid.uuid4()
+    message = row_build(Message, owner=alice, code=str(code), unread=0)
+
+    values = save_values(message, _save_plan("code", "unread"), add=True)
+
+    assert values == [code, False]

@@ -215,7 +215,7 @@ def test_constants_are_same_every_send():
 
 
 def test_other_fields_are_parameters():
-    _sql, _plan, fields = _one_send_statement(connection.vendor)
+    _sql, _plan, save_plan = _one_send_statement(connection.vendor)
     from_customer = {"customer", "chat_jid"}
 
     expected = [
@@ -225,4 +225,4 @@ def test_other_fields_are_parameters():
         and field.name not in ONE_SEND_CONSTANTS
         and field.name not in from_customer
     ]
-    assert [field.name for field in fields] == expected
+    assert [field.name for field, _native_type in save_plan] == expected
