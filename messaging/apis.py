@@ -20,6 +20,8 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from whatsapp_saas.query_params import query_params_check
+
 from . import selectors, services
 from .models import Customer, Message
 from .serializers import (
@@ -141,6 +143,7 @@ class CustomerViewSet(viewsets.GenericViewSet):
         return Response(CustomerSerializer(fresh).data, status=status_code)
 
     def list(self, request):
+        query_params_check(request, ("search", "page"))
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(CustomerSerializer(page, many=True).data)
 
@@ -283,6 +286,7 @@ class MessageListApi(GenericAPIView):
         },
     )
     def get(self, request):
+        query_params_check(request, (*MessageFilterSerializer().fields, "page"))
         filters = MessageFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         data = filters.validated_data

@@ -1,0 +1,89 @@
+"""List endpoints reject query parameters they do not read, and repeats."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from .helpers import customer_make, outbound_make
+
+pytestmark = pytest.mark.django_db
+
+CUSTOMERS = "/api/customers/"
+MESSAGES = "/api/messages/"
+
+
+@pytest.fixture
+def api(alice):
+    client = APIClient()
+    client.force_authenticate(alice)
+    return client
+
+
+def test_misspelt_message_filter_is_rejected(api, alice):
+    outbound_make(alice, customer_make(alice), status="read")
+
+    response = api.get(MESSAGES, {"statsu": "read"})
+
+    body = response.json()
+    assert response.status_code == 400
+    assert body["code"] == "unknown_query_parameter"
+    assert body["extra"]["parameters"] == ["statsu"]
+    assert "status" in body["extra"]["accepted"]
+    assert "'statsu'" in body["message"]
+
+
+def test_repeated_message_filter_is_rejected(api):
+    response = api.get(f"{MESSAGES}?status=sent&status=read")
+
+    body = response.json()
+    assert response.status_code == 400
+    assert body["code"] == "repeated_query_parameter"
+    assert body["extra"] == {"parameter": "status", "values": ["sent", "read"]}
+    assert body["message"] == "status is given 2 times ('sent', 'read'); give it once."
+
+
+def test_message_list_takes_every_filter_and_page(api, alice):
+    customer = customer_make(alice)
+    outbound_make(alice, customer, status="read")
+
+    response = api.get(
+        MESSAGES,
+        {
+            "customer_id": str(customer.code),
+            "direction": "outbound",
+            "status": "read",
+            "since": "2020-01-01T00:00:00Z",
+            "until": "2100-01-01T00:00:00Z",
+            "page": "1",
+            "format": "json",
+            "user_id": str(alice.pk),
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.json()["count"] == 1
+
+
+def test_misspelt_customer_search_is_rejected(api):
+    response = api.get(CUSTOMERS, {"serach": "Ana"})
+
+    body = response.json()
+    assert response.status_code == 400
+    assert body["code"] == "unknown_query_parameter"
+    assert body["extra"] == {"parameters": ["serach"], "accepted": ["search", "page"]}
+
+
+def test_customer_list_takes_search_and_page(api, alice):
+    customer_make(alice, name="Ana")
+
+    response = api.get(CUSTOMERS, {"search": "Ana", "page": "1"})
+
+    assert response.status_code == 200
+    assert response.json()["count"] == 1
+
+
+def test_unknown_parameter_error_is_translated(api):
+    response = api.get(MESSAGES, {"statsu": "read"}, HTTP_ACCEPT_LANGUAGE="zh-hans")
+
+    assert response.json()["message"].startswith("未知的查询参数 'statsu'")
