@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 
 from django.core.exceptions import FieldDoesNotExist
 from django.utils.translation import gettext_lazy as _
 from rest_framework import ISO_8601, serializers
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.fields import SkipField
 from rest_framework.relations import PKOnlyObject
 from rest_framework.settings import api_settings
@@ -337,6 +339,9 @@ class StrictUUIDField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
+RECIPIENT_MISSING = _("Give either customer_id or to, not both and not neither.")
+
+
 class MessageSendSerializer(CallerIdMixin):
     customer_id = StrictUUIDField(
         required=False, help_text=_("The customer's id; give this or `to`.")
@@ -357,16 +362,26 @@ class MessageSendSerializer(CallerIdMixin):
         help_text=_("The text; longer than 4096 characters it is sent in parts."),
     )
 
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            # `validate` runs only once every field is valid, so a body that
+            # lacks the recipient too would name only its other errors.
+            lacks_recipient = isinstance(data, Mapping) and not (
+                {"customer_id", "to"} & data.keys()
+            )
+            if lacks_recipient and isinstance(error.detail, dict):
+                error.detail.setdefault(
+                    "customer_id",
+                    [ErrorDetail(RECIPIENT_MISSING, code="required")],
+                )
+            raise
+
     def validate(self, attrs):
         if ("customer_id" in attrs) == ("to" in attrs):
             # Under a field's name, so that the client sees which one to fix.
-            raise serializers.ValidationError(
-                {
-                    "customer_id": _(
-                        "Give either customer_id or to, not both and not neither."
-                    )
-                }
-            )
+            raise serializers.ValidationError({"customer_id": RECIPIENT_MISSING})
         return attrs
 
 

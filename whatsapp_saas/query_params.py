@@ -46,10 +46,7 @@ def query_params_check(request, accepted: tuple[str, ...]) -> None:
         values = params.getlist(name)
         if len(values) > 1:
             raise ApplicationError(
-                _(
-                    "%(name)s is given %(count)s times (%(values)s); give it "
-                    "once."
-                )
+                _("%(name)s is given %(count)s times (%(values)s); give it once.")
                 % {
                     "name": name,
                     "count": len(values),

@@ -280,6 +280,25 @@ def test_send_without_recipient_names_customer_id(api):
     assert "customer_id" in response.json()["extra"]["fields"]
 
 
+def test_empty_send_body_names_every_missing_field(api):
+    response = api.post(SEND, {}, format="json")
+
+    fields = response.json()["extra"]["fields"]
+    assert response.status_code == 400
+    assert set(fields) == {"content", "customer_id"}
+    assert fields["customer_id"] == [
+        "Give either customer_id or to, not both and not neither."
+    ]
+
+
+def test_bad_recipient_is_not_reported_missing(api):
+    response = api.post(SEND, {"customer_id": "nope"}, format="json")
+
+    fields = response.json()["extra"]["fields"]
+    assert set(fields) == {"content", "customer_id"}
+    assert "valid UUID" in fields["customer_id"][0]
+
+
 def test_send_with_other_user_id_is_400(api, customer, charlie):
     response = api.post(
         SEND,
