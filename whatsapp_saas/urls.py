@@ -1,8 +1,10 @@
 """Top-level URL map: pages, the DRF API, the signed gateway callback, admin."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from .views import api_not_found
 
 urlpatterns = [
     path("", include("messaging.urls")),
@@ -19,6 +21,9 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="api-schema"),
         name="api-docs",
     ),
+    # Last: the JSON 404 for every other path under /api/.
+    path("api", api_not_found),
+    re_path(r"^api/(?P<path>.*)$", api_not_found),
 ]
 
 handler404 = "whatsapp_saas.views.page_not_found"

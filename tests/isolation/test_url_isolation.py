@@ -241,6 +241,11 @@ MATRIX: dict[str, Entry] = {
     ),
     "api/schema/": Entry(_same(OWN, ("GET",))),
     "api/docs/": Entry(_same(OWN, ("GET",))),
+    # Every other path under /api/ gets the API's JSON 404.
+    "api": Entry(_same(NOT_FOUND)),
+    "^api/(?P<path>.*)$": Entry(
+        _same(NOT_FOUND), params={"path": lambda owner: "no-such-endpoint/"}
+    ),
 }
 
 ADMIN_PREFIX = "admin/"

@@ -28,6 +28,25 @@ def test_unknown_api_path_is_json_404(client, path):
     assert path in body["message"]
 
 
+def test_unknown_api_path_is_json_under_debug(client, settings):
+    settings.DEBUG = True
+
+    response = client.get("/api/no-such-endpoint/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "not_found"
+
+
+def test_api_path_without_slash_names_the_endpoint(client):
+    response = client.post("/api/customers", {}, content_type="application/json")
+
+    assert response.status_code == 404
+    assert response.json()["message"] == (
+        "There is no API endpoint at /api/customers; use /api/customers/ instead."
+    )
+
+
 def test_unknown_page_outside_api_stays_html(client):
     response = client.get("/apiary/")
 
