@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -414,7 +415,12 @@ def rows_insert(model, objs) -> None:
             row = [key]
             for field, attname, native_type, fills in plan:
                 value = field.pre_save(obj, True) if fills else getattr(obj, attname)
-                row.append(_db_value(field, value, native_type))
+                if native_type is not _JSON_TEXT:
+                    row.append(_db_value(field, value, native_type))
+                elif type(value) in (dict, list):
+                    row.append(json.dumps(value))
+                else:
+                    row.append(field.get_db_prep_save(value, connection))
             rows.append(row)
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for row in rows:
@@ -426,13 +432,21 @@ def rows_insert(model, objs) -> None:
         obj._state.db = connection.alias
 
 
+# In `_copy_plan`, the type of a JSONField without an encoder of its own.
+# COPY writes a dict or list in it as the text `json.dumps` makes, which is
+# what Django's JSONField and psycopg's Jsonb dumper make of it in three
+# times the time. Other values go through the field as before.
+_JSON_TEXT = object()
+
+
 @cache
 def _copy_plan(model):
     """Return, per column after the primary key, how `rows_insert` reads it.
 
-    Each entry is (field, attname, the native type or None, whether
-    pre_save fills the value). Only auto_now and auto_now_add fill one. Any
-    other field's pre_save only reads the attribute, so it is read directly.
+    Each entry is (field, attname, the native type or `_JSON_TEXT` or
+    None, whether pre_save fills the value). Only auto_now and auto_now_add fill
+    one. Any other field's pre_save only reads the attribute, so it is read
+    directly.
     """
     plan = []
     for field in model._meta.concrete_fields:
@@ -445,7 +459,10 @@ def _copy_plan(model):
             type(field).pre_save is not Field.pre_save
         ):
             fills = True
-        plan.append((field, field.attname, _native_type(field), fills))
+        native_type = _native_type(field)
+        if field.get_internal_type() == "JSONField" and field.encoder is None:
+            native_type = _JSON_TEXT
+        plan.append((field, field.attname, native_type, fills))
     return plan
 
 

@@ -67,6 +67,25 @@ def test_insert_stores_what_bulk_create_stores(alice):
     assert _stored(copied) == _stored(created)
 
 
+def test_insert_stores_json_lists_and_dicts_as_bulk_create(alice):
+    customer = customer_make(alice)
+    json_fields = {
+        "edit_history": [{"text": AWKWARD_TEXT, "at": "2026-12-05T10:00:00Z"}],
+        "reactions": {"5511900000001@s.whatsapp.net": "👍", "tab\tkey": ""},
+        "metadata": {},
+    }
+    copied = _inbound(alice, customer, "3EB0JSONCOPY", **json_fields)
+    created = _inbound(
+        alice, customer, "3EB0JSONBULK", timestamp=copied.timestamp, **json_fields
+    )
+
+    rows_insert(Message, [copied])
+    Message.objects.bulk_create([created])
+
+    assert _stored(copied) == _stored(created)
+    assert Message.objects.get(pk=copied.pk).edit_history == json_fields["edit_history"]
+
+
 def test_insert_sets_primary_keys_in_order(alice):
     customer = customer_make(alice)
     rows = [_inbound(alice, customer, f"3EB0K{number}") for number in range(5)]
