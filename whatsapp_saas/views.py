@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.http import JsonResponse
 from django.urls import Resolver404, get_resolver
+from django.utils.translation import gettext as _
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 
 API_PREFIX = "/api/"
 
@@ -20,26 +22,34 @@ def page_not_found(request, exception):
     return api_not_found(request)
 
 
+# API clients authenticate with a token, so a POST to a mistyped path is no
+# cross-site form. Without this, Django's CSRF check answered it with its
+# HTML 403 page before the 404 below.
+@csrf_exempt
 def api_not_found(request, path=""):
     """Return the API's JSON 404 for a path that no API endpoint serves.
 
     The URL map routes every other path under /api/ here, so a client gets
     JSON under DEBUG too, where Django would render its HTML debug page.
-    A path that exists with a trailing slash gets that path in the message,
-    instead of the redirect a browser would get.
+    A path that exists with or without a trailing slash gets that path in
+    the message, instead of the redirect a browser would get.
     """
-    path_shown = request.path_info[:200]
-    slashed = f"{request.path_info}/"
-    if not request.path_info.endswith("/") and _is_endpoint(slashed):
-        hint = f"use {slashed[:201]} instead"
+    path_info = request.path_info
+    other = path_info[:-1] if path_info.endswith("/") else f"{path_info}/"
+    if other and _is_endpoint(other):
+        message = _("There is no API endpoint at %(path)s; use %(other)s instead.")
     else:
-        hint = "the list of endpoints is at /api/docs/"
+        message = _(
+            "There is no API endpoint at %(path)s; the list of endpoints is at "
+            "/api/docs/."
+        )
     body = {
-        "message": f"There is no API endpoint at {path_shown}; {hint}.",
+        "message": message % {"path": path_info[:200], "other": other[:201]},
         "code": "not_found",
         "extra": {},
     }
-    return JsonResponse(body, status=404)
+    # Compact, as DRF writes the API's other responses.
+    return JsonResponse(body, status=404, json_dumps_params={"separators": (",", ":")})
 
 
 def _is_endpoint(path: str) -> bool:

@@ -4,6 +4,8 @@ import json
 
 import pytest
 from django.core.exceptions import RequestDataTooBig
+from django.test import Client
+from django.utils import translation
 
 from accounts.tests.factories import subscriber_create
 from whatsapp_saas.exceptions import api_exception_handler
@@ -45,6 +47,32 @@ def test_api_path_without_slash_names_the_endpoint(client):
     assert response.json()["message"] == (
         "There is no API endpoint at /api/customers; use /api/customers/ instead."
     )
+
+
+def test_api_path_with_extra_slash_names_the_endpoint(client):
+    response = client.get("/api/messages/send/")
+
+    assert response.json()["message"] == (
+        "There is no API endpoint at /api/messages/send/; use /api/messages/send "
+        "instead."
+    )
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_unknown_api_path_skips_the_csrf_check(method):
+    client = Client(enforce_csrf_checks=True)
+
+    response = getattr(client, method)("/api/nope", {}, content_type="application/json")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_unknown_api_path_message_is_translated(client):
+    response = client.get("/api/nope", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    translation.activate("en")
+
+    assert response.json()["message"].startswith("不存在 API 接口 /api/nope")
 
 
 def test_unknown_page_outside_api_stays_html(client):
