@@ -13,19 +13,21 @@ from django.utils.translation import gettext as _
 from .exceptions import ApplicationError
 
 # Read on every API view: `user_id` by `UserIdIsCaller`, `format` by DRF's
-# renderer choice.
-ACCEPTED_EVERYWHERE = ("user_id", "format")
+# renderer choice. `_` is the cache-busting parameter that jQuery and other
+# clients add with a timestamp, and no view reads it.
+ACCEPTED_EVERYWHERE = ("user_id", "format", "_")
 
 
 def query_params_check(request, accepted: tuple[str, ...]) -> None:
     """Reject a query parameter the view does not read, or one given twice.
 
-    `accepted` lists the parameters the view reads, each once. Raises
-    ApplicationError (400): `unknown_query_parameter` naming the unknown
-    parameters and the accepted ones, or `repeated_query_parameter` naming
-    the parameter and its values.
+    `accepted` lists the parameters the view reads, each once, besides
+    ACCEPTED_EVERYWHERE. Raises ApplicationError (400):
+    `unknown_query_parameter` naming the unknown parameters and the
+    accepted ones, or `repeated_query_parameter` naming the parameter and
+    its values.
     """
-    names = (*accepted, *ACCEPTED_EVERYWHERE)
+    names = [*accepted, *ACCEPTED_EVERYWHERE]
     params = request.query_params
     unknown = [name for name in params if name not in names]
     if unknown:
@@ -36,13 +38,13 @@ def query_params_check(request, accepted: tuple[str, ...]) -> None:
             )
             % {
                 "unknown": ", ".join(repr(name) for name in unknown),
-                "accepted": ", ".join(accepted),
+                "accepted": ", ".join(names),
             },
             code="unknown_query_parameter",
-            extra={"parameters": unknown, "accepted": list(accepted)},
+            extra={"parameters": unknown, "accepted": names},
         )
 
-    for name in accepted:
+    for name in names:
         values = params.getlist(name)
         if len(values) > 1:
             raise ApplicationError(

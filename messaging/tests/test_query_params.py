@@ -72,7 +72,27 @@ def test_misspelt_customer_search_is_rejected(api):
     body = response.json()
     assert response.status_code == 400
     assert body["code"] == "unknown_query_parameter"
-    assert body["extra"] == {"parameters": ["serach"], "accepted": ["search", "page"]}
+    assert body["extra"] == {
+        "parameters": ["serach"],
+        "accepted": ["search", "page", "user_id", "format", "_"],
+    }
+
+
+def test_repeated_format_is_rejected(api):
+    # The last value picks the renderer, so the error comes back as JSON.
+    response = api.get(f"{CUSTOMERS}?format=api&format=json")
+
+    assert response.status_code == 400
+    assert response.json()["extra"] == {
+        "parameter": "format",
+        "values": ["api", "json"],
+    }
+
+
+def test_cache_busting_parameter_is_accepted(api):
+    response = api.get(CUSTOMERS, {"_": "1733420000000"})
+
+    assert response.status_code == 200
 
 
 def test_customer_list_takes_search_and_page(api, alice):
