@@ -343,11 +343,16 @@ RECIPIENT_MISSING = _("Give either customer_id or to, not both and not neither."
 
 
 class MessageSendSerializer(CallerIdMixin):
+    # null is taken as leaving the field out, as many clients send an
+    # optional field they have no value for.
     customer_id = StrictUUIDField(
-        required=False, help_text=_("The customer's id; give this or `to`.")
+        required=False,
+        allow_null=True,
+        help_text=_("The customer's id; give this or `to`."),
     )
     to = StrictCharField(
         required=False,
+        allow_null=True,
         max_length=64,
         help_text=_(
             "A phone number or a person's WhatsApp JID; the customer is "
@@ -368,8 +373,8 @@ class MessageSendSerializer(CallerIdMixin):
         except serializers.ValidationError as error:
             # `validate` runs only once every field is valid, so a body that
             # lacks the recipient too would name only its other errors.
-            lacks_recipient = isinstance(data, Mapping) and not (
-                {"customer_id", "to"} & data.keys()
+            lacks_recipient = isinstance(data, Mapping) and all(
+                data.get(name) is None for name in ("customer_id", "to")
             )
             if lacks_recipient and isinstance(error.detail, dict):
                 error.detail.setdefault(
@@ -379,6 +384,9 @@ class MessageSendSerializer(CallerIdMixin):
             raise
 
     def validate(self, attrs):
+        for name in ("customer_id", "to"):
+            if name in attrs and attrs[name] is None:
+                del attrs[name]
         if ("customer_id" in attrs) == ("to" in attrs):
             # Under a field's name, so that the client sees which one to fix.
             raise serializers.ValidationError({"customer_id": RECIPIENT_MISSING})

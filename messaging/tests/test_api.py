@@ -299,6 +299,39 @@ def test_bad_recipient_is_not_reported_missing(api):
     assert "valid UUID" in fields["customer_id"][0]
 
 
+def test_send_takes_null_customer_id_as_left_out(api, alice):
+    session_connect(alice)
+
+    response = api.post(
+        SEND,
+        {"to": "+5511900000001", "customer_id": None, "content": "Hi"},
+        format="json",
+    )
+
+    assert response.status_code == 202
+
+
+def test_send_takes_null_to_as_left_out(api, alice, customer):
+    session_connect(alice)
+
+    response = api.post(
+        SEND,
+        {"customer_id": str(customer.code), "to": None, "content": "Hi"},
+        format="json",
+    )
+
+    assert response.status_code == 202
+
+
+def test_send_with_both_recipients_null_names_customer_id(api):
+    response = api.post(
+        SEND, {"customer_id": None, "to": None, "content": "Hi"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert set(response.json()["extra"]["fields"]) == {"customer_id"}
+
+
 def test_send_with_other_user_id_is_400(api, customer, charlie):
     response = api.post(
         SEND,
