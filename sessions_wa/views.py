@@ -191,14 +191,24 @@ def _json_float(text: str) -> float:
 
 
 @csrf_exempt
-@require_POST
 def gateway_callback(request):
     """Receive a signed batch of gateway events.
 
-    Returns 413 before reading a body over WA_CALLBACK_MAX_BYTES, 401 for a
-    missing or wrong signature, 400 for malformed JSON or events (nothing is
-    applied), and 200 {accepted, duplicates} once the batch is committed.
+    Returns 405 for a method other than POST, 413 before reading a body over
+    WA_CALLBACK_MAX_BYTES, 401 for a missing or wrong signature, 400 for
+    malformed JSON or events (nothing is applied), and 200 {accepted,
+    duplicates} once the batch is committed. Errors are JSON in the API's
+    shape.
     """
+    if request.method != "POST":
+        response = _error(
+            f"The gateway callback takes POST, not {request.method[:20]}.",
+            "method_not_allowed",
+            405,
+        )
+        response["Allow"] = "POST"
+        return response
+
     max_bytes = settings.WA_CALLBACK_MAX_BYTES
     too_large = _error(
         f"The callback body is larger than {max_bytes} bytes; send fewer events "

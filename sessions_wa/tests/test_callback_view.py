@@ -276,7 +276,14 @@ def test_body_over_django_upload_limit_is_413(client, owner, pending, settings):
 
 
 def test_get_is_not_allowed(client):
-    assert client.get(callback_path()).status_code == 405
+    response = client.get(callback_path())
+
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    assert response.json() == {
+        "message": "The gateway callback takes POST, not GET.",
+        "code": "method_not_allowed",
+    }
 
 
 def test_event_for_unknown_user_is_recorded_as_ignored(client, owner, pending):

@@ -65,6 +65,20 @@ def test_session_without_qr_rejected(fake_gateway):
     assert fake_gateway.requests == []
 
 
+def test_connected_session_is_reported_as_connected(fake_gateway):
+    owner = subscriber_create("owner@example.com")
+    WhatsAppSession.objects.create(
+        user=owner,
+        session_key=WhatsAppSession.key_for_user_id(owner.pk),
+        state=WhatsAppSession.State.CONNECTED,
+    )
+
+    with pytest.raises(CommandError, match="is already connected"):
+        sim_scan("--email", "owner@example.com")
+
+    assert fake_gateway.requests == []
+
+
 def test_unknown_email_is_an_error(fake_gateway):
     with pytest.raises(CommandError, match="No subscriber has the email x@example"):
         sim_scan("--email", "x@example.com")

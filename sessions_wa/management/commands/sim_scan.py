@@ -45,6 +45,11 @@ class Command(BaseCommand):
             )
 
         session = selectors.session_get_for_user(user=user)
+        if session is not None and session.state == WhatsAppSession.State.CONNECTED:
+            raise CommandError(
+                f"The session of {user.email} is already connected, so there is "
+                "no QR code to scan. Log it out first to pair another phone."
+            )
         if session is None or session.state != WhatsAppSession.State.QR_PENDING:
             state = session.state if session else "not started"
             raise CommandError(
