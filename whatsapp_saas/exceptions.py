@@ -27,6 +27,11 @@ class ApplicationError(Exception):
         self.status_code = status_code
 
 
+def invalid_fields_message() -> str:
+    """Return the message of a 400 whose `extra.fields` names each error."""
+    return _("The request has invalid fields; see extra for each one.")
+
+
 def payload_too_large_body(limit: int | None) -> dict:
     return {
         "message": (
@@ -106,7 +111,7 @@ def api_exception_handler(exc, context):
         message = " ".join(str(item) for item in detail)
         extra = {}
     else:
-        message = "The request has invalid fields; see extra for each one."
+        message = invalid_fields_message()
         extra = {"fields": detail}
     if response.status_code == status.HTTP_400_BAD_REQUEST and code == "error":
         code = "invalid"

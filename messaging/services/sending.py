@@ -33,7 +33,7 @@ from messaging.selectors import (
     whatsapp_state,
 )
 from messaging.text import WHATSAPP_TEXT_LIMIT, text_split, utf16_length
-from whatsapp_saas.exceptions import ApplicationError
+from whatsapp_saas.exceptions import ApplicationError, invalid_fields_message
 from whatsapp_saas.queries import (
     cast_type,
     model_columns,
@@ -111,6 +111,21 @@ def _recipient_from_to(owner, to) -> dict:
                 extra={"field": "to"},
             )
     return {"phone": phone_clean(owner=owner, value=to, field="to")}
+
+
+def _with_recipient_error(owner, to, content_error: ApplicationError):
+    """Return `content_error`, or one error naming both fields when `to` is
+    invalid too, so that the client fixes both at once."""
+    if to is None:
+        return content_error
+    try:
+        _recipient_from_to(owner, to)
+    except ApplicationError as to_error:
+        fields = {"content": [content_error.message], "to": [to_error.message]}
+        return ApplicationError(
+            invalid_fields_message(), code="invalid", extra={"fields": fields}
+        )
+    return content_error
 
 
 def _customer_code(value) -> uuid.UUID | None:
@@ -286,7 +301,10 @@ def message_send(
             code="invalid_recipient",
             extra={"field": "customer_id"},
         )
-    text = _content_clean(content)
+    try:
+        text = _content_clean(content)
+    except ApplicationError as error:
+        raise _with_recipient_error(user, to, error) from None
     parts = text_split(text)
     if _one_statement_fits(user, to=to, parts=parts, key=idempotency_key):
         return _message_send_one_statement(user, customer_code, parts[0], source)

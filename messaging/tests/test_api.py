@@ -299,6 +299,25 @@ def test_bad_recipient_is_not_reported_missing(api):
     assert "valid UUID" in fields["customer_id"][0]
 
 
+def test_empty_text_to_invalid_number_names_both_fields(api):
+    response = api.post(SEND, {"to": "abc", "content": ""}, format="json")
+
+    body = response.json()
+    assert response.status_code == 400
+    assert body["code"] == "invalid"
+    assert body["extra"]["fields"]["content"] == [
+        "The message is empty; type the text to send."
+    ]
+    assert "'abc' is not a valid phone number" in body["extra"]["fields"]["to"][0]
+
+
+def test_empty_text_to_valid_number_is_empty_message(api):
+    response = api.post(SEND, {"to": "+5511900000001", "content": " "}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "empty_message"
+
+
 def test_send_takes_null_customer_id_as_left_out(api, alice):
     session_connect(alice)
 

@@ -114,3 +114,13 @@ def test_unknown_parameter_error_is_translated(api):
         translation.activate(current)
 
     assert response.json()["message"].startswith("未知的查询参数 'statsu'")
+
+
+def test_invalid_filter_message_is_translated(api):
+    current = translation.get_language()
+    try:
+        response = api.get(MESSAGES, {"status": "nope"}, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    finally:
+        translation.activate(current)
+
+    assert response.json()["message"] == "请求中有无效字段；各字段的问题见 extra。"
