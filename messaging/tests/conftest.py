@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from rest_framework.test import APIClient
 
 from accounts.tests.factories import PASSWORD, subscriber_create
 from messaging.ratelimit import send_bucket_reset
@@ -56,6 +57,14 @@ def alice_client(alice):
 def charlie_client(charlie):
     client = Client()
     assert client.login(email=charlie.email, password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def api(alice):
+    """An API client authenticated as alice."""
+    client = APIClient()
+    client.force_authenticate(alice)
     return client
 
 

@@ -25,13 +25,6 @@ MESSAGES = "/api/messages/"
 
 
 @pytest.fixture
-def api(alice):
-    client = APIClient()
-    client.force_authenticate(alice)
-    return client
-
-
-@pytest.fixture
 def charlie_api(charlie):
     client = APIClient()
     client.force_authenticate(charlie)

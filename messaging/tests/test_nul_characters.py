@@ -9,19 +9,11 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.test import APIClient
 
 from messaging.models import Customer
 from messaging.services import customer_import_csv
 
 from .helpers import customer_make, session_connect
-
-
-@pytest.fixture
-def api(alice):
-    client = APIClient()
-    client.force_authenticate(alice)
-    return client
 
 
 def test_page_search_drops_nul(alice_client, alice):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from django.utils import translation
-from rest_framework.test import APIClient
 
 from .helpers import customer_make, outbound_make
 
@@ -12,13 +11,6 @@ pytestmark = pytest.mark.django_db
 
 CUSTOMERS = "/api/customers/"
 MESSAGES = "/api/messages/"
-
-
-@pytest.fixture
-def api(alice):
-    client = APIClient()
-    client.force_authenticate(alice)
-    return client
 
 
 def test_misspelt_message_filter_is_rejected(api, alice):
@@ -104,23 +96,23 @@ def test_customer_list_takes_search_and_page(api, alice):
     assert response.json()["count"] == 1
 
 
-def test_unknown_parameter_error_is_translated(api):
+def _get_in_chinese(api, params: dict):
     # The request activates its language for the thread, which later tests
-    # share.
+    # share, so the thread's language is restored.
     current = translation.get_language()
     try:
-        response = api.get(MESSAGES, {"statsu": "read"}, HTTP_ACCEPT_LANGUAGE="zh-hans")
+        return api.get(MESSAGES, params, HTTP_ACCEPT_LANGUAGE="zh-hans")
     finally:
         translation.activate(current)
+
+
+def test_unknown_parameter_error_is_translated(api):
+    response = _get_in_chinese(api, {"statsu": "read"})
 
     assert response.json()["message"].startswith("未知的查询参数 'statsu'")
 
 
 def test_invalid_filter_message_is_translated(api):
-    current = translation.get_language()
-    try:
-        response = api.get(MESSAGES, {"status": "nope"}, HTTP_ACCEPT_LANGUAGE="zh-hans")
-    finally:
-        translation.activate(current)
+    response = _get_in_chinese(api, {"status": "nope"})
 
     assert response.json()["message"] == "请求中有无效字段；各字段的问题见 extra。"
