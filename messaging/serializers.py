@@ -18,6 +18,7 @@ from rest_framework.relations import PKOnlyObject
 from rest_framework.settings import api_settings
 
 from .models import Customer, Message
+from .text import EMPTY_MESSAGE, text_is_blank
 
 
 class MessagingErrorSerializer(serializers.Serializer):
@@ -380,6 +381,14 @@ class MessageSendSerializer(CallerIdMixin):
                 error.detail.setdefault(
                     "customer_id",
                     [ErrorDetail(RECIPIENT_MISSING, code="required")],
+                )
+            # The send service rejects a blank text only once the body is
+            # valid, so it is named here along with the other errors.
+            content = data.get("content") if isinstance(data, Mapping) else None
+            blank = isinstance(content, str) and text_is_blank(content)
+            if blank and isinstance(error.detail, dict):
+                error.detail.setdefault(
+                    "content", [ErrorDetail(str(EMPTY_MESSAGE), code="blank")]
                 )
             raise
 

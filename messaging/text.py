@@ -15,10 +15,32 @@ mark as Extend. It does not implement the Indic conjunct rule (GB9c).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator
 
+from django.utils.translation import gettext_lazy as _
+
 WHATSAPP_TEXT_LIMIT = 4096
+
+EMPTY_MESSAGE = _("The message is empty; type the text to send.")
+
+# A text of only whitespace and characters that show nothing is empty.
+# `str.strip()` keeps the invisible ones listed here: the soft hyphen, the
+# Hangul fillers, the Mongolian vowel separator, zero-width characters,
+# direction marks, the word joiner, invisible operators, the blank Braille
+# pattern and the byte order mark.
+_BLANK_TEXT = re.compile(
+    r"[\s\u00ad\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u2069\u2800\u3164\ufeff\uffa0]*\Z"
+)
+
+
+def text_is_blank(text: str) -> bool:
+    """Return True when `text` shows nothing: whitespace and invisible
+    characters only, or nothing at all."""
+    return _BLANK_TEXT.match(text) is not None
+
 
 _CR = "\r"
 _LF = "\n"

@@ -10,7 +10,6 @@ functions below.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from contextlib import nullcontext
 from datetime import timedelta
@@ -32,7 +31,13 @@ from messaging.selectors import (
     session_not_connected_message,
     whatsapp_state,
 )
-from messaging.text import WHATSAPP_TEXT_LIMIT, text_split, utf16_length
+from messaging.text import (
+    EMPTY_MESSAGE,
+    WHATSAPP_TEXT_LIMIT,
+    text_is_blank,
+    text_split,
+    utf16_length,
+)
 from whatsapp_saas.exceptions import ApplicationError, invalid_fields_message
 from whatsapp_saas.queries import (
     cast_type,
@@ -57,21 +62,11 @@ Status = Message.Status
 # The maximum length of one send, in UTF-16 units: 16 parts.
 CONTENT_MAX_LENGTH = 16 * WHATSAPP_TEXT_LIMIT
 
-# A text of only whitespace and characters that show nothing is empty.
-# `str.strip()` keeps the invisible ones listed here: the soft hyphen, the
-# Hangul fillers, the Mongolian vowel separator, zero-width characters,
-# direction marks, the word joiner, invisible operators, the blank Braille
-# pattern and the byte order mark.
-BLANK_TEXT = re.compile(
-    r"[\s\u00ad\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e"
-    r"\u2060-\u2064\u2066-\u2069\u2800\u3164\ufeff\uffa0]*\Z"
-)
-
 
 def _content_clean(content) -> str:
-    if not isinstance(content, str) or BLANK_TEXT.match(content):
+    if not isinstance(content, str) or text_is_blank(content):
         raise ApplicationError(
-            _("The message is empty; type the text to send."),
+            str(EMPTY_MESSAGE),
             code="empty_message",
             extra={"field": "content"},
         )

@@ -304,6 +304,15 @@ def test_empty_text_to_invalid_number_names_both_fields(api):
     assert "'abc' is not a valid phone number" in body["extra"]["fields"]["to"][0]
 
 
+def test_blank_text_to_blank_number_names_both_fields(api):
+    response = api.post(SEND, {"to": "", "content": " "}, format="json")
+
+    fields = response.json()["extra"]["fields"]
+    assert response.status_code == 400
+    assert set(fields) == {"to", "content"}
+    assert fields["content"] == ["The message is empty; type the text to send."]
+
+
 def test_empty_text_to_valid_number_is_empty_message(api):
     response = api.post(SEND, {"to": "+5511900000001", "content": " "}, format="json")
 
