@@ -271,6 +271,10 @@ class MessageSendApi(APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
+# The query parameters the message list reads: its filters and the page.
+MESSAGE_LIST_PARAMS = (*MessageFilterSerializer().fields, "page")
+
+
 class MessageListApi(GenericAPIView):
     serializer_class = MessageSerializer
     queryset = Message.objects.none()
@@ -286,7 +290,7 @@ class MessageListApi(GenericAPIView):
         },
     )
     def get(self, request):
-        query_params_check(request, (*MessageFilterSerializer().fields, "page"))
+        query_params_check(request, MESSAGE_LIST_PARAMS)
         filters = MessageFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
