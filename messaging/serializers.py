@@ -18,6 +18,7 @@ from rest_framework.relations import PKOnlyObject
 from rest_framework.settings import api_settings
 
 from .models import Customer, Message
+from .services.sending import RECIPIENT_MISSING
 from .text import EMPTY_MESSAGE, text_is_blank
 
 
@@ -340,7 +341,20 @@ class StrictUUIDField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
-RECIPIENT_MISSING = _("Give either customer_id or to, not both and not neither.")
+def _later_errors_add(data: Mapping, detail: dict) -> None:
+    """Add to a send body's field errors those that later checks would raise.
+
+    `validate` and the send service run only once every field is valid, so
+    a body with a field error would not name a missing recipient or a blank
+    text until the client sent it again.
+    """
+    if all(data.get(name) is None for name in ("customer_id", "to")):
+        error = ErrorDetail(str(RECIPIENT_MISSING), code="required")
+        detail.setdefault("customer_id", [error])
+
+    content = data.get("content")
+    if isinstance(content, str) and text_is_blank(content):
+        detail.setdefault("content", [ErrorDetail(str(EMPTY_MESSAGE), code="blank")])
 
 
 class MessageSendSerializer(CallerIdMixin):
@@ -372,24 +386,8 @@ class MessageSendSerializer(CallerIdMixin):
         try:
             return super().to_internal_value(data)
         except serializers.ValidationError as error:
-            # `validate` runs only once every field is valid, so a body that
-            # lacks the recipient too would name only its other errors.
-            lacks_recipient = isinstance(data, Mapping) and all(
-                data.get(name) is None for name in ("customer_id", "to")
-            )
-            if lacks_recipient and isinstance(error.detail, dict):
-                error.detail.setdefault(
-                    "customer_id",
-                    [ErrorDetail(RECIPIENT_MISSING, code="required")],
-                )
-            # The send service rejects a blank text only once the body is
-            # valid, so it is named here along with the other errors.
-            content = data.get("content") if isinstance(data, Mapping) else None
-            blank = isinstance(content, str) and text_is_blank(content)
-            if blank and isinstance(error.detail, dict):
-                error.detail.setdefault(
-                    "content", [ErrorDetail(str(EMPTY_MESSAGE), code="blank")]
-                )
+            if isinstance(data, Mapping) and isinstance(error.detail, dict):
+                _later_errors_add(data, error.detail)
             raise
 
     def validate(self, attrs):
@@ -398,7 +396,7 @@ class MessageSendSerializer(CallerIdMixin):
                 del attrs[name]
         if ("customer_id" in attrs) == ("to" in attrs):
             # Under a field's name, so that the client sees which one to fix.
-            raise serializers.ValidationError({"customer_id": RECIPIENT_MISSING})
+            raise serializers.ValidationError({"customer_id": str(RECIPIENT_MISSING)})
         return attrs
 
 

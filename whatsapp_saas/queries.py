@@ -443,8 +443,8 @@ _JSON_TEXT = object()
 def _copy_plan(model):
     """Return, per column after the primary key, how `rows_insert` reads it.
 
-    Each entry is (field, attname, the native type or `_JSON_TEXT` or
-    None, whether pre_save fills the value). Only auto_now and auto_now_add fill
+    Each entry is (field, attname, the native type, `_JSON_TEXT` or None,
+    whether pre_save fills the value). Only auto_now and auto_now_add fill
     one. Any other field's pre_save only reads the attribute, so it is read
     directly.
     """

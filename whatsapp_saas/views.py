@@ -23,16 +23,16 @@ def page_not_found(request, exception):
 
 
 # API clients authenticate with a token, so a POST to a mistyped path is no
-# cross-site form. Without this, Django's CSRF check answered it with its
-# HTML 403 page before the 404 below.
+# cross-site form. Without the exemption, Django's CSRF check rejected it
+# with its HTML 403 page before this view ran.
 @csrf_exempt
 def api_not_found(request, path=""):
     """Return the API's JSON 404 for a path that no API endpoint serves.
 
     The URL map routes every other path under /api/ here, so a client gets
     JSON under DEBUG too, where Django would render its HTML debug page.
-    A path that exists with or without a trailing slash gets that path in
-    the message, instead of the redirect a browser would get.
+    When the path with the trailing slash added or removed is an endpoint,
+    the message names it. A POST cannot follow APPEND_SLASH's redirect.
     """
     path_info = request.path_info
     other = path_info[:-1] if path_info.endswith("/") else f"{path_info}/"

@@ -92,7 +92,7 @@ def test_impossible_key_gives_none(owner, key):
 
 
 @pytest.mark.postgres
-def test_token_read_is_prepared_once_per_connection(owner, outsider):
+def test_token_read_prepared_once(owner, outsider):
     keys = [Token.objects.create(user=user).key for user in (owner, outsider)]
 
     found = [api_token_get_with_user(key=key).user.pk for key in keys * 2]

@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from kombu.exceptions import OperationalError
 
 from accounts.services import subscription_require_active
@@ -58,6 +59,10 @@ from .updates import STATUS_RANK, gateway_id_assign, held_updates_apply_locked
 logger = logging.getLogger(__name__)
 
 Status = Message.Status
+
+RECIPIENT_MISSING = gettext_lazy(
+    "Give either customer_id or to, not both and not neither."
+)
 
 # The maximum length of one send, in UTF-16 units: 16 parts.
 CONTENT_MAX_LENGTH = 16 * WHATSAPP_TEXT_LIMIT
@@ -292,7 +297,7 @@ def message_send(
 
     if (customer_code is None) == (to is None):
         raise ApplicationError(
-            _("Give either customer_id or to, not both and not neither."),
+            str(RECIPIENT_MISSING),
             code="invalid_recipient",
             extra={"field": "customer_id"},
         )
@@ -385,9 +390,9 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
     now = timezone.localtime()
     limit = _daily_limit(user)
     message = _one_send_message(user, body, source, now)
-    sql, plan, fields = _one_send_statement(connection.vendor)
+    sql, plan, value_plan = _one_send_statement(connection.vendor)
     params = [user.pk, code, user.pk, now.date(), 1, 1, limit, limit]
-    params += save_values(message, fields, add=True)
+    params += save_values(message, value_plan, add=True)
     # Inside a caller's transaction, a savepoint undoes the statement on an
     # error and releases the count's row when the quota rejects the send.
     nested = connection.in_atomic_block

@@ -273,7 +273,7 @@ def test_send_without_recipient_names_customer_id(api):
     assert "customer_id" in response.json()["extra"]["fields"]
 
 
-def test_empty_send_body_names_every_missing_field(api):
+def test_empty_body_names_every_missing_field(api):
     response = api.post(SEND, {}, format="json")
 
     fields = response.json()["extra"]["fields"]
@@ -292,7 +292,7 @@ def test_bad_recipient_is_not_reported_missing(api):
     assert "valid UUID" in fields["customer_id"][0]
 
 
-def test_empty_text_to_invalid_number_names_both_fields(api):
+def test_empty_text_invalid_number_names_both(api):
     response = api.post(SEND, {"to": "abc", "content": ""}, format="json")
 
     body = response.json()
@@ -304,7 +304,7 @@ def test_empty_text_to_invalid_number_names_both_fields(api):
     assert "'abc' is not a valid phone number" in body["extra"]["fields"]["to"][0]
 
 
-def test_blank_text_to_blank_number_names_both_fields(api):
+def test_blank_text_blank_number_names_both(api):
     response = api.post(SEND, {"to": "", "content": " "}, format="json")
 
     fields = response.json()["extra"]["fields"]
@@ -313,14 +313,14 @@ def test_blank_text_to_blank_number_names_both_fields(api):
     assert fields["content"] == ["The message is empty; type the text to send."]
 
 
-def test_empty_text_to_valid_number_is_empty_message(api):
+def test_blank_text_alone_is_empty_message(api):
     response = api.post(SEND, {"to": "+5511900000001", "content": " "}, format="json")
 
     assert response.status_code == 400
     assert response.json()["code"] == "empty_message"
 
 
-def test_send_takes_null_customer_id_as_left_out(api, alice):
+def test_null_customer_id_is_left_out(api, alice):
     session_connect(alice)
 
     response = api.post(
@@ -332,7 +332,7 @@ def test_send_takes_null_customer_id_as_left_out(api, alice):
     assert response.status_code == 202
 
 
-def test_send_takes_null_to_as_left_out(api, alice, customer):
+def test_null_to_is_left_out(api, alice, customer):
     session_connect(alice)
 
     response = api.post(
@@ -344,7 +344,7 @@ def test_send_takes_null_to_as_left_out(api, alice, customer):
     assert response.status_code == 202
 
 
-def test_send_with_both_recipients_null_names_customer_id(api):
+def test_null_recipients_name_customer_id(api):
     response = api.post(
         SEND, {"customer_id": None, "to": None, "content": "Hi"}, format="json"
     )

@@ -67,7 +67,7 @@ def test_insert_stores_what_bulk_create_stores(alice):
     assert _stored(copied) == _stored(created)
 
 
-def test_insert_stores_json_lists_and_dicts_as_bulk_create(alice):
+def test_insert_json_matches_bulk_create(alice):
     customer = customer_make(alice)
     json_fields = {
         "edit_history": [{"text": AWKWARD_TEXT, "at": "2026-12-05T10:00:00Z"}],

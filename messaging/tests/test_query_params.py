@@ -36,7 +36,7 @@ def test_repeated_message_filter_is_rejected(api):
     assert body["message"] == "status is given 2 times ('sent', 'read'); give it once."
 
 
-def test_message_list_takes_every_filter_and_page(api, alice):
+def test_message_list_takes_every_filter(api, alice):
     customer = customer_make(alice)
     outbound_make(alice, customer, status="read")
 

@@ -65,7 +65,7 @@ def test_session_without_qr_rejected(fake_gateway):
     assert fake_gateway.requests == []
 
 
-def test_connected_session_is_reported_as_connected(fake_gateway):
+def test_connected_session_is_reported(fake_gateway):
     owner = subscriber_create("owner@example.com")
     WhatsAppSession.objects.create(
         user=owner,

@@ -40,7 +40,7 @@ def test_unknown_api_path_is_json_under_debug(client, settings):
     assert response.json()["code"] == "not_found"
 
 
-def test_api_path_without_slash_names_the_endpoint(client):
+def test_missing_slash_names_the_endpoint(client):
     response = client.post("/api/customers", {}, content_type="application/json")
 
     assert response.status_code == 404
@@ -49,7 +49,7 @@ def test_api_path_without_slash_names_the_endpoint(client):
     )
 
 
-def test_api_path_with_extra_slash_names_the_endpoint(client):
+def test_extra_slash_names_the_endpoint(client):
     response = client.get("/api/messages/send/")
 
     assert response.json()["message"] == (
