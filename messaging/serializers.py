@@ -17,6 +17,8 @@ from rest_framework.fields import SkipField
 from rest_framework.relations import PKOnlyObject
 from rest_framework.settings import api_settings
 
+from whatsapp_saas.serializers import KnownFieldsMixin
+
 from .models import Customer, Message
 from .services.sending import RECIPIENT_MISSING
 from .text import EMPTY_MESSAGE, text_is_blank
@@ -30,11 +32,12 @@ class MessagingErrorSerializer(serializers.Serializer):
     extra = serializers.DictField()
 
 
-class CallerIdMixin(serializers.Serializer):
+class CallerIdMixin(KnownFieldsMixin, serializers.Serializer):
     """Accepts a `user_id` only when it is the caller's own id.
 
     The user always comes from authentication; a body naming another user
-    is a client error (400), never a way to act for someone else.
+    is a client error (400), never a way to act for someone else. Fields
+    the serializer does not declare are rejected too (`KnownFieldsMixin`).
     """
 
     user_id = serializers.IntegerField(
@@ -358,6 +361,12 @@ def _later_errors_add(data: Mapping, detail: dict) -> None:
 
 
 class MessageSendSerializer(CallerIdMixin):
+    unknown_field_hints = {
+        "idempotency_key": _(
+            "Send the key in the Idempotency-Key header; the body does not carry it."
+        ),
+    }
+
     # null is taken as leaving the field out, as many clients send an
     # optional field they have no value for.
     customer_id = StrictUUIDField(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from whatsapp_saas.serializers import KnownFieldsMixin
+
 from . import reasons
 from .models import WhatsAppSession
 
@@ -39,7 +41,7 @@ class SessionSerializer(serializers.ModelSerializer):
         return reasons.reason_message(session.last_error_code) or session.last_error
 
 
-class SessionRequestSerializer(serializers.Serializer):
+class SessionRequestSerializer(KnownFieldsMixin, serializers.Serializer):
     """Optional body of the session endpoints.
 
     The user always comes from the authentication; a `user_id` naming anyone

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
-from django.utils import timezone
+from django.utils import timezone, translation
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token
@@ -682,3 +682,88 @@ def test_send_to_as_json_number_is_rejected(api):
     assert response.json()["extra"]["fields"]["to"] == [
         "Must be a JSON string (in quotes), not int."
     ]
+
+
+def test_send_with_unknown_field_is_400_naming_it(api, customer):
+    body = {"customer_id": str(customer.code), "content": "Hi", "priority": "high"}
+
+    response = api.post(SEND, body, format="json")
+
+    fields = response.json()["extra"]["fields"]
+    assert response.status_code == 400
+    assert list(fields) == ["priority"]
+    assert "accepts user_id, customer_id, to, content" in fields["priority"][0]
+    assert not Message.objects.exists()
+
+
+def test_send_unknown_field_is_named_with_other_errors(api):
+    response = api.post(SEND, {"to": "+5511900000001", "text": "Hi"}, format="json")
+
+    fields = response.json()["extra"]["fields"]
+    assert response.status_code == 400
+    assert set(fields) == {"content", "text"}
+
+
+def test_send_idempotency_key_in_body_points_to_header(api, customer):
+    body = {"customer_id": str(customer.code), "content": "Hi", "idempotency_key": "k1"}
+
+    response = api.post(SEND, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["idempotency_key"] == [
+        "Send the key in the Idempotency-Key header; the body does not carry it."
+    ]
+
+
+def test_send_unknown_field_error_is_translated(api, customer):
+    body = {"customer_id": str(customer.code), "content": "Hi", "priority": 1}
+    current = translation.get_language()
+    try:
+        response = api.post(SEND, body, format="json", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    finally:
+        # The request activates its language for the thread, which later
+        # tests share.
+        translation.activate(current)
+
+    assert response.json()["extra"]["fields"]["priority"][0].startswith("未知字段")
+
+
+def test_customer_create_with_misspelt_field_is_400(api):
+    response = api.post(
+        CUSTOMERS, {"phone": "+5511900000001", "nmae": "Ana"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["extra"]["fields"]) == ["nmae"]
+    assert not Customer.objects.exists()
+
+
+def test_customer_patch_with_unknown_field_changes_nothing(api, customer):
+    response = api.patch(
+        _detail(customer), {"name": "Ana", "email": "a@example.com"}, format="json"
+    )
+
+    customer.refresh_from_db()
+    assert response.status_code == 400
+    assert list(response.json()["extra"]["fields"]) == ["email"]
+    assert customer.name == "Customer A"
+
+
+def test_customer_form_post_accepts_csrf_token_field(api):
+    response = api.post(
+        CUSTOMERS,
+        {"phone": "+5511900000001", "csrfmiddlewaretoken": "token-from-the-form"},
+    )
+
+    assert response.status_code == 201
+
+
+def test_customer_json_csrf_token_field_is_unknown(api):
+    response = api.post(
+        CUSTOMERS,
+        {"phone": "+5511900000001", "csrfmiddlewaretoken": "x"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["extra"]["fields"]) == ["csrfmiddlewaretoken"]

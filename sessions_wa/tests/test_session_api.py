@@ -237,3 +237,14 @@ def test_schema_documents_session_endpoints(client, owner):
 
     assert "/api/settings/whatsapp/session/logout" in schema
     assert "whatsapp_session_start" in schema
+
+
+def test_post_with_unknown_field_is_400_and_starts_nothing(api, owner, enqueued):
+    api.force_authenticate(owner)
+
+    response = api.post(SESSION_URL, {"phone": "+5511900000009"}, format="json")
+
+    body = response.json()
+    assert response.status_code == 400
+    assert "accepts user_id" in body["extra"]["fields"]["phone"][0]
+    assert not WhatsAppSession.objects.exists()
