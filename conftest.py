@@ -84,3 +84,13 @@ def send_drains_idle(settings):
         keys = list(client.scan_iter(match=f"{DRAIN_KEY_PREFIX}*", count=1000))
         client.delete(SLOW_OWNERS_KEY, *keys)
     yield
+
+
+@pytest.fixture
+def admin_client(db, client):
+    """A test client logged in as a Django admin superuser."""
+    from accounts.models import User
+
+    admin = User.objects.create_superuser(email="admin@example.com", password="x")
+    client.force_login(admin)
+    return client

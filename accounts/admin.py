@@ -1,9 +1,29 @@
+"""Admin views for subscribers, their subscriptions and their API tokens."""
+
 from django.contrib import admin
+from django.contrib.admin.models import DELETION, LogEntry
+from django.contrib.admin.options import get_content_type_for_model
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils.translation import gettext_lazy as _
 
+# Imported first so that DRF's own token admin is registered before it is
+# replaced below, whatever the order of INSTALLED_APPS.
+from rest_framework.authtoken.admin import TokenAdmin as BaseTokenAdmin
+from rest_framework.authtoken.models import TokenProxy
+
 from .forms import AdminUserChangeForm, AdminUserCreationForm
 from .models import Subscription, User
+
+# The admin shows this many leading characters of an API token key, and
+# never the rest.
+TOKEN_KEY_SHOWN_LENGTH = 6
+
+
+def token_key_masked(key: str | None) -> str:
+    """Return the first characters of a token key followed by an ellipsis."""
+    if not key:
+        return "—"
+    return f"{key[:TOKEN_KEY_SHOWN_LENGTH]}…"
 
 
 class SubscriptionInline(admin.StackedInline):
@@ -92,3 +112,101 @@ class SubscriptionAdmin(admin.ModelAdmin):
     search_fields = ("user__email",)
     list_select_related = ("user",)
     raw_id_fields = ("user",)
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            # A plan belongs to the subscriber who pays for it.
+            readonly.append("user")
+        return readonly
+
+
+class _MaskedToken:
+    """A token as the admin templates show it: its URL pk and a masked key."""
+
+    def __init__(self, token):
+        self.pk = token.pk
+        self.label = token_key_masked(token.key)
+
+    def __str__(self):
+        return self.label
+
+
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class TokenAdmin(BaseTokenAdmin):
+    """API tokens by subscriber, with only the start of each key shown.
+
+    Operators can see whose token it is and when it was created, and revoke
+    it by deleting it. They cannot add or edit one: a subscriber creates
+    their token on the Settings page, which shows the key once. Every place
+    where the admin would print the token (its `__str__` is the key) gets
+    the masked key instead.
+    """
+
+    list_display = ("key_masked", "user", "created")
+    fields = ("user", "key_masked", "created")
+    readonly_fields = ("user", "key_masked", "created")
+
+    @admin.display(description=_("key"))
+    def key_masked(self, token):
+        return token_key_masked(token.key)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def render_change_form(self, request, context, *args, obj=None, **kwargs):
+        if obj is not None:
+            context["subtitle"] = token_key_masked(obj.key)
+            context["original"] = _MaskedToken(obj)
+        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+
+    def render_delete_form(self, request, context):
+        context["object"] = _MaskedToken(context["object"])
+        return super().render_delete_form(request, context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        token = self.get_object(request, object_id)
+        if token is not None:
+            masked = _MaskedToken(token)
+            extra_context = {
+                **(extra_context or {}),
+                "title": _("Change history: %s") % masked,
+                "object": masked,
+            }
+        return super().history_view(request, object_id, extra_context)
+
+    def get_deleted_objects(self, objs, request):
+        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        # Tokens have no related rows, so the list names only the tokens.
+        masked = [
+            f"{TokenProxy._meta.verbose_name}: {token_key_masked(obj.key)}"
+            for obj in objs
+        ]
+        return masked, model_count, perms_needed, protected
+
+    def log_deletions(self, request, queryset):
+        content_type = get_content_type_for_model(self.model)
+        entries = [
+            LogEntry(
+                user_id=request.user.pk,
+                content_type_id=content_type.pk,
+                object_id=str(token.pk),
+                object_repr=token_key_masked(token.key),
+                action_flag=DELETION,
+            )
+            for token in queryset
+        ]
+        return LogEntry.objects.bulk_create(entries)
+
+    def response_delete(self, request, obj_display, obj_id):
+        # Both arguments are the token key here.
+        masked = token_key_masked(obj_display)
+        return super().response_delete(request, masked, masked)

@@ -9,7 +9,7 @@ from django.contrib.auth.forms import UserChangeForm as BaseUserChangeForm
 from django.utils.translation import gettext_lazy as _
 
 from .countries import country_choices
-from .models import User
+from .models import User, email_normalize
 
 
 class DefaultCountryForm(forms.Form):
@@ -46,7 +46,7 @@ class SignupForm(DefaultCountryForm):
     field_order = ["email", "password1", "password2", "default_country"]
 
     def clean_email(self):
-        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
+        email = email_normalize(self.cleaned_data["email"])
         if User.objects.filter(email__iexact=email).exists():
             raise forms.ValidationError(
                 _(

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+
+def email_normalize(email: str) -> str:
+    """Return `email` in the one spelling stored: all in lower case."""
+    return BaseUserManager.normalize_email(email).lower()
 
 
 class UserManager(BaseUserManager):
@@ -13,10 +19,27 @@ class UserManager(BaseUserManager):
 
     use_in_migrations = True
 
+    def get_by_natural_key(self, email):
+        """Return the user whose email is `email` in any letter case.
+
+        Login goes through here, so `Alice@Example.com` logs in as
+        `alice@example.com`. Emails are stored in lower case, which lets the
+        exact lookup use the unique index. The case-insensitive lookup finds
+        rows saved with capitals before emails were stored in lower case.
+        """
+        email = email_normalize(email)
+        user = self.filter(email=email).first()
+        if user is None:
+            # Older rows may differ only in case; the oldest one wins.
+            user = self.filter(email__iexact=email).order_by("pk").first()
+        if user is None:
+            raise self.model.DoesNotExist(f"No user has the email {email!r}.")
+        return user
+
     def _create_user(self, email, password, **extra_fields):
         if not email:
             raise ValueError("An email address is required to create a user.")
-        email = self.normalize_email(email).lower()
+        email = email_normalize(email)
         user = self.model(email=email, **extra_fields)
         user.set_password(password)
         user.save(using=self._db)
@@ -63,6 +86,32 @@ class User(AbstractUser):
 
     def __str__(self):
         return self.email
+
+    def clean(self):
+        super().clean()
+        self.email = email_normalize(self.email)
+        others = User.objects.filter(email__iexact=self.email).exclude(pk=self.pk)
+        if others.exists():
+            raise ValidationError(
+                {
+                    "email": ValidationError(
+                        _(
+                            "A user with the email address %(email)s already "
+                            "exists, perhaps in other letter case. Use another "
+                            "address, or edit that user."
+                        ),
+                        code="email_taken",
+                        params={"email": self.email},
+                    )
+                }
+            )
+
+    def save(self, *args, **kwargs):
+        # Stored in lower case so that the unique constraint on `email` also
+        # rejects an address that differs from another only in case.
+        if self.email:
+            self.email = email_normalize(self.email)
+        super().save(*args, **kwargs)
 
 
 class Subscription(models.Model):

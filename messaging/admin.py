@@ -1,8 +1,62 @@
 """Admin views for support staff; message bodies are not listed."""
 
+from django import forms
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from .models import Customer, Message, PendingMessageUpdate
+
+
+class MessageAdminForm(forms.ModelForm):
+    """Message form that keeps the customer and earlier part in one tenant.
+
+    The send worker sends from the owner's WhatsApp to the customer, so a
+    customer of another subscriber would receive messages from this one.
+    """
+
+    error_messages = {
+        "customer": _(
+            "Customer %(id)s belongs to subscriber %(other_owner)s, not to "
+            "%(owner)s, the owner of this message. Choose a customer of "
+            "%(owner)s."
+        ),
+        "previous_part": _(
+            "Message %(id)s belongs to subscriber %(other_owner)s, not to "
+            "%(owner)s, the owner of this message. Choose a message of "
+            "%(owner)s, or leave the field empty."
+        ),
+    }
+
+    class Meta:
+        model = Message
+        # The admin builds its field list from this one, and support staff
+        # edit every field.
+        fields = "__all__"  # noqa: DJ007
+
+    def clean(self):
+        cleaned = super().clean()
+        owner = self._owner()
+        if owner is None:
+            return cleaned
+
+        for field in ("customer", "previous_part"):
+            chosen = cleaned.get(field)
+            if chosen is None or chosen.owner_id == owner.pk:
+                continue
+            error = forms.ValidationError(
+                self.error_messages[field],
+                code=f"{field}_of_other_owner",
+                params={"id": chosen.pk, "other_owner": chosen.owner, "owner": owner},
+            )
+            self.add_error(field, error)
+        return cleaned
+
+    def _owner(self):
+        """Return the owner the form saves, or None when it is not valid yet."""
+        if "owner" in self.fields:
+            return self.cleaned_data.get("owner")
+        # The owner is read-only on the change page.
+        return self.instance.owner if self.instance.owner_id else None
 
 
 @admin.register(Customer)
@@ -13,9 +67,18 @@ class CustomerAdmin(admin.ModelAdmin):
     raw_id_fields = ["owner"]
     readonly_fields = ["code", "match_key", "created_at", "updated_at"]
 
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            # The customer's messages keep their owner, so a new owner would
+            # send from one subscriber's WhatsApp to another's customer.
+            readonly.append("owner")
+        return readonly
+
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
+    form = MessageAdminForm
     list_display = [
         "code",
         "owner",
@@ -31,6 +94,14 @@ class MessageAdmin(admin.ModelAdmin):
     raw_id_fields = ["owner", "customer", "previous_part"]
     readonly_fields = ["code", "created_at", "updated_at"]
     date_hierarchy = "timestamp"
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            # Later parts point at this message through previous_part, and
+            # they would stay with the old owner.
+            readonly.append("owner")
+        return readonly
 
 
 @admin.register(PendingMessageUpdate)

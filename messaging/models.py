@@ -66,7 +66,8 @@ class Customer(models.Model):
         indexes = [models.Index(fields=["owner", "created_at"])]
 
     def __str__(self):
-        return self.display_name
+        # display_name may be a lazy translation, and Python requires a str.
+        return str(self.display_name)
 
     @property
     def display_name(self) -> str:

@@ -1,16 +1,13 @@
 import pytest
+from django.contrib.admin.models import DELETION, LogEntry
 from django.urls import reverse
+from rest_framework.authtoken.models import Token
 
+from accounts.admin import token_key_masked
 from accounts.models import User
+from accounts.services import api_token_rotate
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(client):
-    admin = User.objects.create_superuser(email="admin@example.com", password="x")
-    client.force_login(admin)
-    return client
 
 
 def test_admin_user_list_loads_with_filters(admin_client, owner):
@@ -41,3 +38,140 @@ def test_admin_subscription_list_loads(admin_client, owner):
     response = admin_client.get(reverse("admin:accounts_subscription_changelist"))
 
     assert response.status_code == 200
+
+
+@pytest.fixture
+def token(owner):
+    return api_token_rotate(user=owner)
+
+
+def _token_url(name, token):
+    # The token admin addresses a token by its user's id, not by its key.
+    return reverse(f"admin:authtoken_tokenproxy_{name}", args=[token.user_id])
+
+
+def test_token_list_hides_key(admin_client, token):
+    response = admin_client.get(reverse("admin:authtoken_tokenproxy_changelist"))
+
+    assert response.status_code == 200
+    assert token.key not in response.content.decode()
+
+
+def test_token_list_shows_prefix_and_owner(admin_client, token):
+    response = admin_client.get(reverse("admin:authtoken_tokenproxy_changelist"))
+
+    page = response.content.decode()
+    assert token_key_masked(token.key) in page
+    assert token.user.email in page
+
+
+def test_token_view_page_hides_key(admin_client, token):
+    response = admin_client.get(_token_url("change", token))
+
+    assert response.status_code == 200
+    assert token.key not in response.content.decode()
+
+
+def test_token_view_page_has_no_editable_user(admin_client, token):
+    response = admin_client.get(_token_url("change", token))
+
+    assert 'name="user"' not in response.content.decode()
+
+
+def test_token_history_page_hides_key(admin_client, token):
+    response = admin_client.get(_token_url("history", token))
+
+    assert response.status_code == 200
+    assert token.key not in response.content.decode()
+
+
+def test_token_delete_page_hides_key(admin_client, token):
+    response = admin_client.get(_token_url("delete", token))
+
+    assert response.status_code == 200
+    assert token.key not in response.content.decode()
+
+
+def test_token_delete_revokes_token(admin_client, token):
+    admin_client.post(_token_url("delete", token), {"post": "yes"})
+
+    assert not Token.objects.filter(key=token.key).exists()
+
+
+def test_token_delete_message_hides_key(admin_client, token):
+    response = admin_client.post(
+        _token_url("delete", token), {"post": "yes"}, follow=True
+    )
+
+    assert response.status_code == 200
+    assert token.key not in response.content.decode()
+
+
+def test_token_delete_log_hides_key(admin_client, token):
+    admin_client.post(_token_url("delete", token), {"post": "yes"})
+
+    entry = LogEntry.objects.get(action_flag=DELETION)
+    assert entry.object_repr == token_key_masked(token.key)
+
+
+def test_token_add_page_is_forbidden(admin_client):
+    response = admin_client.get(reverse("admin:authtoken_tokenproxy_add"))
+
+    assert response.status_code == 403
+
+
+def test_token_cannot_move_to_other_user(admin_client, token, outsider):
+    admin_client.post(_token_url("change", token), {"user": outsider.pk})
+
+    assert Token.objects.get(key=token.key).user_id == token.user_id
+
+
+def test_subscription_cannot_move_to_other_user(admin_client, owner, outsider):
+    outsider.subscription.delete()
+    subscription = owner.subscription
+    url = reverse("admin:accounts_subscription_change", args=[subscription.pk])
+    data = {
+        "user": outsider.pk,
+        "plan": "pro",
+        "status": "active",
+        "daily_message_quota": 1000,
+    }
+
+    response = admin_client.post(url, data)
+
+    subscription.refresh_from_db()
+    assert response.status_code == 302
+    assert subscription.plan == "pro"
+    assert subscription.user == owner
+
+
+def test_user_add_rejects_email_case_variant(admin_client, owner):
+    data = {
+        "email": "OWNER@example.com",
+        "usable_password": "true",
+        "password1": "correct-horse-battery-9",
+        "password2": "correct-horse-battery-9",
+        "subscription-TOTAL_FORMS": "0",
+        "subscription-INITIAL_FORMS": "0",
+    }
+
+    response = admin_client.post(reverse("admin:accounts_user_add"), data)
+
+    assert response.status_code == 200
+    assert "email" in response.context["adminform"].form.errors
+    assert User.objects.filter(email__iexact=owner.email).count() == 1
+
+
+def test_user_add_lowercases_email(admin_client):
+    data = {
+        "email": "New.Person@Example.com",
+        "usable_password": "true",
+        "password1": "correct-horse-battery-9",
+        "password2": "correct-horse-battery-9",
+        "subscription-TOTAL_FORMS": "0",
+        "subscription-INITIAL_FORMS": "0",
+    }
+
+    admin_client.post(reverse("admin:accounts_user_add"), data)
+
+    assert User.objects.filter(email="new.person@example.com").exists()

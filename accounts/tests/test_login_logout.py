@@ -1,6 +1,9 @@
 import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
+from accounts.models import User
 from accounts.tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -39,3 +42,53 @@ def test_settings_page_requires_login(client):
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("accounts:login"))
+
+
+def _login(client, email, password=PASSWORD):
+    return client.post(
+        reverse("accounts:login"), {"username": email, "password": password}
+    )
+
+
+def test_login_with_email_in_other_case(client, owner):
+    _login(client, "Owner@Example.COM")
+
+    assert client.session["_auth_user_id"] == str(owner.pk)
+
+
+def test_login_other_case_wrong_password(client, owner):
+    response = _login(client, "OWNER@example.com", password="wrong")
+
+    assert response.status_code == 200
+    assert "_auth_user_id" not in client.session
+
+
+def test_login_finds_email_stored_with_capitals(client, owner):
+    # Rows saved before emails were stored in lower case may keep capitals.
+    User.objects.filter(pk=owner.pk).update(email="Owner@Example.com")
+
+    _login(client, "owner@example.com")
+
+    assert client.session["_auth_user_id"] == str(owner.pk)
+
+
+def test_user_save_stores_email_in_lower_case(owner):
+    owner.email = "Owner@Example.com"
+    owner.save()
+
+    owner.refresh_from_db()
+    assert owner.email == "owner@example.com"
+
+
+def test_create_user_rejects_email_in_other_case(owner):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create_user(email="OWNER@example.com", password=PASSWORD)
+
+
+def test_user_clean_rejects_email_in_other_case(owner):
+    user = User(email="Owner@Example.com")
+
+    with pytest.raises(ValidationError) as raised:
+        user.clean()
+
+    assert raised.value.message_dict["email"][0].startswith("A user with the email")

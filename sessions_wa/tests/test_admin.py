@@ -1,19 +1,11 @@
 import pytest
 from django.urls import reverse
 
-from accounts.models import User
 from sessions_wa.models import GatewayEvent, WhatsAppSession
 from sessions_wa.tests.helpers import post_callback, qr_event
 
 State = WhatsAppSession.State
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(client):
-    admin = User.objects.create_superuser(email="admin@example.com", password="x")
-    client.force_login(admin)
-    return client
 
 
 @pytest.fixture
@@ -113,3 +105,19 @@ def test_event_log_entry_cannot_be_deleted(admin_client, client, owner, make_ses
 
     assert response.status_code == 403
     assert GatewayEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_session_cannot_move_to_other_user(admin_client, connected, outsider):
+    url = reverse("admin:sessions_wa_whatsappsession_change", args=[connected.pk])
+
+    admin_client.post(url, {"user": outsider.pk, "session_key": "user_moved"})
+
+    connected.refresh_from_db()
+    assert connected.user_id != outsider.pk
+    assert connected.session_key != "user_moved"
+
+
+def test_session_add_page_is_forbidden(admin_client):
+    response = admin_client.get(reverse("admin:sessions_wa_whatsappsession_add"))
+
+    assert response.status_code == 403
