@@ -62,7 +62,12 @@ ERROR_409_DUPLICATE = OpenApiResponse(
         summary="List customers",
         parameters=[
             OpenApiParameter(
-                "search", str, description="Part of a name or a number's digits."
+                "search",
+                str,
+                description=(
+                    "Part of a name. A query of only digits, spaces and +-.()/ "
+                    "also matches part of a number, read without a leading 0 or 00."
+                ),
             )
         ],
         responses={
@@ -143,7 +148,7 @@ class CustomerViewSet(viewsets.GenericViewSet):
         return Response(CustomerSerializer(fresh).data, status=status_code)
 
     def list(self, request):
-        query_params_check(request, ("search", "page"))
+        query_params_check(request, ("search", "page"), may_be_empty=("search",))
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(CustomerSerializer(page, many=True).data)
 

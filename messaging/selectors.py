@@ -130,7 +130,7 @@ def customer_list(*, user, search: str | None = None) -> QuerySet:
     term = (search or "").replace("\x00", "").strip()
     if term:
         condition = Q(name__icontains=term) | Q(push_name__icontains=term)
-        digits = "".join(char for char in term if char.isascii() and char.isdigit())
+        digits = _phone_search_digits(term)
         if digits:
             condition |= Q(phone__contains=digits)
         queryset = queryset.filter(condition)
@@ -138,6 +138,33 @@ def customer_list(*, user, search: str | None = None) -> QuerySet:
     return queryset.order_by(
         F("last_message_at").desc(nulls_last=True), "-created_at", "-id"
     )
+
+
+# Characters of a typed phone number: ASCII digits, "+", spaces and the
+# punctuation people put between digit groups, with the dash variants that
+# phone_parse also accepts.
+PHONE_SEARCH_CHARACTERS = frozenset("0123456789+ -.()/‐‑‒–—")
+
+
+def _phone_search_digits(term: str) -> str | None:
+    """Return the digits to look for in stored numbers, or None.
+
+    Only a term of digits and phone punctuation reads as a number, so a
+    name such as "Kunde 1" or "c0" matches names alone. A leading 00
+    (international prefix) or 0 (national trunk prefix) is dropped, so
+    "07911 200" and "0044 7911 200" find +447911200123. Any number that
+    contains the full digits also contains them without that prefix.
+    """
+    if not set(term) <= PHONE_SEARCH_CHARACTERS:
+        return None
+    digits = "".join(char for char in term if char.isdigit())
+    if not digits:
+        return None
+    if digits.startswith("00"):
+        without_prefix = digits[2:]
+    else:
+        without_prefix = digits.removeprefix("0")
+    return without_prefix or digits
 
 
 def customer_get(*, user, code) -> Customer:

@@ -33,11 +33,13 @@ class MessagingErrorSerializer(serializers.Serializer):
 
 
 class CallerIdMixin(KnownFieldsMixin, serializers.Serializer):
-    """Accepts a `user_id` only when it is the caller's own id.
+    """A request body that acts for the authenticated user only.
 
-    The user always comes from authentication; a body naming another user
-    is a client error (400), never a way to act for someone else. Fields
-    the serializer does not declare are rejected too (`KnownFieldsMixin`).
+    A `user_id` is optional and must be the authenticated user's own id,
+    because the user always comes from the credentials. A body that names
+    another user gets 400 and never acts for someone else. A field that the
+    endpoint does not read also gets 400, with an `unknown_field` error
+    under that field's name.
     """
 
     user_id = serializers.IntegerField(
@@ -119,9 +121,46 @@ class CustomerSerializer(ModelFieldsOnceMixin, serializers.ModelSerializer):
         read_only_fields = fields
 
 
+NOT_A_STRING = _("Must be a JSON string (in quotes), not %(type)s.")
+
+
+def _string_require(field, data) -> None:
+    if not isinstance(data, str):
+        # Not field.fail(): DRF fills its messages with str.format, and this
+        # one is translated with %-style placeholders.
+        raise serializers.ValidationError(
+            field.error_messages["not_a_string"] % {"type": type(data).__name__},
+            code="not_a_string",
+        )
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that takes only JSON strings, never numbers or booleans."""
+
+    default_error_messages = {"not_a_string": NOT_A_STRING}
+
+    def to_internal_value(self, data):
+        _string_require(self, data)
+        return super().to_internal_value(data)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUIDField that takes only JSON strings.
+
+    DRF's UUIDField also reads an integer as a UUID's 128-bit value, so
+    `true` became the id 00000000-0000-0000-0000-000000000001.
+    """
+
+    default_error_messages = {"not_a_string": NOT_A_STRING}
+
+    def to_internal_value(self, data):
+        _string_require(self, data)
+        return super().to_internal_value(data)
+
+
 class CustomerCreateSerializer(CallerIdMixin):
-    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    phone = serializers.CharField(
+    name = StrictCharField(required=False, allow_blank=True, max_length=200)
+    phone = StrictCharField(
         max_length=64,
         help_text=_(
             "With the country code (+5511912345678), or in the format of the "
@@ -131,8 +170,8 @@ class CustomerCreateSerializer(CallerIdMixin):
 
 
 class CustomerUpdateSerializer(CallerIdMixin):
-    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    phone = serializers.CharField(required=False, max_length=64)
+    name = StrictCharField(required=False, allow_blank=True, max_length=200)
+    phone = StrictCharField(required=False, max_length=64)
 
 
 # Keys of Message.metadata that only the send path uses: `send_to` is the
@@ -307,43 +346,6 @@ def _iso_datetime(value, zone, field) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-NOT_A_STRING = _("Must be a JSON string (in quotes), not %(type)s.")
-
-
-def _string_require(field, data) -> None:
-    if not isinstance(data, str):
-        # Not field.fail(): DRF fills its messages with str.format, and this
-        # one is translated with %-style placeholders.
-        raise serializers.ValidationError(
-            field.error_messages["not_a_string"] % {"type": type(data).__name__},
-            code="not_a_string",
-        )
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that takes only JSON strings, never numbers or booleans."""
-
-    default_error_messages = {"not_a_string": NOT_A_STRING}
-
-    def to_internal_value(self, data):
-        _string_require(self, data)
-        return super().to_internal_value(data)
-
-
-class StrictUUIDField(serializers.UUIDField):
-    """A UUIDField that takes only JSON strings.
-
-    DRF's UUIDField also reads an integer as a UUID's 128-bit value, so
-    `true` became the id 00000000-0000-0000-0000-000000000001.
-    """
-
-    default_error_messages = {"not_a_string": NOT_A_STRING}
-
-    def to_internal_value(self, data):
-        _string_require(self, data)
-        return super().to_internal_value(data)
-
-
 def _later_errors_add(data: Mapping, detail: dict) -> None:
     """Add to a send body's field errors those that later checks would raise.
 
@@ -466,6 +468,25 @@ class QueryDateTimeField(serializers.DateTimeField):
             raise serializers.ValidationError(message, code="invalid") from None
 
 
+class QueryChoiceField(serializers.ChoiceField):
+    """A choice from a query string, whose error lists the accepted values."""
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            if "invalid_choice" not in error.get_codes():
+                raise
+            message = _(
+                '"%(value)s" is not a valid %(name)s; use one of %(choices)s.'
+            ) % {
+                "value": data,
+                "name": self.field_name,
+                "choices": ", ".join(self.choice_strings_to_values),
+            }
+            raise serializers.ValidationError(message, code="invalid_choice") from None
+
+
 class MessageFilterSerializer(serializers.Serializer):
     customer_id = serializers.UUIDField(
         required=False, help_text=_("A customer's id, as messages name it.")
@@ -473,10 +494,8 @@ class MessageFilterSerializer(serializers.Serializer):
     customer = serializers.UUIDField(
         required=False, help_text=_("The same as customer_id, its older name.")
     )
-    direction = serializers.ChoiceField(
-        choices=Message.Direction.choices, required=False
-    )
-    status = serializers.ChoiceField(choices=Message.Status.choices, required=False)
+    direction = QueryChoiceField(choices=Message.Direction.choices, required=False)
+    status = QueryChoiceField(choices=Message.Status.choices, required=False)
     since = QueryDateTimeField(
         required=False, help_text=_("Messages at or after this time (ISO 8601).")
     )

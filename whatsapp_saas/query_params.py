@@ -18,14 +18,18 @@ from .exceptions import ApplicationError
 ACCEPTED_EVERYWHERE = ("user_id", "format", "_")
 
 
-def query_params_check(request, accepted: tuple[str, ...]) -> None:
-    """Reject a query parameter the view does not read, or one given twice.
+def query_params_check(
+    request, accepted: tuple[str, ...], *, may_be_empty: tuple[str, ...] = ()
+) -> None:
+    """Reject a query parameter the view does not read, given twice, or empty.
 
     `accepted` lists the parameters the view reads, each once, besides
-    ACCEPTED_EVERYWHERE. Raises ApplicationError (400):
-    `unknown_query_parameter` naming the unknown parameters and the
-    accepted ones, or `repeated_query_parameter` naming the parameter and
-    its values.
+    ACCEPTED_EVERYWHERE. An empty value of one of them is rejected unless
+    `may_be_empty` names it: a filter such as `?customer_id=`, sent by a
+    client whose variable was unset, would otherwise return the whole list.
+    Raises ApplicationError (400): `unknown_query_parameter` naming the
+    unknown parameters and the accepted ones, `repeated_query_parameter`
+    naming the parameter and its values, or `empty_query_parameter`.
     """
     names = [*accepted, *ACCEPTED_EVERYWHERE]
     params = request.query_params
@@ -56,4 +60,13 @@ def query_params_check(request, accepted: tuple[str, ...]) -> None:
                 },
                 code="repeated_query_parameter",
                 extra={"parameter": name, "values": values},
+            )
+
+    for name in accepted:
+        if name in params and name not in may_be_empty and not params[name].strip():
+            raise ApplicationError(
+                _("%(name)s is empty; give it a value, or leave it out.")
+                % {"name": name},
+                code="empty_query_parameter",
+                extra={"parameter": name},
             )

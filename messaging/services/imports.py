@@ -137,16 +137,29 @@ def _looks_utf16(raw: bytes) -> bool:
     return len(sample) >= 4 and sample.count(0) * 4 >= len(sample)
 
 
-def _dialect(text: str):
-    sample = text[:4096]
+def _dialect(text: str) -> type[csv.Dialect]:
+    """Return a dialect with RFC 4180 quoting and the file's delimiter.
+
+    Only the delimiter and the spaces after it come from csv.Sniffer. Its
+    guess at quoting is unreliable. For a quoted cell that contains a comma
+    and ends in a doubled quote, such as the name Smith, John "JJ", it
+    guesses doublequote=False, and the doubled quotes stay in the name.
+    """
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t")
+        sniffed = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         return csv.excel
+
+    class Sniffed(csv.excel):
+        delimiter = sniffed.delimiter
+        skipinitialspace = sniffed.skipinitialspace
+
+    return Sniffed
 
 
 def _columns(header: list[str]) -> tuple[int, int | None]:
     names = [cell.strip().lower() for cell in header]
+    _repeated_column_check(header, names)
     phone_index = next(
         (i for i, name in enumerate(names) if name in PHONE_HEADERS), None
     )
@@ -160,6 +173,27 @@ def _columns(header: list[str]) -> tuple[int, int | None]:
         )
     name_index = next((i for i, name in enumerate(names) if name in NAME_HEADERS), None)
     return phone_index, name_index
+
+
+def _repeated_column_check(header: list[str], names: list[str]) -> None:
+    first_column: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if not name:
+            continue
+        if name in first_column:
+            raise _file_error(
+                _(
+                    "The first row names the column “%(name)s” twice (columns "
+                    "%(first)s and %(second)s). Rename or delete one of them "
+                    "and upload the file again."
+                )
+                % {
+                    "name": header[index].strip(),
+                    "first": first_column[name] + 1,
+                    "second": index + 1,
+                }
+            )
+        first_column[name] = index
 
 
 def _cell(row: list[str], index: int | None) -> str:

@@ -767,3 +767,95 @@ def test_customer_json_csrf_token_field_is_unknown(api):
 
     assert response.status_code == 400
     assert list(response.json()["extra"]["fields"]) == ["csrfmiddlewaretoken"]
+
+
+def test_customer_create_numeric_phone_is_400(api):
+    response = api.post(CUSTOMERS, {"phone": 5511911110002}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["phone"] == [
+        "Must be a JSON string (in quotes), not int."
+    ]
+    assert not Customer.objects.exists()
+
+
+def test_customer_create_numeric_name_is_400(api):
+    response = api.post(
+        CUSTOMERS, {"phone": "+5511911110002", "name": 123}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["name"] == [
+        "Must be a JSON string (in quotes), not int."
+    ]
+    assert not Customer.objects.exists()
+
+
+def test_customer_put_numeric_phone_is_400(api, customer):
+    response = api.put(
+        _detail(customer), {"name": "Ana", "phone": 5511911110002}, format="json"
+    )
+
+    customer.refresh_from_db()
+    assert response.status_code == 400
+    assert list(response.json()["extra"]["fields"]) == ["phone"]
+    assert customer.name == "Customer A"
+
+
+def test_customer_patch_boolean_name_is_400(api, customer):
+    response = api.patch(_detail(customer), {"name": True}, format="json")
+
+    customer.refresh_from_db()
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["name"] == [
+        "Must be a JSON string (in quotes), not bool."
+    ]
+    assert customer.name == "Customer A"
+
+
+def test_customer_form_patch_changes_name(api, customer):
+    response = api.patch(_detail(customer), {"name": "Ana"}, format="multipart")
+
+    customer.refresh_from_db()
+    assert response.status_code == 200
+    assert customer.name == "Ana"
+
+
+def test_bad_status_lists_choices(api):
+    response = api.get(MESSAGES, {"status": "READ"})
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["status"] == [
+        '"READ" is not a valid status; use one of queued, sending, sent, '
+        "delivered, read, failed, received."
+    ]
+
+
+def test_bad_direction_lists_choices(api):
+    response = api.get(MESSAGES, {"direction": "in"})
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["direction"] == [
+        '"in" is not a valid direction; use one of inbound, outbound.'
+    ]
+
+
+def test_schema_bodies_name_no_python_class(api):
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    components = response.json()["components"]["schemas"]
+    for name in ("CustomerCreateRequest", "MessageSendRequest"):
+        description = components[name]["description"]
+        assert "Mixin" not in description, name
+        assert "serializer" not in description.lower(), name
+
+
+def test_bad_status_error_is_translated(api):
+    current = translation.get_language()
+    try:
+        response = api.get(MESSAGES, {"status": "READ"}, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    finally:
+        translation.activate(current)
+
+    [message] = response.json()["extra"]["fields"]["status"]
+    assert message.startswith("“READ”不是有效的 status")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.tests.factories import subscriber_create
 from messaging.models import Customer
 from messaging.services import customer_import_csv
 from whatsapp_saas.exceptions import ApplicationError
@@ -138,3 +139,53 @@ def test_import_report_lists_the_first_rejected_rows(alice):
     assert len(report.rows_shown) == 200
     assert {row.status for row in report.rows_shown} == {"rejected"}
     assert report.rows_not_shown == 50
+
+
+@pytest.fixture
+def dora(db):
+    """A subscriber in Germany, where 030 is Berlin's area code."""
+    return subscriber_create("dora@example.com", default_country="DE")
+
+
+def test_import_reads_doubled_quotes_beside_comma(dora):
+    _import(dora, 'phone,name\n030 7654371,"Smith, John ""JJ"""\n')
+
+    assert Customer.objects.get(owner=dora).name == 'Smith, John "JJ"'
+
+
+def test_import_reads_doubled_quotes_without_comma(dora):
+    _import(dora, 'phone,name\n030 7654372,"John ""JJ"" Smith"\n')
+
+    assert Customer.objects.get(owner=dora).name == 'John "JJ" Smith'
+
+
+def test_import_reads_doubled_quotes_beside_semicolon(dora):
+    _import(dora, 'phone;name\n030 7654373;"Smith; John ""JJ"""\n')
+
+    assert Customer.objects.get(owner=dora).name == 'Smith; John "JJ"'
+
+
+def test_import_rejects_repeated_column(dora):
+    with pytest.raises(ApplicationError) as raised:
+        _import(dora, "phone,phone\n030 7654337,030 7654338\n")
+
+    assert raised.value.code == "invalid_csv"
+    assert raised.value.message == (
+        "The first row names the column “phone” twice (columns 1 and 2). "
+        "Rename or delete one of them and upload the file again."
+    )
+    assert not Customer.objects.filter(owner=dora).exists()
+
+
+def test_import_rejects_repeat_in_other_case(dora):
+    with pytest.raises(ApplicationError) as raised:
+        _import(dora, "Name,phone, name \nAna,030 7654337,Ana B\n")
+
+    assert "“name” twice (columns 1 and 3)" in raised.value.message
+    assert not Customer.objects.filter(owner=dora).exists()
+
+
+def test_import_accepts_blank_header_cells(dora):
+    report = _import(dora, "phone,name,,\n030 7654337,Ana,,\n")
+
+    assert report.imported == 1

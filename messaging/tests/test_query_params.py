@@ -116,3 +116,41 @@ def test_invalid_filter_message_is_translated(api):
     response = _get_in_chinese(api, {"status": "nope"})
 
     assert response.json()["message"] == "请求中有无效字段；各字段的问题见 extra。"
+
+
+@pytest.mark.parametrize(
+    "name", ["customer_id", "customer", "direction", "status", "since", "until"]
+)
+def test_empty_message_filter_is_rejected(api, alice, name):
+    outbound_make(alice, customer_make(alice), status="read")
+
+    response = api.get(MESSAGES, {name: ""})
+
+    body = response.json()
+    assert response.status_code == 400
+    assert body["code"] == "empty_query_parameter"
+    assert body["extra"] == {"parameter": name}
+    assert body["message"] == f"{name} is empty; give it a value, or leave it out."
+
+
+def test_blank_message_filter_is_rejected(api):
+    response = api.get(MESSAGES, {"customer_id": "  "})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "empty_query_parameter"
+
+
+def test_empty_page_is_rejected(api):
+    response = api.get(CUSTOMERS, {"page": ""})
+
+    assert response.status_code == 400
+    assert response.json()["extra"] == {"parameter": "page"}
+
+
+def test_empty_customer_search_lists_all(api, alice):
+    customer_make(alice)
+
+    response = api.get(CUSTOMERS, {"search": ""})
+
+    assert response.status_code == 200
+    assert response.json()["count"] == 1
