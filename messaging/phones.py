@@ -245,6 +245,25 @@ def _region(default_region) -> str | None:
     return None
 
 
+# The example number of error messages when the country has none.
+DEFAULT_EXAMPLE = "+55 11 91234-5678"
+
+
+@lru_cache(maxsize=64)
+def region_example(region: str | None) -> str:
+    """Return an example mobile number of `region` in international format."""
+    if region is None:
+        return DEFAULT_EXAMPLE
+    number = phonenumbers.example_number_for_type(
+        region, phonenumbers.PhoneNumberType.MOBILE
+    )
+    if number is None:
+        return DEFAULT_EXAMPLE
+    return phonenumbers.format_number(
+        number, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+
+
 def _ascii_digits(text: str) -> str:
     # str.isdecimal() accepts digits of any script (e.g. Arabic-Indic);
     # phonenumbers reads them too, but the candidates built here need ASCII.
@@ -338,7 +357,7 @@ def phone_parse(value, *, default_region=None) -> str:
         reason = (
             f"it is neither a valid number in {region} nor a valid "
             "international number; check the digits or add the country code, "
-            "for example +55 11 91234-5678."
+            f"for example {region_example(region)}."
         )
     elif not text.startswith("+"):
         reason = (

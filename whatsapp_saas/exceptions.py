@@ -54,6 +54,7 @@ JSON_PARSE_ERROR = "JSON parse error - "
 def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
     """Return (detail, extra) for DRF errors whose own message gives the
     client no next step, or None to keep DRF's."""
+    view = context.get("view")
     default_detail = str(exceptions.NotAuthenticated.default_detail)
     if isinstance(exc, exceptions.NotAuthenticated) and exc.detail == default_detail:
         message = _(
@@ -63,13 +64,31 @@ def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
         return {"detail": message}, {}
 
     if isinstance(exc, exceptions.UnsupportedMediaType):
-        view = context.get("view")
         accepted = [parser.media_type for parser in view.get_parsers()] if view else []
         message = _(
             "The Content-Type %(type)s is not accepted here; send the body as "
             "JSON with 'Content-Type: application/json'."
         ) % {"type": repr(_content_type(context))}
         return {"detail": message}, {"accepted": accepted}
+
+    if isinstance(exc, exceptions.MethodNotAllowed) and view is not None:
+        allowed = [method for method in view.allowed_methods if method != "OPTIONS"]
+        message = _("%(method)s is not allowed here; use %(allowed)s.") % {
+            "method": context["request"].method,
+            "allowed": " or ".join(allowed),
+        }
+        return {"detail": message}, {"allowed": allowed}
+
+    query_params = getattr(context.get("request"), "query_params", {})
+    requested_format = query_params.get("format")
+    if isinstance(exc, Http404) and view is not None and requested_format:
+        formats = [renderer.format for renderer in view.get_renderers()]
+        if requested_format not in formats:
+            message = _(
+                "The format %(format)s is not available; use %(formats)s, or "
+                "leave format out."
+            ) % {"format": repr(requested_format), "formats": " or ".join(formats)}
+            return {"detail": message}, {"formats": formats}
 
     if isinstance(exc, exceptions.ParseError) and str(exc.detail).startswith(
         JSON_PARSE_ERROR

@@ -582,6 +582,19 @@ def _idempotency_key_clean(value) -> str:
             code="invalid_idempotency_key",
             extra={"field": "idempotency_key"},
         )
+    if "," in key:
+        # Servers join a header that a request repeats with commas, so two
+        # headers would read as one new key and send again.
+        raise ApplicationError(
+            _(
+                "The idempotency key %(key)s has a comma, as when the "
+                "Idempotency-Key header is sent more than once; send one key "
+                "without commas."
+            )
+            % {"key": repr(key)},
+            code="invalid_idempotency_key",
+            extra={"field": "idempotency_key"},
+        )
     return key
 
 

@@ -192,6 +192,17 @@ def test_api_key_too_long_is_400(alice, customer):
     assert response.json()["extra"]["field"] == "idempotency_key"
 
 
+def test_api_key_with_comma_is_400(alice, customer):
+    # What a server makes of two Idempotency-Key headers, k1 and k2.
+    response = _api_send(_client(alice), customer, "k1,k2")
+
+    body = response.json()
+    assert response.status_code == 400
+    assert body["code"] == "invalid_idempotency_key"
+    assert "'k1,k2' has a comma" in body["message"]
+    assert not Message.objects.filter(owner=alice).exists()
+
+
 @pytest.mark.parametrize("content", [123, 1.5, True, ["Olá"], {"text": "Olá"}])
 def test_api_content_must_be_a_json_string(alice, customer, content):
     response = _client(alice).post(

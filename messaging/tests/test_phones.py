@@ -87,6 +87,21 @@ def test_phone_parse_rejects_with_value_named(typed, fragment):
     assert fragment in text
 
 
+@pytest.mark.parametrize(
+    ("region", "example"),
+    [
+        ("DE", "+49 1512 3456789"),
+        ("GB", "+44 7400 123456"),
+        ("BR", "+55 11 96123-4567"),
+    ],
+)
+def test_phone_error_gives_country_example(region, example):
+    with pytest.raises(ValidationError) as raised:
+        phone_parse("12", default_region=region)
+
+    assert f"for example {example}." in raised.value.messages[0]
+
+
 @pytest.mark.parametrize("value", [None, 5511900000001, b"+5511900000001", ["+55"]])
 def test_phone_parse_rejects_non_text(value):
     with pytest.raises(ValidationError):

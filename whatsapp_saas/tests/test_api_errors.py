@@ -123,3 +123,27 @@ def test_body_found_too_large_while_read_is_json_413(settings):
 
     assert response.status_code == 413
     assert response.data["code"] == "payload_too_large"
+
+
+def test_wrong_method_names_the_allowed_ones(client):
+    user = subscriber_create("methods@example.com")
+    client.force_login(user)
+
+    response = client.get("/api/messages/send")
+
+    body = response.json()
+    assert response.status_code == 405
+    assert body["message"] == "GET is not allowed here; use POST."
+    assert body["extra"] == {"allowed": ["POST"]}
+
+
+def test_unknown_format_names_the_available_ones(client):
+    user = subscriber_create("formats@example.com")
+    client.force_login(user)
+
+    response = client.get("/api/customers/", {"format": "xml"})
+
+    body = response.json()
+    assert response.status_code == 404
+    assert body["message"].startswith("The format 'xml' is not available; use json")
+    assert "json" in body["extra"]["formats"]
