@@ -94,8 +94,8 @@ def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
         JSON_PARSE_ERROR
     ):
         message = _(
-            "The body is not valid JSON (%(error)s). Send one JSON object, "
-            'such as {"content": "Hello"}.'
+            "The body is not valid JSON (%(error)s). Send one JSON object "
+            "with the fields this endpoint reads; /api/docs/ lists them."
         ) % {"error": str(exc.detail).removeprefix(JSON_PARSE_ERROR)}
         return {"detail": message}, {}
     return None

@@ -17,6 +17,22 @@ class PageNumberPagination(pagination.PageNumberPagination):
     last page. DRF returns 404 "Invalid page." for both.
     """
 
+    def get_schema_operation_parameters(self, view):
+        """Describe `page` as a number or 'last', which DRF's schema omits."""
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_query_param:
+                parameter["description"] = (
+                    "A page number from 1, or 'last' for the last page."
+                )
+                parameter["schema"] = {
+                    "oneOf": [
+                        {"type": "integer", "minimum": 1},
+                        {"type": "string", "enum": ["last"]},
+                    ]
+                }
+        return parameters
+
     def paginate_queryset(self, queryset, request, view=None):
         self.request = request
         page_size = self.get_page_size(request)

@@ -17,6 +17,32 @@ export const REDACT_PATHS = [
   'headers["x-wa-signature"]'
 ]
 
+// Error codes whose message repeats a number the caller sent.
+const CODES_WITH_NUMBERS = new Set(['GW_ERR_INVALID_RECIPIENT', 'GW_ERR_INVALID_PHONE', 'GW_ERR_NOT_ON_WHATSAPP'])
+
+// A run of digits that may be typed with spaces, dots, dashes or parentheses.
+const DIGIT_RUN = /\d[\d\s().-]*\d/g
+
+function maskRun (run) {
+  const digits = run.replace(/\D/g, '').length
+  if (digits < 6) return run
+  let seen = 0
+  return run.replace(/\d/g, (digit) => {
+    seen += 1
+    return seen > digits - 2 ? digit : '*'
+  })
+}
+
+/**
+ * Returns an error message for a log line. For the codes whose message
+ * repeats a phone number the caller sent, each run of six or more digits
+ * keeps only its last two, so that no log line holds the number.
+ */
+export function reasonForLog (code, message) {
+  if (!CODES_WITH_NUMBERS.has(code) || typeof message !== 'string') return message
+  return message.replace(DIGIT_RUN, maskRun)
+}
+
 function prettyTransport () {
   if (!process.stdout.isTTY) return undefined
   try {

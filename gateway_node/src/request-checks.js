@@ -7,6 +7,7 @@
 // and the HMAC in preValidation, once the body is in.
 
 import { GatewayError, gatewayError, isGatewayCode } from './errors.js'
+import { reasonForLog } from './logger.js'
 import { SIGNATURE_HEADER, SignatureError, checkHeader, verify } from './signing.js'
 
 const SIGNATURE_CODES = {
@@ -148,7 +149,7 @@ export function installRequestChecks (app, { secrets, bodyLimit, clock = Date.no
     } else if (statusCode === 401) {
       request.log.warn({ ...context, reason: error.message }, 'rejected a request with an invalid signature')
     } else {
-      request.log.info({ ...context, reason: message }, 'request rejected')
+      request.log.info({ ...context, reason: reasonForLog(code, message) }, 'request rejected')
     }
     reply.code(statusCode).send({ code, message })
   })

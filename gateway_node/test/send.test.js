@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { describe, it } from 'node:test'
 
 import { createEngine as createSimEngine } from '../src/engines/sim.js'
-import { buildTestApp, makeDataDir, post, startFakeDjango, waitFor } from './helpers.js'
+import { buildTestApp, logSink, makeDataDir, post, startFakeDjango, waitFor } from './helpers.js'
 
 const CUSTOMER = '+5511900000001'
 
@@ -266,5 +266,34 @@ describe('echoes and acks', () => {
     })
     const event = await waitFor(() => django.eventsOf(1).find((item) => item.type === 'message.status'))
     assert.equal(event.data.message_id, null)
+  })
+})
+
+describe('rejected recipients in the log', () => {
+  it('keeps only the last two digits of the number', async (t) => {
+    const sink = logSink()
+    const app = await buildTestApp(t, { logSink: sink })
+    await pair(app)
+
+    const response = await post(app, '/send', sendBody({ to: '07911 000555x' }))
+
+    assert.equal(response.statusCode, 400)
+    const line = sink.lines.find((entry) => entry.msg === 'request rejected')
+    assert.ok(line, sink.text())
+    assert.ok(!line.reason.includes('7911 000'), line.reason)
+    assert.ok(line.reason.includes('*55'), line.reason)
+  })
+
+  it('masks the number of a rejected batch item', async (t) => {
+    const sink = logSink()
+    const app = await buildTestApp(t, { logSink: sink })
+    await pair(app)
+
+    await post(app, '/send/batch', { user_id: 1, messages: [{ message_id: 'b1', to: '1234567890123456', text: 'Hi' }] })
+
+    const line = sink.lines.find((entry) => entry.msg === 'batch item rejected')
+    assert.ok(line, sink.text())
+    assert.ok(!line.reason.includes('12345678'), line.reason)
+    assert.ok(line.reason.includes('**************56'), line.reason)
   })
 })

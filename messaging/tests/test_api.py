@@ -610,6 +610,16 @@ def test_schema_documents_send_idempotency_key_header():
     assert {"name": "Idempotency-Key", "in": "header"}.items() <= parameters[0].items()
 
 
+def test_schema_page_parameter_takes_last():
+    patterns = [path("api/", include("messaging.api_urls"))]
+
+    schema = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
+
+    parameters = schema["paths"]["/api/messages/"]["get"]["parameters"]
+    page = next(parameter for parameter in parameters if parameter["name"] == "page")
+    assert {"type": "string", "enum": ["last"]} in page["schema"]["oneOf"]
+
+
 def test_schema_endpoint_serves_messaging_paths(api):
     response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
 

@@ -13,6 +13,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 
 import { gatewayError } from '../errors.js'
+import { reasonForLog } from '../logger.js'
 import { toErrorReply } from '../request-checks.js'
 import { MAX_TEXT_LENGTH, replies, userIdBody } from './schemas.js'
 
@@ -165,7 +166,7 @@ export default async function messageRoutes (app, { sender, config }) {
         if (status >= 500) {
           request.log.error({ ...context, err: error }, 'batch item failed')
         } else {
-          request.log.info({ ...context, reason: message }, 'batch item rejected')
+          request.log.info({ ...context, reason: reasonForLog(code, message) }, 'batch item rejected')
         }
         results[index] = { message_id: messageId, error: { status, code, message } }
       }
