@@ -12,6 +12,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .models import Customer
+from .phones import region_example
 
 
 class CustomerForm(forms.Form):
@@ -29,6 +30,15 @@ class CustomerForm(forms.Form):
             "default country."
         ),
     )
+
+    def __init__(self, *args, region: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if region:
+            # The example is a mobile number of the user's own country.
+            self.fields["phone"].help_text = _(
+                "With the country code (%(example)s), or as dialled in your "
+                "default country."
+            ) % {"example": region_example(region)}
 
 
 class CustomerImportForm(forms.Form):

@@ -20,6 +20,7 @@ from functools import lru_cache
 
 import phonenumbers
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 PN_SERVER = "s.whatsapp.net"
 LID_SERVER = "lid"
@@ -212,25 +213,26 @@ def _e164_from_digits(digits: str) -> str | None:
 def _e164_digits(value) -> str:
     """Return the digits of an E.164 number given as ``+55...`` or digits."""
     if not isinstance(value, str):
-        raise _invalid_phone(value, "expected text such as +5511912345678.")
+        raise _invalid_phone(value, _("expected text such as +5511912345678."))
     text = value.strip()
     if text.startswith("+"):
         text = text[1:]
     if not text.isascii() or not text.isdigit():
-        raise _invalid_phone(value, "an E.164 number is + followed by digits only.")
+        raise _invalid_phone(value, _("an E.164 number is + followed by digits only."))
     if not (E164_MIN_DIGITS <= len(text) <= E164_MAX_DIGITS):
         raise _invalid_phone(
             value,
-            f"an E.164 number has {E164_MIN_DIGITS} to {E164_MAX_DIGITS} digits.",
+            _("an E.164 number has %(min)s to %(max)s digits.")
+            % {"min": E164_MIN_DIGITS, "max": E164_MAX_DIGITS},
         )
     if text.startswith("0"):
-        raise _invalid_phone(value, "a country code never starts with 0.")
+        raise _invalid_phone(value, _("a country code never starts with 0."))
     return text
 
 
 def _invalid_phone(value, reason: str) -> ValidationError:
     return ValidationError(
-        "%(value)s is not a valid phone number: %(reason)s",
+        _("%(value)s is not a valid phone number: %(reason)s"),
         code="invalid_phone",
         params={"value": _shown(value), "reason": reason},
     )
@@ -252,6 +254,7 @@ DEFAULT_EXAMPLE = "+55 11 91234-5678"
 @lru_cache(maxsize=64)
 def region_example(region: str | None) -> str:
     """Return an example mobile number of `region` in international format."""
+    region = _region(region)
     if region is None:
         return DEFAULT_EXAMPLE
     number = phonenumbers.example_number_for_type(
@@ -301,12 +304,16 @@ def phone_parse(value, *, default_region=None) -> str:
     900xxx) are not in the validity tables of phonenumbers.
     """
     if not isinstance(value, str):
-        raise _invalid_phone(value, "expected text such as +55 11 91234-5678.")
+        raise _invalid_phone(
+            value,
+            _("expected text such as %(example)s.") % {"example": DEFAULT_EXAMPLE},
+        )
 
     text = value.strip()
     if len(text) > _MAX_TYPED_LENGTH:
         raise _invalid_phone(
-            value, f"it is longer than {_MAX_TYPED_LENGTH} characters."
+            value,
+            _("it is longer than %(max)s characters.") % {"max": _MAX_TYPED_LENGTH},
         )
     if text[:4].lower() == "tel:":
         text = text[4:].strip()
@@ -320,17 +327,20 @@ def phone_parse(value, *, default_region=None) -> str:
         ):
             raise _invalid_phone(
                 value,
-                f"it contains {char!r}; use only digits, spaces, dashes, dots, "
-                "parentheses and a leading +.",
+                _(
+                    "it contains %(char)s; use only digits, spaces, dashes, dots, "
+                    "parentheses and a leading +."
+                )
+                % {"char": repr(char)},
             )
     if text.count("+") > 1 or ("+" in text and not text.startswith("+")):
-        raise _invalid_phone(value, "a + may only stand at the start.")
+        raise _invalid_phone(value, _("a + may only stand at the start."))
 
     digits = _ascii_digits(text)
     if not digits:
-        raise _invalid_phone(value, "it contains no digits.")
+        raise _invalid_phone(value, _("it contains no digits."))
     if len(digits) > E164_MAX_DIGITS + 4:
-        raise _invalid_phone(value, "it has too many digits.")
+        raise _invalid_phone(value, _("it has too many digits."))
 
     region = _region(default_region)
     possible = None
@@ -354,18 +364,18 @@ def phone_parse(value, *, default_region=None) -> str:
         return possible
 
     if region and not text.startswith("+"):
-        reason = (
-            f"it is neither a valid number in {region} nor a valid "
+        reason = _(
+            "it is neither a valid number in %(region)s nor a valid "
             "international number; check the digits or add the country code, "
-            f"for example {region_example(region)}."
-        )
+            "for example %(example)s."
+        ) % {"region": region, "example": region_example(region)}
     elif not text.startswith("+"):
-        reason = (
+        reason = _(
             "it has no country code and no default country is set to read it "
-            "in; add the country code, for example +55 11 91234-5678."
-        )
+            "in; add the country code, for example %(example)s."
+        ) % {"example": DEFAULT_EXAMPLE}
     else:
-        reason = (
+        reason = _(
             "the country code or the number of digits is wrong; check it "
             "against the format +<country code> <number>."
         )
@@ -392,15 +402,17 @@ def _phone_from_typed_jid(value, text: str) -> str:
         jid = jid_parse(text)
     except ValidationError:
         raise _invalid_phone(
-            value, "it looks like a WhatsApp JID but is malformed."
+            value, _("it looks like a WhatsApp JID but is malformed.")
         ) from None
     if jid.kind != JidKind.PHONE:
         raise _invalid_phone(
-            value, f"it is a WhatsApp {jid.kind} address, not a phone number."
+            value,
+            _("it is a WhatsApp %(kind)s address, not a phone number.")
+            % {"kind": jid.kind},
         )
     phone = _e164_from_digits(jid.user)
     if phone is None:
-        raise _invalid_phone(value, "the digits before @ are not a phone number.")
+        raise _invalid_phone(value, _("the digits before @ are not a phone number."))
     return phone
 
 
@@ -425,7 +437,7 @@ def match_key(value) -> str:
     if isinstance(value, str) and "@" in value:
         phone = jid_to_phone(value)
         if phone is None:
-            raise _invalid_phone(value, "only a phone JID has a phone number.")
+            raise _invalid_phone(value, _("only a phone JID has a phone number."))
         value = phone
 
     digits = _e164_digits(value)

@@ -54,7 +54,7 @@ def customer_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def customer_create(request):
-    form = CustomerForm(request.POST or None)
+    form = CustomerForm(request.POST or None, region=request.user.default_country)
     if request.method == "POST" and form.is_valid():
         try:
             customer = services.customer_create(
@@ -80,7 +80,9 @@ def customer_create(request):
 def customer_update(request, code):
     customer = selectors.customer_get(user=request.user, code=code)
     initial = {"name": customer.name, "phone": customer.phone or ""}
-    form = CustomerForm(request.POST or None, initial=initial)
+    form = CustomerForm(
+        request.POST or None, initial=initial, region=request.user.default_country
+    )
     if request.method == "POST" and form.is_valid():
         phone = form.cleaned_data["phone"]
         try:

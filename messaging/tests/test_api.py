@@ -869,3 +869,18 @@ def test_bad_status_error_is_translated(api):
 
     [message] = response.json()["extra"]["fields"]["status"]
     assert message.startswith("“READ”不是有效的 status")
+
+
+def test_invalid_phone_error_is_translated(api):
+    current = translation.get_language()
+    try:
+        response = api.post(
+            CUSTOMERS, {"phone": "12"}, format="json", HTTP_ACCEPT_LANGUAGE="zh-hans"
+        )
+    finally:
+        # The request activates its language for the thread, which later
+        # tests share.
+        translation.activate(current)
+
+    message = response.json()["message"]
+    assert message.startswith("'12' 不是有效的电话号码：它既不是 BR 的有效号码")

@@ -165,6 +165,15 @@ def test_customer_create_redirects_to_conversation(alice_client, alice):
     assert customer.phone == "+5511900000001"
 
 
+def test_customer_form_example_is_of_own_country(alice_client, alice):
+    alice.default_country = "DE"
+    alice.save(update_fields=["default_country"])
+
+    response = alice_client.get(_url("customer_create"))
+
+    assert "With the country code (+49 1512 3456789)" in response.content.decode()
+
+
 def test_customer_create_shows_invalid_number(alice_client):
     response = alice_client.post(
         _url("customer_create"), {"name": "Ana", "phone": "+55 11 9OOOO-0001"}
@@ -197,6 +206,23 @@ def test_customer_delete_asks_first(alice_client, customer):
 
     assert response.status_code == 200
     assert Customer.objects.filter(pk=customer.pk).exists()
+
+
+def test_delete_question_isolates_the_name(alice_client, alice):
+    # U+202E reverses the text after it, up to the end of its isolate.
+    customer = customer_make(alice, name="\u202eevil")
+
+    response = alice_client.get(_url("customer_delete", customer))
+
+    assert "Delete <bdi>\u202eevil</bdi>?" in response.content.decode()
+
+
+def test_conversation_isolates_whatsapp_name(alice_client, alice):
+    customer = customer_make(alice, name="Ana", push_name="\u202eevil")
+
+    response = alice_client.get(_url("conversation", customer))
+
+    assert "“<bdi>\u202eevil</bdi>”" in response.content.decode()
 
 
 def test_customer_delete_removes_customer(alice_client, customer):
