@@ -1,7 +1,7 @@
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from accounts.models import Subscription, User
 
@@ -67,3 +67,17 @@ def test_command_accepts_email_and_password_options():
     user = User.objects.get(email="shop@example.com")
     assert user.check_password("given-secret-77")
     assert "given-secret-77" not in output
+
+
+def test_command_rejects_invalid_email():
+    with pytest.raises(CommandError, match="'not an email' is not an email address"):
+        run("--email", "not an email")
+
+    assert not User.objects.exists()
+
+
+def test_command_rejects_weak_password():
+    with pytest.raises(CommandError, match="--password is rejected: This password is too short"):
+        run("--email", "weak@example.com", "--password", "x")
+
+    assert not User.objects.exists()

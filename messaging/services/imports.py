@@ -171,8 +171,32 @@ def _columns(header: list[str]) -> tuple[int, int | None]:
             )
             % {"found": ", ".join(repr(cell) for cell in header) or _("nothing")}
         )
+    for headers in (PHONE_HEADERS, NAME_HEADERS):
+        _one_column_check(header, names, headers)
     name_index = next((i for i, name in enumerate(names) if name in NAME_HEADERS), None)
     return phone_index, name_index
+
+
+def _one_column_check(header: list[str], names: list[str], headers) -> None:
+    """Reject two columns that both read as the phone, or both as the name.
+
+    Only one of them would be imported, so a `phone,mobile` file would lose
+    its second numbers without a word.
+    """
+    found = [index for index, name in enumerate(names) if name in headers]
+    if len(found) < 2:
+        return
+    raise _file_error(
+        _(
+            "The first row has %(count)s columns that mean the same thing: "
+            "%(columns)s. Keep one of them, or rename the others, and upload "
+            "the file again."
+        )
+        % {
+            "count": len(found),
+            "columns": ", ".join(f"“{header[index].strip()}”" for index in found),
+        }
+    )
 
 
 def _repeated_column_check(header: list[str], names: list[str]) -> None:

@@ -185,6 +185,24 @@ def test_import_rejects_repeat_in_other_case(dora):
     assert not Customer.objects.filter(owner=dora).exists()
 
 
+def test_import_rejects_two_phone_columns(dora):
+    with pytest.raises(ApplicationError) as raised:
+        _import(dora, "phone,Mobile\n030 7654337,030 7654338\n")
+
+    assert raised.value.code == "invalid_csv"
+    assert raised.value.message.startswith(
+        "The first row has 2 columns that mean the same thing: “phone”, “Mobile”."
+    )
+    assert not Customer.objects.filter(owner=dora).exists()
+
+
+def test_import_rejects_two_name_columns(dora):
+    with pytest.raises(ApplicationError) as raised:
+        _import(dora, "phone,name,nome\n030 7654337,Ana,Ana B\n")
+
+    assert "“name”, “nome”" in raised.value.message
+
+
 def test_import_accepts_blank_header_cells(dora):
     report = _import(dora, "phone,name,,\n030 7654337,Ana,,\n")
 

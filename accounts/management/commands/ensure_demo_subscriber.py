@@ -1,6 +1,9 @@
 """Create the demo subscriber once; later runs leave its password alone."""
 
-from django.core.management.base import BaseCommand
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
 
 from accounts.services import demo_subscriber_ensure
 
@@ -27,6 +30,21 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, email, password, **options):
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise CommandError(
+                f"--email {email!r} is not an email address; give one such as "
+                f"{DEFAULT_EMAIL}."
+            ) from None
+        if password is not None:
+            try:
+                validate_password(password)
+            except ValidationError as error:
+                raise CommandError(
+                    "--password is rejected: " + " ".join(error.messages)
+                ) from None
+
         user, created_password = demo_subscriber_ensure(email=email, password=password)
 
         if created_password is None:
