@@ -205,8 +205,13 @@ def conversation_send(request, code):
                     code=exc.code,
                     status_code=exc.status_code,
                 )
-    else:
+    elif "content" in form.errors:
         error = ApplicationError(_("The message is empty; type the text to send."))
+    else:
+        # Only the hidden key is left, which a browser never sends malformed.
+        error = ApplicationError(
+            _("This form is out of date. Reload the page to send a new message.")
+        )
 
     if _is_htmx(request):
         # htmx swaps only 2xx responses, so an error is a 200 with the message.

@@ -450,6 +450,16 @@ def test_send_box_rejects_empty_message(alice_client, customer):
     assert "empty" in response.content.decode()
 
 
+def test_send_box_malformed_key_asks_to_reload(alice_client, alice, customer):
+    form = {"content": "short", "idempotency_key": "y9"}
+
+    response = alice_client.post(_url("conversation_send", customer), form)
+
+    assert response.status_code == 400
+    assert "This form is out of date" in response.content.decode()
+    assert not Message.objects.filter(owner=alice).exists()
+
+
 def test_import_page_caps_the_rejected_rows_listed(alice_client):
     rows = "".join(f"Bad {n},+55 11 9OOOO-{n:04d}\n" for n in range(1000))
     upload = SimpleUploadedFile("c.csv", ("name,phone\n" + rows).encode())

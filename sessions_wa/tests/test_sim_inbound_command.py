@@ -63,3 +63,20 @@ def test_gateway_error_explains_what_to_check(fake_gateway):
         CommandError, match="Not connected. The gateway must run with WA_ENGINE"
     ):
         sim_inbound("--email", "owner@example.com", "--from", CUSTOMER, "--text", "Hi")
+
+
+def test_invalid_sender_names_the_from_option(fake_gateway):
+    subscriber_create("owner@example.com")
+    fake_gateway.reply(
+        "/sim/inbound",
+        (400, {"code": "GW_ERR_INVALID_RECIPIENT", "message": "Invalid recipient."}),
+    )
+
+    with pytest.raises(CommandError) as raised:
+        sim_inbound(
+            "--email", "owner@example.com", "--from", "07911 000555", "--text", "Hi"
+        )
+
+    message = str(raised.value)
+    assert message.startswith("--from '07911 000555' is not a number or JID")
+    assert "WA_ENGINE" not in message

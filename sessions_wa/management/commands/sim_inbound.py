@@ -14,6 +14,10 @@ from sessions_wa.management.subscriber import email_argument_add, subscriber_by_
 logger = logging.getLogger(__name__)
 
 
+# Gateway error codes about the `from` number rather than the session.
+SENDER_ERROR_CODES = ("GW_ERR_INVALID_RECIPIENT", "GW_ERR_INVALID_PHONE")
+
+
 class Command(BaseCommand):
     help = (
         "Simulate an incoming WhatsApp message: the sim gateway reports it to "
@@ -51,6 +55,14 @@ class Command(BaseCommand):
                 exc.status,
                 exc.code,
             )
+            if exc.code in SENDER_ERROR_CODES:
+                # The gateway reads `from` with the check that sends use, so
+                # its message calls the number a recipient.
+                raise CommandError(
+                    f"--from {sender!r} is not a number or JID the gateway "
+                    "takes; give the customer's number with its country code, "
+                    "such as +5511900000001."
+                ) from exc
             raise CommandError(
                 f"The gateway rejected the simulated message: {exc.message} "
                 "The gateway must run with WA_ENGINE=sim, and the subscriber's "
