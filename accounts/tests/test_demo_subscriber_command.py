@@ -77,7 +77,9 @@ def test_command_rejects_invalid_email():
 
 
 def test_command_rejects_weak_password():
-    with pytest.raises(CommandError, match="--password is rejected: This password is too short"):
+    expected = "--password is rejected: This password is too short"
+
+    with pytest.raises(CommandError, match=expected):
         run("--email", "weak@example.com", "--password", "x")
 
     assert not User.objects.exists()
