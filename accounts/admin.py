@@ -11,6 +11,8 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework.authtoken.admin import TokenAdmin as BaseTokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
+from whatsapp_saas.admin_mixins import OwnerFixedMixin
+
 from .forms import AdminUserChangeForm, AdminUserCreationForm
 from .models import Subscription, User
 
@@ -100,7 +102,9 @@ class UserAdmin(BaseUserAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(OwnerFixedMixin, admin.ModelAdmin):
+    # The owner is fixed because a plan belongs to the subscriber who pays.
+    owner_field = "user"
     list_display = (
         "user",
         "plan",
@@ -112,13 +116,6 @@ class SubscriptionAdmin(admin.ModelAdmin):
     search_fields = ("user__email",)
     list_select_related = ("user",)
     raw_id_fields = ("user",)
-
-    def get_readonly_fields(self, request, obj=None):
-        readonly = list(super().get_readonly_fields(request, obj))
-        if obj is not None:
-            # A plan belongs to the subscriber who pays for it.
-            readonly.append("user")
-        return readonly
 
 
 class _MaskedToken:

@@ -4,6 +4,8 @@ from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from whatsapp_saas.admin_mixins import OwnerFixedMixin
+
 from .models import Customer, Message, PendingMessageUpdate
 
 
@@ -60,24 +62,20 @@ class MessageAdminForm(forms.ModelForm):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(OwnerFixedMixin, admin.ModelAdmin):
+    # The owner is fixed because the customer's messages keep theirs, so a
+    # new one would send from one subscriber's WhatsApp to another's customer.
     list_display = ["code", "owner", "name", "phone", "phone_unresolved", "created_at"]
     list_filter = ["phone_unresolved"]
     search_fields = ["code", "owner__email", "name", "phone"]
     raw_id_fields = ["owner"]
     readonly_fields = ["code", "match_key", "created_at", "updated_at"]
 
-    def get_readonly_fields(self, request, obj=None):
-        readonly = list(super().get_readonly_fields(request, obj))
-        if obj is not None:
-            # The customer's messages keep their owner, so a new owner would
-            # send from one subscriber's WhatsApp to another's customer.
-            readonly.append("owner")
-        return readonly
-
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(OwnerFixedMixin, admin.ModelAdmin):
+    # The owner is fixed because later parts, linked through previous_part,
+    # would keep the old one.
     form = MessageAdminForm
     list_display = [
         "code",
@@ -94,14 +92,6 @@ class MessageAdmin(admin.ModelAdmin):
     raw_id_fields = ["owner", "customer", "previous_part"]
     readonly_fields = ["code", "created_at", "updated_at"]
     date_hierarchy = "timestamp"
-
-    def get_readonly_fields(self, request, obj=None):
-        readonly = list(super().get_readonly_fields(request, obj))
-        if obj is not None:
-            # Later parts point at this message through previous_part, and
-            # they would stay with the old owner.
-            readonly.append("owner")
-        return readonly
 
 
 @admin.register(PendingMessageUpdate)

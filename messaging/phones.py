@@ -44,7 +44,7 @@ _MAX_TYPED_LENGTH = 64
 
 # Separators people type inside numbers, beside spaces: hyphen and dash
 # variants, dots, slashes and parentheses.
-_SEPARATORS = frozenset("-‐‑‒–—.()/")
+PHONE_SEPARATORS = frozenset("-‐‑‒–—.()/")
 
 # user[_agent|.agent][:device] for the phone and LID servers.
 # Matched with fullmatch, because "$" would also accept a trailing newline.
@@ -323,7 +323,10 @@ def phone_parse(value, *, default_region=None) -> str:
 
     for char in text:
         if not (
-            char.isdecimal() or char.isspace() or char in _SEPARATORS or char == "+"
+            char.isdecimal()
+            or char.isspace()
+            or char in PHONE_SEPARATORS
+            or char == "+"
         ):
             raise _invalid_phone(
                 value,

@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 from sessions_wa.reasons import gateway_unreachable_message
 
 from .models import Customer, DailySendCount, Message
+from .phones import PHONE_SEPARATORS
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +142,8 @@ def customer_list(*, user, search: str | None = None) -> QuerySet:
 
 
 # Characters of a typed phone number: ASCII digits, "+", spaces and the
-# punctuation people put between digit groups, with the dash variants that
-# phone_parse also accepts.
-PHONE_SEARCH_CHARACTERS = frozenset("0123456789+ -.()/‐‑‒–—")
+# separators that phone_parse accepts between digit groups.
+PHONE_SEARCH_CHARACTERS = frozenset("0123456789+ ") | PHONE_SEPARATORS
 
 
 def _phone_search_digits(term: str) -> str | None:

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.test import Client, TestCase
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from messaging.models import Customer, Message
 from messaging.phones import match_key
@@ -331,3 +331,12 @@ def fake_gateway_start() -> tuple[FakeGateway, ThreadingHTTPServer]:
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     ).start()
     return gateway, server
+
+
+def thread_language_kept():
+    """Return a context that restores the thread's language when it exits.
+
+    A request with Accept-Language activates its language for the thread,
+    which later tests share.
+    """
+    return translation.override(translation.get_language())

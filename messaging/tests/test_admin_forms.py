@@ -46,12 +46,8 @@ def test_lid_customer_str_is_str(lid_customer):
 
 
 def test_lid_customer_str_in_chinese(lid_customer):
-    previous = translation.get_language()
-    translation.activate("zh-hans")
-    try:
+    with translation.override("zh-hans"):
         label = lid_customer.__str__()
-    finally:
-        translation.activate(previous)
 
     assert type(label) is str
 

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
-from django.utils import timezone, translation
+from django.utils import timezone
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token
@@ -17,7 +17,12 @@ from rest_framework.test import APIClient
 from accounts.models import Subscription
 from messaging.models import Customer, Message
 
-from .helpers import customer_make, outbound_make, session_connect
+from .helpers import (
+    customer_make,
+    outbound_make,
+    session_connect,
+    thread_language_kept,
+)
 
 CUSTOMERS = "/api/customers/"
 SEND = "/api/messages/send"
@@ -694,7 +699,7 @@ def test_send_to_as_json_number_is_rejected(api):
     ]
 
 
-def test_send_with_unknown_field_is_400_naming_it(api, customer):
+def test_send_unknown_field_is_400(api, customer):
     body = {"customer_id": str(customer.code), "content": "Hi", "priority": "high"}
 
     response = api.post(SEND, body, format="json")
@@ -706,7 +711,7 @@ def test_send_with_unknown_field_is_400_naming_it(api, customer):
     assert not Message.objects.exists()
 
 
-def test_send_unknown_field_is_named_with_other_errors(api):
+def test_send_unknown_field_with_other_errors(api):
     response = api.post(SEND, {"to": "+5511900000001", "text": "Hi"}, format="json")
 
     fields = response.json()["extra"]["fields"]
@@ -714,7 +719,7 @@ def test_send_unknown_field_is_named_with_other_errors(api):
     assert set(fields) == {"content", "text"}
 
 
-def test_send_idempotency_key_in_body_points_to_header(api, customer):
+def test_send_body_idempotency_key_hint(api, customer):
     body = {"customer_id": str(customer.code), "content": "Hi", "idempotency_key": "k1"}
 
     response = api.post(SEND, body, format="json")
@@ -727,18 +732,13 @@ def test_send_idempotency_key_in_body_points_to_header(api, customer):
 
 def test_send_unknown_field_error_is_translated(api, customer):
     body = {"customer_id": str(customer.code), "content": "Hi", "priority": 1}
-    current = translation.get_language()
-    try:
+    with thread_language_kept():
         response = api.post(SEND, body, format="json", HTTP_ACCEPT_LANGUAGE="zh-hans")
-    finally:
-        # The request activates its language for the thread, which later
-        # tests share.
-        translation.activate(current)
 
     assert response.json()["extra"]["fields"]["priority"][0].startswith("未知字段")
 
 
-def test_customer_create_with_misspelt_field_is_400(api):
+def test_customer_create_misspelt_field_is_400(api):
     response = api.post(
         CUSTOMERS, {"phone": "+5511900000001", "nmae": "Ana"}, format="json"
     )
@@ -748,7 +748,7 @@ def test_customer_create_with_misspelt_field_is_400(api):
     assert not Customer.objects.exists()
 
 
-def test_customer_patch_with_unknown_field_changes_nothing(api, customer):
+def test_customer_patch_unknown_field_is_400(api, customer):
     response = api.patch(
         _detail(customer), {"name": "Ana", "email": "a@example.com"}, format="json"
     )
@@ -759,7 +759,7 @@ def test_customer_patch_with_unknown_field_changes_nothing(api, customer):
     assert customer.name == "Customer A"
 
 
-def test_customer_form_post_accepts_csrf_token_field(api):
+def test_customer_form_accepts_csrf_field(api):
     response = api.post(
         CUSTOMERS,
         {"phone": "+5511900000001", "csrfmiddlewaretoken": "token-from-the-form"},
@@ -768,7 +768,7 @@ def test_customer_form_post_accepts_csrf_token_field(api):
     assert response.status_code == 201
 
 
-def test_customer_json_csrf_token_field_is_unknown(api):
+def test_customer_json_csrf_field_is_unknown(api):
     response = api.post(
         CUSTOMERS,
         {"phone": "+5511900000001", "csrfmiddlewaretoken": "x"},
@@ -861,26 +861,18 @@ def test_schema_bodies_name_no_python_class(api):
 
 
 def test_bad_status_error_is_translated(api):
-    current = translation.get_language()
-    try:
+    with thread_language_kept():
         response = api.get(MESSAGES, {"status": "READ"}, HTTP_ACCEPT_LANGUAGE="zh-hans")
-    finally:
-        translation.activate(current)
 
     [message] = response.json()["extra"]["fields"]["status"]
     assert message.startswith("“READ”不是有效的 status")
 
 
 def test_invalid_phone_error_is_translated(api):
-    current = translation.get_language()
-    try:
+    with thread_language_kept():
         response = api.post(
             CUSTOMERS, {"phone": "12"}, format="json", HTTP_ACCEPT_LANGUAGE="zh-hans"
         )
-    finally:
-        # The request activates its language for the thread, which later
-        # tests share.
-        translation.activate(current)
 
     message = response.json()["message"]
     assert message.startswith("'12' 不是有效的电话号码：它既不是 BR 的有效号码")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.utils import translation
 
-from .helpers import customer_make, outbound_make
+from .helpers import customer_make, outbound_make, thread_language_kept
 
 pytestmark = pytest.mark.django_db
 
@@ -97,13 +96,8 @@ def test_customer_list_takes_search_and_page(api, alice):
 
 
 def _get_in_chinese(api, params: dict):
-    # The request activates its language for the thread, which later tests
-    # share, so the thread's language is restored.
-    current = translation.get_language()
-    try:
+    with thread_language_kept():
         return api.get(MESSAGES, params, HTTP_ACCEPT_LANGUAGE="zh-hans")
-    finally:
-        translation.activate(current)
 
 
 def test_unknown_parameter_error_is_translated(api):
