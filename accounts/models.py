@@ -30,7 +30,7 @@ class UserManager(BaseUserManager):
         email = email_normalize(email)
         user = self.filter(email=email).first()
         if user is None:
-            # Older rows may differ only in case; the oldest one wins.
+            # When older rows differ only in case, the oldest one wins.
             user = self.filter(email__iexact=email).order_by("pk").first()
         if user is None:
             raise self.model.DoesNotExist(f"No user has the email {email!r}.")

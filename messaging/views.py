@@ -208,7 +208,8 @@ def conversation_send(request, code):
     elif "content" in form.errors:
         error = ApplicationError(_("The message is empty; type the text to send."))
     else:
-        # Only the hidden key is left, which a browser never sends malformed.
+        # Only the hidden key can be invalid. A browser sends it as rendered,
+        # so the page is out of date or the request was made by hand.
         error = ApplicationError(
             _("This form is out of date. Reload the page to send a new message.")
         )

@@ -72,7 +72,7 @@ def test_login_finds_email_stored_with_capitals(client, owner):
     assert client.session["_auth_user_id"] == str(owner.pk)
 
 
-def test_user_save_stores_email_in_lower_case(owner):
+def test_save_lowercases_email(owner):
     owner.email = "Owner@Example.com"
     owner.save()
 
@@ -80,12 +80,12 @@ def test_user_save_stores_email_in_lower_case(owner):
     assert owner.email == "owner@example.com"
 
 
-def test_create_user_rejects_email_in_other_case(owner):
+def test_create_user_rejects_case_variant(owner):
     with pytest.raises(IntegrityError), transaction.atomic():
         User.objects.create_user(email="OWNER@example.com", password=PASSWORD)
 
 
-def test_user_clean_rejects_email_in_other_case(owner):
+def test_clean_rejects_case_variant(owner):
     user = User(email="Owner@Example.com")
 
     with pytest.raises(ValidationError) as raised:

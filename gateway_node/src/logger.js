@@ -36,7 +36,7 @@ function maskRun (run) {
 /**
  * Returns an error message for a log line. For the codes whose message
  * repeats a phone number the caller sent, each run of six or more digits
- * keeps only its last two, so that no log line holds the number.
+ * keeps only its last two, so that no log line contains the number.
  */
 export function reasonForLog (code, message) {
   if (!CODES_WITH_NUMBERS.has(code) || typeof message !== 'string') return message

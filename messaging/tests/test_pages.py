@@ -165,7 +165,7 @@ def test_customer_create_redirects_to_conversation(alice_client, alice):
     assert customer.phone == "+5511900000001"
 
 
-def test_customer_form_example_is_of_own_country(alice_client, alice):
+def test_customer_form_country_example(alice_client, alice):
     alice.default_country = "DE"
     alice.save(update_fields=["default_country"])
 
@@ -450,7 +450,7 @@ def test_send_box_rejects_empty_message(alice_client, customer):
     assert "empty" in response.content.decode()
 
 
-def test_send_box_malformed_key_asks_to_reload(alice_client, alice, customer):
+def test_send_box_bad_key_asks_reload(alice_client, alice, customer):
     form = {"content": "short", "idempotency_key": "y9"}
 
     response = alice_client.post(_url("conversation_send", customer), form)

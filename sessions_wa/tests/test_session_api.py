@@ -239,7 +239,7 @@ def test_schema_documents_session_endpoints(client, owner):
     assert "whatsapp_session_start" in schema
 
 
-def test_post_with_unknown_field_is_400_and_starts_nothing(api, owner, enqueued):
+def test_post_unknown_field_is_400(api, owner, enqueued):
     api.force_authenticate(owner)
 
     response = api.post(SESSION_URL, {"phone": "+5511900000009"}, format="json")
