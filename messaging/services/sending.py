@@ -17,6 +17,8 @@ from functools import cache, partial
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
@@ -54,7 +56,12 @@ from whatsapp_saas.queries import (
 )
 
 from .customers import customer_for_phone, customer_identify, phone_clean
-from .updates import STATUS_RANK, gateway_id_assign, held_updates_apply_locked
+from .updates import (
+    STATUS_RANK,
+    UNKNOWN_OUTCOME_FAILURES,
+    gateway_id_assign,
+    held_updates_apply_locked,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +207,11 @@ def session_require_sendable(user) -> None:
             extra={"state": state},
             status_code=409,
         )
+
+
+# Sources of the messages that `message_send` stores. Each of their parts
+# counts against the day's quota.
+COUNTED_SOURCES = frozenset({Message.Source.API, Message.Source.DASHBOARD})
 
 
 def quota_take(user, parts: int) -> None:
@@ -950,33 +962,64 @@ def sent_to_jid(message_id: int, to_jid) -> str | None:
 
 
 def message_fail(*, message_id: int, code: str, reason: str) -> bool:
-    """Mark an unsent message failed, and every later part of it."""
-    now = timezone.now()
-    failed = Message.objects.filter(
-        pk=message_id, status__in=[Status.QUEUED, Status.SENDING]
-    ).update(
-        status=Status.FAILED,
-        error_code=code,
-        error=reason,
-        failed_at=now,
-        updated_at=now,
-    )
+    """Mark an unsent message failed, and every later part of it.
 
-    following = Message.objects.filter(previous_part_id=message_id).first()
-    while following is not None:
-        Message.objects.filter(
-            pk=following.pk, status__in=[Status.QUEUED, Status.SENDING]
-        ).update(
+    The parts failed here go back to the daily quota of the day they were
+    counted on, unless the gateway may have sent them anyway (`code` in
+    UNKNOWN_OUTCOME_FAILURES): WhatsApp never had them.
+    """
+    now = timezone.now()
+    unsent = [Status.QUEUED, Status.SENDING]
+    with transaction.atomic():
+        first = (
+            Message.objects.filter(pk=message_id)
+            .values_list("owner_id", "created_at", "source")
+            .first()
+        )
+        failed = Message.objects.filter(pk=message_id, status__in=unsent).update(
             status=Status.FAILED,
-            error_code="previous_part_failed",
-            error=_(
-                "An earlier part of this message failed, so this part was not sent."
-            ),
+            error_code=code,
+            error=reason,
             failed_at=now,
             updated_at=now,
         )
-        following = Message.objects.filter(previous_part_id=following.pk).first()
+        parts_failed = failed
+
+        following = Message.objects.filter(previous_part_id=message_id).first()
+        while following is not None:
+            parts_failed += Message.objects.filter(
+                pk=following.pk, status__in=unsent
+            ).update(
+                status=Status.FAILED,
+                error_code="previous_part_failed",
+                error=_(
+                    "An earlier part of this message failed, so this part was not sent."
+                ),
+                failed_at=now,
+                updated_at=now,
+            )
+            following = Message.objects.filter(previous_part_id=following.pk).first()
+
+        if first is not None and parts_failed and code not in UNKNOWN_OUTCOME_FAILURES:
+            owner_id, created_at, source = first
+            if source in COUNTED_SOURCES:
+                _daily_count_refund(owner_id, created_at, parts_failed)
     return failed == 1
+
+
+def _daily_count_refund(owner_id: int, created_at, parts: int) -> None:
+    """Take `parts` off the owner's count for the day `created_at` falls on."""
+    day = timezone.localtime(created_at).date()
+    refunded = DailySendCount.objects.filter(owner_id=owner_id, day=day).update(
+        sent=Greatest(F("sent") - parts, 0)
+    )
+    if refunded:
+        logger.info(
+            "Gave %s unsent parts back to the quota of user %s for %s",
+            parts,
+            owner_id,
+            day,
+        )
 
 
 # Gateway error codes a retry can resolve although their HTTP status is 4xx.

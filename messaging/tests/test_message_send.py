@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.models import Subscription
 from messaging.models import Customer, DailySendCount, Message
 from messaging.services import message_send
+from messaging.services.sending import message_fail
 from whatsapp_saas.exceptions import ApplicationError
 
 from .helpers import customer_make, outbound_make, session_connect
@@ -310,6 +311,84 @@ def test_rejected_send_does_not_count(alice):
     messages = _send(alice, customer_code=customer.code)
 
     assert len(messages) == 1
+
+
+def _quota_set(user, limit: int) -> None:
+    Subscription.objects.filter(user=user).update(daily_message_quota=limit)
+    user.refresh_from_db()
+
+
+def _sent_today(user) -> int:
+    return DailySendCount.objects.get(owner=user, day=timezone.localdate()).sent
+
+
+def test_unsent_failure_refunds_quota(alice):
+    _quota_set(alice, 1)
+    customer = customer_make(alice)
+    (message,) = _send(alice, customer_code=customer.code)
+
+    message_fail(message_id=message.pk, code="session_not_connected", reason="x")
+
+    assert len(_send(alice, customer_code=customer.code)) == 1
+
+
+@pytest.mark.parametrize("code", ["gateway_unavailable", "send_in_doubt"])
+def test_failure_with_unknown_outcome_keeps_quota(alice, code):
+    _quota_set(alice, 1)
+    customer = customer_make(alice)
+    (message,) = _send(alice, customer_code=customer.code)
+
+    message_fail(message_id=message.pk, code=code, reason="x")
+
+    with pytest.raises(ApplicationError) as raised:
+        _send(alice, customer_code=customer.code)
+    assert raised.value.code == "daily_quota_exceeded"
+
+
+def test_failed_long_text_refunds_every_part(alice):
+    _quota_set(alice, 3)
+    customer = customer_make(alice)
+    first, *_rest = _send(alice, customer_code=customer.code, content="a" * 9000)
+
+    message_fail(message_id=first.pk, code="not_on_whatsapp", reason="x")
+
+    assert _sent_today(alice) == 0
+
+
+def test_second_failure_refunds_nothing(alice):
+    customer = customer_make(alice)
+    _send(alice, customer_code=customer.code)
+    (message,) = _send(alice, customer_code=customer.code)
+
+    message_fail(message_id=message.pk, code="invalid_recipient", reason="x")
+    message_fail(message_id=message.pk, code="invalid_recipient", reason="x")
+
+    assert _sent_today(alice) == 1
+
+
+def test_refund_goes_to_send_day(alice):
+    customer = customer_make(alice)
+    (message,) = _send(alice, customer_code=customer.code)
+    yesterday = timezone.now() - timedelta(days=1)
+    Message.objects.filter(pk=message.pk).update(created_at=yesterday)
+    DailySendCount.objects.create(
+        owner=alice, day=timezone.localdate(yesterday), sent=1
+    )
+
+    message_fail(message_id=message.pk, code="no_recipient", reason="x")
+
+    assert _sent_today(alice) == 1
+    assert DailySendCount.objects.get(day=timezone.localdate(yesterday)).sent == 0
+
+
+def test_failed_phone_message_refunds_nothing(alice):
+    customer = customer_make(alice)
+    _send(alice, customer_code=customer.code)
+    typed = outbound_make(alice, customer, status="queued", source="phone")
+
+    message_fail(message_id=typed.pk, code="no_recipient", reason="x")
+
+    assert _sent_today(alice) == 1
 
 
 def test_quota_of_one_owner_ignores_another(alice, charlie):
