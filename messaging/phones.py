@@ -100,7 +100,7 @@ class Jid:
 
 def _invalid_jid(value, reason: str) -> ValidationError:
     return ValidationError(
-        "%(value)s is not a valid WhatsApp JID: %(reason)s",
+        _("%(value)s is not a valid WhatsApp JID: %(reason)s"),
         code="invalid_jid",
         params={"value": _shown(value), "reason": reason},
     )
@@ -121,33 +121,35 @@ def jid_parse(value) -> Jid:
     of a phone JID is dropped.
     """
     if not isinstance(value, str):
-        raise _invalid_jid(value, "expected text such as 5511912345678@s.whatsapp.net.")
+        raise _invalid_jid(
+            value, _("expected text such as 5511912345678@s.whatsapp.net.")
+        )
 
     text = value.strip()
     if text.count("@") != 1:
-        raise _invalid_jid(value, "it must contain exactly one @.")
+        raise _invalid_jid(value, _("it must contain exactly one @."))
 
     user, server = text.split("@")
     server = server.lower()
     if not _SERVER_RE.fullmatch(server):
-        raise _invalid_jid(value, "the server after @ is missing or malformed.")
+        raise _invalid_jid(value, _("the server after @ is missing or malformed."))
 
     if server in _PN_SERVERS or server == LID_SERVER:
         match = _ADDRESS_USER_RE.fullmatch(user)
         if not match:
-            raise _invalid_jid(value, "the part before @ must be digits.")
+            raise _invalid_jid(value, _("the part before @ must be digits."))
         digits = match["digits"]
         device = int(match["device"]) if match["device"] else None
         if server == LID_SERVER:
             return Jid(user=digits, server=LID_SERVER, device=device)
         if digits.startswith("0") or len(digits) > E164_MAX_DIGITS:
             raise _invalid_jid(
-                value, "a phone JID holds 1 to 15 digits with no leading 0."
+                value, _("a phone JID holds 1 to 15 digits with no leading 0.")
             )
         return Jid(user=digits, server=PN_SERVER, device=device)
 
     if not _OTHER_USER_RE.fullmatch(user):
-        raise _invalid_jid(value, "the part before @ is empty or contains spaces.")
+        raise _invalid_jid(value, _("the part before @ is empty or contains spaces."))
     return Jid(user=user, server=server)
 
 

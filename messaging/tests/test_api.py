@@ -868,6 +868,22 @@ def test_bad_status_error_is_translated(api):
     assert message.startswith("“READ”不是有效的 status")
 
 
+def test_invalid_jid_error_is_translated(api):
+    with thread_language_kept():
+        response = api.post(
+            SEND,
+            {"to": "12@@s.whatsapp.net", "content": "Hi"},
+            format="json",
+            HTTP_ACCEPT_LANGUAGE="zh-hans",
+        )
+
+    body = response.json()
+    assert body["code"] == "invalid_recipient"
+    assert body["message"] == (
+        "'12@@s.whatsapp.net' 不是有效的 WhatsApp JID：其中必须恰好包含一个 @。"
+    )
+
+
 def test_invalid_phone_error_is_translated(api):
     with thread_language_kept():
         response = api.post(
