@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -23,15 +24,11 @@ class UserManager(BaseUserManager):
         """Return the user whose email is `email` in any letter case.
 
         Login goes through here, so `Alice@Example.com` logs in as
-        `alice@example.com`. Emails are stored in lower case, which lets the
-        exact lookup use the unique index. The case-insensitive lookup finds
-        rows saved with capitals before emails were stored in lower case.
+        `alice@example.com`. Emails are stored in lower case, which a check
+        constraint enforces, so the exact lookup can use the unique index.
         """
         email = email_normalize(email)
         user = self.filter(email=email).first()
-        if user is None:
-            # When older rows differ only in case, the oldest one wins.
-            user = self.filter(email__iexact=email).order_by("pk").first()
         if user is None:
             raise self.model.DoesNotExist(f"No user has the email {email!r}.")
         return user
@@ -83,6 +80,15 @@ class User(AbstractUser):
     class Meta:
         verbose_name = _("user")
         verbose_name_plural = _("users")
+        constraints = [
+            # `save` lowers the email. This also catches writes that skip
+            # it, such as QuerySet.update.
+            models.CheckConstraint(
+                condition=models.Q(email=Lower("email")),
+                name="user_email_lower_case",
+                violation_error_message="Emails are stored in lower case.",
+            ),
+        ]
 
     def __str__(self):
         return self.email

@@ -63,13 +63,9 @@ def test_login_other_case_wrong_password(client, owner):
     assert "_auth_user_id" not in client.session
 
 
-def test_login_finds_email_stored_with_capitals(client, owner):
-    # Rows saved before emails were stored in lower case may keep capitals.
-    User.objects.filter(pk=owner.pk).update(email="Owner@Example.com")
-
-    _login(client, "owner@example.com")
-
-    assert client.session["_auth_user_id"] == str(owner.pk)
+def test_database_rejects_email_with_capitals(owner):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.filter(pk=owner.pk).update(email="Owner@Example.com")
 
 
 def test_save_lowercases_email(owner):

@@ -5,23 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+
+from tests.migrations import migrate_to, migrate_to_latest
 
 BEFORE_COUNTS = [("messaging", "0002_message_idempotency_key")]
 WITH_COUNTS = [("messaging", "0003_daily_send_count")]
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    return MigrationExecutor(connection).loader.project_state(targets).apps
-
-
 @pytest.mark.django_db(transaction=True)
 def test_daily_counts_start_from_todays_sends():
-    apps = _migrate(BEFORE_COUNTS)
+    apps = migrate_to(BEFORE_COUNTS)
     user = apps.get_model("accounts", "User").objects.create(
         email="migrated@example.com", password="unusable"
     )
@@ -47,10 +41,10 @@ def test_daily_counts_start_from_todays_sends():
         created_at=now - timedelta(days=2)
     )
 
-    apps = _migrate(WITH_COUNTS)
+    apps = migrate_to(WITH_COUNTS)
 
     counts = apps.get_model("messaging", "DailySendCount").objects.values_list(
         "owner_id", "day", "sent"
     )
     assert list(counts) == [(user.pk, timezone.localdate(), 3)]
-    _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    migrate_to_latest()
