@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from html.parser import HTMLParser
@@ -36,6 +37,25 @@ LOG_TAIL_LINES = 200
 
 class ProcessStartError(Exception):
     """A child process exited or timed out before it was ready."""
+
+
+def python_run(
+    script: str, *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run `script` in a new Python interpreter in the project folder.
+
+    Fails the calling test with the script's stderr unless it exits with 0.
+    """
+    completed = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed
 
 
 def free_ports(count: int) -> list[int]:

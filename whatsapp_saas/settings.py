@@ -339,11 +339,22 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    "filters": {
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "mail_admins": {
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+            "class": "django.utils.log.AdminEmailHandler",
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own console handler would print each record a second
+        # time, beside the root's. Errors still mail ADMINS when it is set.
+        "django": {"handlers": ["mail_admins"], "level": LOG_LEVEL},
         "django.db.backends": {"level": "WARNING"},
         "whatsapp_saas.security": {"level": "WARNING"},
     },

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from django.conf import settings
+
+from tests.harness import python_run
 
 # Reads the settings module in a fresh interpreter with the given environment
 # and prints either the exception or a few resulting values.
@@ -56,20 +56,11 @@ def settings_read(**variables) -> dict:
         key: value for key, value in os.environ.items() if key not in CHECKED_VARIABLES
     }
     environment.update(variables)
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            READ_SETTINGS_SCRIPT,
-            str(settings.BASE_DIR / "whatsapp_saas" / "settings.py"),
-        ],
-        cwd=settings.BASE_DIR,
+    completed = python_run(
+        READ_SETTINGS_SCRIPT,
+        str(settings.BASE_DIR / "whatsapp_saas" / "settings.py"),
         env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
-    assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-from django.conf import settings
+from tests.harness import python_run
 
 # Run in a fresh interpreter so the settings are read for a file-based
 # SQLite database whatever DATABASE_URL the test run uses. Each thread gets
@@ -61,15 +59,7 @@ def _writers_run(tmp_path: Path) -> dict:
     }
     environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'writers.sqlite3'}"
     environment["DJANGO_SETTINGS_MODULE"] = "whatsapp_saas.settings"
-    completed = subprocess.run(
-        [sys.executable, "-c", WRITERS_SCRIPT],
-        cwd=settings.BASE_DIR,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr
+    completed = python_run(WRITERS_SCRIPT, env=environment, timeout=120)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
