@@ -17,6 +17,8 @@ from messaging.models import Customer, Message
 from messaging.phones import match_key, phone_mask, phone_parse
 from whatsapp_saas.exceptions import ApplicationError
 
+from .quota import COUNTED_SOURCES, quota_refund
+
 logger = logging.getLogger(__name__)
 
 NAME_MAX_LENGTH = Customer._meta.get_field("name").max_length
@@ -157,14 +159,22 @@ def customer_delete(*, customer: Customer) -> None:
     that commits after it waits for the delete and then fails its foreign
     key check, which the send reports as the customer not found. Without
     the lock, a message committed between the deletes of the messages and
-    of the customer failed the delete instead.
+    of the customer failed the delete instead. Queued parts never reached
+    WhatsApp, so they go back to the daily quota.
     """
     customer_id = customer.pk
     owner_id = customer.owner_id
     with transaction.atomic():
         locked = Customer.objects.select_for_update().filter(pk=customer_id)
         list(locked.values_list("pk", flat=True))
+        queued = Message.objects.filter(
+            customer_id=customer_id,
+            status=Message.Status.QUEUED,
+            source__in=COUNTED_SOURCES,
+        ).values_list("created_at", flat=True)
+        unsent_times = list(queued)
         customer.delete()
+        quota_refund(owner_id, unsent_times)
     logger.info("Deleted customer %s of user %s", customer_id, owner_id)
 
 

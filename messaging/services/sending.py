@@ -17,8 +17,6 @@ from functools import cache, partial
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
-from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
@@ -27,7 +25,13 @@ from kombu.exceptions import OperationalError
 
 from accounts.services import subscription_require_active
 from messaging.models import Customer, DailySendCount, Message, PendingMessageUpdate
-from messaging.phones import JidKind, jid_parse, match_key, phone_mask
+from messaging.phones import (
+    JidKind,
+    jid_kind_label,
+    jid_parse,
+    match_key,
+    phone_mask,
+)
 from messaging.selectors import (
     SENDABLE_STATES,
     send_block_reason,
@@ -56,6 +60,7 @@ from whatsapp_saas.queries import (
 )
 
 from .customers import customer_for_phone, customer_identify, phone_clean
+from .quota import COUNTED_SOURCES, quota_refund
 from .updates import (
     STATUS_RANK,
     UNKNOWN_OUTCOME_FAILURES,
@@ -109,11 +114,8 @@ def _recipient_from_to(owner, to) -> dict:
             return {"lid": str(jid)}
         if jid.kind != JidKind.PHONE:
             raise ApplicationError(
-                _(
-                    "%(to)s is a WhatsApp %(kind)s address; messages go to one "
-                    "person's number."
-                )
-                % {"to": to, "kind": jid.kind},
+                _("%(to)s is %(kind)s; messages go to one person's number.")
+                % {"to": to, "kind": jid_kind_label(jid.kind)},
                 code="invalid_recipient",
                 extra={"field": "to"},
             )
@@ -207,11 +209,6 @@ def session_require_sendable(user) -> None:
             extra={"state": state},
             status_code=409,
         )
-
-
-# Sources of the messages that `message_send` stores. Each of their parts
-# counts against the day's quota.
-COUNTED_SOURCES = frozenset({Message.Source.API, Message.Source.DASHBOARD})
 
 
 def quota_take(user, parts: int) -> None:
@@ -964,9 +961,10 @@ def sent_to_jid(message_id: int, to_jid) -> str | None:
 def message_fail(*, message_id: int, code: str, reason: str) -> bool:
     """Mark an unsent message failed, and every later part of it.
 
-    The parts failed here go back to the daily quota of the day they were
-    counted on, unless the gateway may have sent them anyway (`code` in
-    UNKNOWN_OUTCOME_FAILURES): WhatsApp never had them.
+    The failed parts go back to the daily quota, because WhatsApp never had
+    them. The message itself stays counted when `code` is in
+    UNKNOWN_OUTCOME_FAILURES, because the gateway may have sent it. Its
+    later parts are sent only after it, so they always go back.
     """
     now = timezone.now()
     unsent = [Status.QUEUED, Status.SENDING]
@@ -983,7 +981,7 @@ def message_fail(*, message_id: int, code: str, reason: str) -> bool:
             failed_at=now,
             updated_at=now,
         )
-        parts_failed = failed
+        parts_failed = 0 if code in UNKNOWN_OUTCOME_FAILURES else failed
 
         following = Message.objects.filter(previous_part_id=message_id).first()
         while following is not None:
@@ -1000,26 +998,11 @@ def message_fail(*, message_id: int, code: str, reason: str) -> bool:
             )
             following = Message.objects.filter(previous_part_id=following.pk).first()
 
-        if first is not None and parts_failed and code not in UNKNOWN_OUTCOME_FAILURES:
+        if first is not None and parts_failed:
             owner_id, created_at, source = first
             if source in COUNTED_SOURCES:
-                _daily_count_refund(owner_id, created_at, parts_failed)
+                quota_refund(owner_id, [created_at] * parts_failed)
     return failed == 1
-
-
-def _daily_count_refund(owner_id: int, created_at, parts: int) -> None:
-    """Take `parts` off the owner's count for the day `created_at` falls on."""
-    day = timezone.localtime(created_at).date()
-    refunded = DailySendCount.objects.filter(owner_id=owner_id, day=day).update(
-        sent=Greatest(F("sent") - parts, 0)
-    )
-    if refunded:
-        logger.info(
-            "Gave %s unsent parts back to the quota of user %s for %s",
-            parts,
-            owner_id,
-            day,
-        )
 
 
 # Gateway error codes a retry can resolve although their HTTP status is 4xx.

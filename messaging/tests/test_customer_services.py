@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
-from messaging.models import Customer, Message
-from messaging.services import customer_create, customer_delete, customer_update
+from messaging.models import Customer, DailySendCount, Message
+from messaging.services import (
+    customer_create,
+    customer_delete,
+    customer_update,
+    message_send,
+)
 from whatsapp_saas.exceptions import ApplicationError
 
 from .helpers import customer_make, outbound_make
@@ -125,3 +131,26 @@ def test_customer_delete_removes_conversation(alice):
 
     assert not Customer.objects.filter(owner=alice).exists()
     assert not Message.objects.filter(owner=alice).exists()
+
+
+def test_customer_delete_refunds_queued_parts(alice):
+    customer = customer_make(alice)
+    message_send(user=alice, customer_code=customer.code, content="Queued")
+    (sent,) = message_send(user=alice, customer_code=customer.code, content="Sent")
+    Message.objects.filter(pk=sent.pk).update(status=Message.Status.SENT)
+
+    customer_delete(customer=customer)
+
+    count = DailySendCount.objects.get(owner=alice, day=timezone.localdate())
+    assert count.sent == 1
+
+
+def test_customer_delete_leaves_other_customers_count(alice):
+    other = customer_make(alice, phone="+5511900000002")
+    deleted = customer_make(alice, phone="+5511900000003")
+    message_send(user=alice, customer_code=other.code, content="Stays queued")
+
+    customer_delete(customer=deleted)
+
+    count = DailySendCount.objects.get(owner=alice, day=timezone.localdate())
+    assert count.sent == 1

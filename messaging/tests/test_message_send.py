@@ -345,6 +345,15 @@ def test_failure_with_unknown_outcome_keeps_quota(alice, code):
     assert raised.value.code == "daily_quota_exceeded"
 
 
+def test_unknown_outcome_refunds_later_parts(alice):
+    customer = customer_make(alice)
+    first, *_rest = _send(alice, customer_code=customer.code, content="a" * 9000)
+
+    message_fail(message_id=first.pk, code="gateway_unavailable", reason="x")
+
+    assert _sent_today(alice) == 1
+
+
 def test_failed_long_text_refunds_every_part(alice):
     _quota_set(alice, 3)
     customer = customer_make(alice)
