@@ -4,12 +4,13 @@ from django.contrib import admin
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.admin.options import get_content_type_for_model
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
 # Imported first so that DRF's own token admin is registered before it is
 # replaced below, whatever the order of INSTALLED_APPS.
 from rest_framework.authtoken.admin import TokenAdmin as BaseTokenAdmin
-from rest_framework.authtoken.models import TokenProxy
+from rest_framework.authtoken.models import Token, TokenProxy
 
 from whatsapp_saas.admin_mixins import OwnerFixedMixin
 
@@ -26,6 +27,26 @@ def token_key_masked(key: str | None) -> str:
     if not key:
         return "—"
     return f"{key[:TOKEN_KEY_SHOWN_LENGTH]}…"
+
+
+def _deleted_objects_masked(items: list, keys: list[str]) -> list:
+    """Return the admin's nested list of objects to delete with `keys` masked.
+
+    The list names a user's cascaded API token by its key.
+    """
+    masked = []
+    for item in items:
+        if isinstance(item, list):
+            masked.append(_deleted_objects_masked(item, keys))
+            continue
+        for key in keys:
+            if key in item:
+                replaced = item.replace(key, token_key_masked(key))
+                # A masked key is hex digits and an ellipsis, so safe HTML
+                # stays safe.
+                item = mark_safe(replaced) if isinstance(item, SafeString) else replaced
+        masked.append(item)
+    return masked
 
 
 class SubscriptionInline(admin.StackedInline):
@@ -89,6 +110,15 @@ class UserAdmin(BaseUserAdmin):
             },
         ),
     )
+
+    def get_deleted_objects(self, objs, request):
+        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        keys = list(Token.objects.filter(user__in=objs).values_list("key", flat=True))
+        if keys:
+            to_delete = _deleted_objects_masked(to_delete, keys)
+        return to_delete, model_count, perms_needed, protected
 
     @admin.display(description=_("plan"), ordering="subscription__plan")
     def subscription_plan(self, user):

@@ -162,3 +162,23 @@ def test_user_add_lowercases_email(admin_client):
     admin_client.post(reverse("admin:accounts_user_add"), data)
 
     assert User.objects.filter(email="new.person@example.com").exists()
+
+
+def test_user_delete_page_masks_token_key(admin_client, token):
+    url = reverse("admin:accounts_user_delete", args=[token.user_id])
+
+    page = admin_client.get(url).content.decode()
+
+    assert token.key not in page
+    assert token_key_masked(token.key) in page
+
+
+def test_delete_selected_users_masks_token_key(admin_client, token):
+    response = admin_client.post(
+        reverse("admin:accounts_user_changelist"),
+        {"action": "delete_selected", "_selected_action": [token.user_id]},
+    )
+
+    page = response.content.decode()
+    assert token.key not in page
+    assert token_key_masked(token.key) in page
