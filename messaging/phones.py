@@ -67,6 +67,18 @@ class JidKind:
     OTHER = "other"
 
 
+def jid_kind_label(kind: str) -> str:
+    """Return how an error message names an address of `kind`, translated."""
+    labels = {
+        JidKind.PHONE: _("a WhatsApp phone address"),
+        JidKind.LID: _("a WhatsApp LID address"),
+        JidKind.GROUP: _("a WhatsApp group address"),
+        JidKind.BROADCAST: _("a WhatsApp broadcast address"),
+        JidKind.NEWSLETTER: _("a WhatsApp channel address"),
+    }
+    return labels.get(kind, _("an address outside WhatsApp"))
+
+
 @dataclass(frozen=True)
 class Jid:
     """A parsed JID: the user part without device suffix, and its server."""
@@ -102,11 +114,11 @@ def _invalid_jid(value, reason: str) -> ValidationError:
     return ValidationError(
         _("%(value)s is not a valid WhatsApp JID: %(reason)s"),
         code="invalid_jid",
-        params={"value": _shown(value), "reason": reason},
+        params={"value": value_shown(value), "reason": reason},
     )
 
 
-def _shown(value) -> str:
+def value_shown(value) -> str:
     """Quote a rejected value for an error message, cut to a readable size."""
     text = repr(value)
     if len(text) > 80:
@@ -236,7 +248,7 @@ def _invalid_phone(value, reason: str) -> ValidationError:
     return ValidationError(
         _("%(value)s is not a valid phone number: %(reason)s"),
         code="invalid_phone",
-        params={"value": _shown(value), "reason": reason},
+        params={"value": value_shown(value), "reason": reason},
     )
 
 
@@ -412,8 +424,8 @@ def _phone_from_typed_jid(value, text: str) -> str:
     if jid.kind != JidKind.PHONE:
         raise _invalid_phone(
             value,
-            _("it is a WhatsApp %(kind)s address, not a phone number.")
-            % {"kind": jid.kind},
+            _("it is %(kind)s, not a phone number.")
+            % {"kind": jid_kind_label(jid.kind)},
         )
     phone = _e164_from_digits(jid.user)
     if phone is None:

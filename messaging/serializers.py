@@ -20,6 +20,7 @@ from rest_framework.settings import api_settings
 from whatsapp_saas.serializers import KnownFieldsMixin
 
 from .models import Customer, Message
+from .phones import value_shown
 from .services.sending import RECIPIENT_MISSING
 from .text import EMPTY_MESSAGE, text_is_blank
 
@@ -137,11 +138,20 @@ def _string_require(field, data) -> None:
 class StrictCharField(serializers.CharField):
     """A CharField that takes only JSON strings, never numbers or booleans."""
 
-    default_error_messages = {"not_a_string": NOT_A_STRING}
+    default_error_messages = {
+        "not_a_string": NOT_A_STRING,
+        "invalid": _(
+            "{value} is not a valid id. Ids are UUIDs, such as "
+            "123e4567-e89b-12d3-a456-426614174000."
+        ),
+    }
 
     def to_internal_value(self, data):
         _string_require(self, data)
-        return super().to_internal_value(data)
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            self.fail("invalid", value=value_shown(data))
 
 
 class StrictUUIDField(serializers.UUIDField):
@@ -151,11 +161,20 @@ class StrictUUIDField(serializers.UUIDField):
     `true` became the id 00000000-0000-0000-0000-000000000001.
     """
 
-    default_error_messages = {"not_a_string": NOT_A_STRING}
+    default_error_messages = {
+        "not_a_string": NOT_A_STRING,
+        "invalid": _(
+            "{value} is not a valid id. Ids are UUIDs, such as "
+            "123e4567-e89b-12d3-a456-426614174000."
+        ),
+    }
 
     def to_internal_value(self, data):
         _string_require(self, data)
-        return super().to_internal_value(data)
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            self.fail("invalid", value=value_shown(data))
 
 
 class CustomerCreateSerializer(CallerIdMixin):
@@ -488,10 +507,10 @@ class QueryChoiceField(serializers.ChoiceField):
 
 
 class MessageFilterSerializer(serializers.Serializer):
-    customer_id = serializers.UUIDField(
+    customer_id = StrictUUIDField(
         required=False, help_text=_("A customer's id, as messages name it.")
     )
-    customer = serializers.UUIDField(
+    customer = StrictUUIDField(
         required=False, help_text=_("The same as customer_id, its older name.")
     )
     direction = QueryChoiceField(choices=Message.Direction.choices, required=False)

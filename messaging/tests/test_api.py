@@ -294,7 +294,17 @@ def test_bad_recipient_is_not_reported_missing(api):
 
     fields = response.json()["extra"]["fields"]
     assert set(fields) == {"content", "customer_id"}
-    assert "valid UUID" in fields["customer_id"][0]
+    assert fields["customer_id"] == [
+        "'nope' is not a valid id. Ids are UUIDs, such as "
+        "123e4567-e89b-12d3-a456-426614174000."
+    ]
+
+
+def test_bad_customer_filter_names_value(api):
+    response = api.get(MESSAGES, {"customer_id": "zz"})
+
+    fields = response.json()["extra"]["fields"]
+    assert fields["customer_id"][0].startswith("'zz' is not a valid id.")
 
 
 def test_empty_text_invalid_number_names_both(api):
@@ -881,6 +891,29 @@ def test_invalid_jid_error_is_translated(api):
     assert body["code"] == "invalid_recipient"
     assert body["message"] == (
         "'12@@s.whatsapp.net' 不是有效的 WhatsApp JID：其中必须恰好包含一个 @。"
+    )
+
+
+def test_group_jid_error_names_kind_in_language(api):
+    with thread_language_kept():
+        response = api.post(
+            SEND,
+            {"to": "120363@g.us", "content": "Hi"},
+            format="json",
+            HTTP_ACCEPT_LANGUAGE="zh-hans",
+        )
+
+    assert response.json()["message"] == (
+        "120363@g.us 是WhatsApp 群组地址；消息只能发送到个人号码。"
+    )
+
+
+def test_email_as_recipient_is_outside_whatsapp(api):
+    response = api.post(SEND, {"to": "bob@example.com", "content": "Hi"}, format="json")
+
+    assert response.json()["message"] == (
+        "bob@example.com is an address outside WhatsApp; messages go to one "
+        "person's number."
     )
 
 
