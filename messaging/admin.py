@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from whatsapp_saas.admin_mixins import OwnerFixedMixin
 
 from .models import Customer, Message, PendingMessageUpdate
+from .services import customer_delete
 
 
 class MessageAdminForm(forms.ModelForm):
@@ -70,6 +71,15 @@ class CustomerAdmin(OwnerFixedMixin, admin.ModelAdmin):
     search_fields = ["code", "owner__email", "name", "phone"]
     raw_id_fields = ["owner"]
     readonly_fields = ["code", "match_key", "created_at", "updated_at"]
+
+    # Deletes go through the service, so that queued messages give their
+    # quota back as when the subscriber deletes the customer.
+    def delete_model(self, request, obj):
+        customer_delete(customer=obj)
+
+    def delete_queryset(self, request, queryset):
+        for customer in queryset:
+            customer_delete(customer=customer)
 
 
 @admin.register(Message)

@@ -108,7 +108,9 @@ def _recipient_from_to(owner, to) -> dict:
             jid = jid_parse(to)
         except ValidationError as error:
             raise ApplicationError(
-                error.messages[0], code="invalid_recipient", extra={"field": "to"}
+                error.messages[0],
+                code="invalid_recipient",
+                extra={"field": "to", "value": to},
             ) from None
         if jid.kind == JidKind.LID:
             return {"lid": str(jid)}
@@ -117,7 +119,7 @@ def _recipient_from_to(owner, to) -> dict:
                 _("%(to)s is %(kind)s; messages go to one person's number.")
                 % {"to": to, "kind": jid_kind_label(jid.kind)},
                 code="invalid_recipient",
-                extra={"field": "to"},
+                extra={"field": "to", "value": to},
             )
     return {"phone": phone_clean(owner=owner, value=to, field="to")}
 

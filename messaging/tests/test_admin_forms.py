@@ -6,7 +6,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from messaging.models import Customer, Message
+from messaging.models import Customer, DailySendCount, Message
+from messaging.services import message_send
 
 from .helpers import customer_make, outbound_make
 
@@ -154,3 +155,33 @@ def test_customer_change_keeps_owner(admin_client, alice, charlie):
     assert response.status_code == 302
     assert customer.name == "Renamed"
     assert customer.owner == alice
+
+
+def test_admin_customer_delete_refunds_queued_parts(admin_client, alice):
+    customer = customer_make(alice)
+    message_send(user=alice, customer_code=customer.code, content="Queued")
+
+    admin_client.post(
+        reverse("admin:messaging_customer_delete", args=[customer.pk]),
+        {"post": "yes"},
+    )
+
+    assert not Customer.objects.filter(pk=customer.pk).exists()
+    assert DailySendCount.objects.get(owner=alice).sent == 0
+
+
+def test_admin_delete_action_refunds_queued_parts(admin_client, alice):
+    customer = customer_make(alice)
+    message_send(user=alice, customer_code=customer.code, content="Queued")
+
+    admin_client.post(
+        reverse("admin:messaging_customer_changelist"),
+        {
+            "action": "delete_selected",
+            "_selected_action": [customer.pk],
+            "post": "yes",
+        },
+    )
+
+    assert not Customer.objects.filter(pk=customer.pk).exists()
+    assert DailySendCount.objects.get(owner=alice).sent == 0

@@ -892,6 +892,7 @@ def test_invalid_jid_error_is_translated(api):
     assert body["message"] == (
         "'12@@s.whatsapp.net' 不是有效的 WhatsApp JID：其中必须恰好包含一个 @。"
     )
+    assert body["extra"] == {"field": "to", "value": "12@@s.whatsapp.net"}
 
 
 def test_group_jid_error_names_kind_in_language(api):
