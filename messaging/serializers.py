@@ -138,20 +138,11 @@ def _string_require(field, data) -> None:
 class StrictCharField(serializers.CharField):
     """A CharField that takes only JSON strings, never numbers or booleans."""
 
-    default_error_messages = {
-        "not_a_string": NOT_A_STRING,
-        "invalid": _(
-            "{value} is not a valid id. Ids are UUIDs, such as "
-            "123e4567-e89b-12d3-a456-426614174000."
-        ),
-    }
+    default_error_messages = {"not_a_string": NOT_A_STRING}
 
     def to_internal_value(self, data):
         _string_require(self, data)
-        try:
-            return super().to_internal_value(data)
-        except serializers.ValidationError:
-            self.fail("invalid", value=value_shown(data))
+        return super().to_internal_value(data)
 
 
 class StrictUUIDField(serializers.UUIDField):

@@ -355,8 +355,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Django's own console handler would print each record a second
-        # time, beside the root's. Errors still mail ADMINS when it is set.
-        "django": {"handlers": ["mail_admins"], "level": LOG_LEVEL},
+        # time, beside the root's. mail_admins sends nothing unless ADMINS
+        # is set. Django's debug records (every missing template variable)
+        # stay out at DEBUG.
+        "django": {
+            "handlers": ["mail_admins"],
+            "level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL,
+        },
         "django.db.backends": {"level": "WARNING"},
         "whatsapp_saas.security": {"level": "WARNING"},
     },

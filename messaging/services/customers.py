@@ -8,6 +8,7 @@ the two rows become one (`customer_merge`).
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -160,21 +161,30 @@ def customer_delete(*, customer: Customer) -> None:
     key check, which the send reports as the customer not found. Without
     the lock, a message committed between the deletes of the messages and
     of the customer failed the delete instead. Queued parts never reached
-    WhatsApp, so they go back to the daily quota.
+    WhatsApp, so they go back to the daily quota once the delete commits.
     """
     customer_id = customer.pk
     owner_id = customer.owner_id
     with transaction.atomic():
         locked = Customer.objects.select_for_update().filter(pk=customer_id)
         list(locked.values_list("pk", flat=True))
-        queued = Message.objects.filter(
-            customer_id=customer_id,
-            status=Message.Status.QUEUED,
-            source__in=COUNTED_SOURCES,
-        ).values_list("created_at", flat=True)
-        unsent_times = list(queued)
+        # Locked, so that a message failed or claimed meanwhile is read in
+        # its new state and given back once at most.
+        queued = (
+            Message.objects.select_for_update()
+            .filter(
+                customer_id=customer_id,
+                status=Message.Status.QUEUED,
+                source__in=COUNTED_SOURCES,
+            )
+            .values_list("timestamp", flat=True)
+        )
+        unsent = list(queued)
         customer.delete()
-        quota_refund(owner_id, unsent_times)
+        if unsent:
+            # After commit, because a send of this owner locks the count's
+            # row before this customer's, and this delete holds the customer.
+            transaction.on_commit(partial(quota_refund, owner_id, unsent))
     logger.info("Deleted customer %s of user %s", customer_id, owner_id)
 
 

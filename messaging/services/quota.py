@@ -1,9 +1,9 @@
 """Give daily quota back for message parts that never reached WhatsApp.
 
-`message_send` counts every part of a send against the day's quota when it
-stores it (`quota_take` and the one-part statement in `sending`). A part
-that fails or is deleted before the gateway had it goes back to the count
-of the day it was counted on.
+`message_send` counts every part of a send against the quota of the day of
+its `timestamp` when it stores it (`quota_take` and the one-part statement
+in `sending`). A part that fails or is deleted before the gateway had it
+goes back to the count of that day.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ logger = logging.getLogger(__name__)
 COUNTED_SOURCES = frozenset({Message.Source.API, Message.Source.DASHBOARD})
 
 
-def quota_refund(owner_id: int, created_times) -> None:
-    """Give back one part of the owner's quota per time in `created_times`.
+def quota_refund(owner_id: int, timestamps) -> None:
+    """Give back one part of the owner's quota per message timestamp given.
 
-    Each part goes back to the count of the day its message was created
-    on. A count never goes below 0.
+    Each part goes back to the count of the day of its message's
+    `timestamp`, the day it was counted on. A count never goes below 0.
     """
-    parts_by_day = Counter(timezone.localtime(time).date() for time in created_times)
+    parts_by_day = Counter(timezone.localtime(time).date() for time in timestamps)
     for day, parts in sorted(parts_by_day.items()):
         refunded = DailySendCount.objects.filter(owner_id=owner_id, day=day).update(
             sent=Greatest(F("sent") - parts, 0)

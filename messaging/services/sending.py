@@ -213,16 +213,18 @@ def session_require_sendable(user) -> None:
         )
 
 
-def quota_take(user, parts: int) -> None:
-    """Count `parts` messages against today's quota, or raise past it.
+def quota_take(user, parts: int, *, now=None) -> None:
+    """Count `parts` messages against the quota of the day of `now`.
 
-    Adds to today's DailySendCount row in one upsert, which holds that row
-    locked until the transaction ends, so concurrent sends of one user are
-    counted one after the other. Call it inside the send's transaction: an
-    error raised here or later in the transaction undoes the count. Raises
-    ApplicationError ``daily_quota_exceeded`` (429) past the quota.
+    Adds to that day's DailySendCount row in one upsert, which holds that
+    row locked until the transaction ends, so concurrent sends of one user
+    are counted one after the other. Call it inside the send's transaction:
+    an error raised here or later in the transaction undoes the count.
+    Raises ApplicationError ``daily_quota_exceeded`` (429) past the quota.
+    `now` defaults to the current time. The messages take it as their
+    `timestamp`, by which a refund finds the day.
     """
-    now = timezone.localtime()
+    now = timezone.localtime(now)
     sent = _daily_count_add(user.pk, now.date(), parts)
     limit = _daily_limit(user)
     if sent > limit:
@@ -341,8 +343,9 @@ def message_send(
             # Counted last, because the count's row lock orders this user's
             # sends until commit. A repeat of an idempotency key waits here,
             # then fails on the key's unique constraint and replays.
-            quota_take(user, len(parts))
-            messages = _parts_create(user, customer, parts, source, key=key)
+            now = timezone.now()
+            quota_take(user, len(parts), now=now)
+            messages = _parts_create(user, customer, parts, source, key=key, now=now)
             transaction.on_commit(partial(message_send_wake, user.pk, messages[0].pk))
     except IntegrityError:
         earlier = replay()
@@ -665,9 +668,8 @@ def _same_recipient(message: Message, customer, to: dict | None) -> bool:
 
 
 def _parts_create(
-    user, customer, parts: list[str], source: str, *, key: str = ""
+    user, customer, parts: list[str], source: str, *, key: str = "", now
 ) -> list[Message]:
-    now = timezone.now()
     messages: list[Message] = []
     previous = None
     for index, part in enumerate(parts, start=1):
@@ -973,7 +975,7 @@ def message_fail(*, message_id: int, code: str, reason: str) -> bool:
     with transaction.atomic():
         first = (
             Message.objects.filter(pk=message_id)
-            .values_list("owner_id", "created_at", "source")
+            .values_list("owner_id", "timestamp", "source")
             .first()
         )
         failed = Message.objects.filter(pk=message_id, status__in=unsent).update(
@@ -1001,9 +1003,9 @@ def message_fail(*, message_id: int, code: str, reason: str) -> bool:
             following = Message.objects.filter(previous_part_id=following.pk).first()
 
         if first is not None and parts_failed:
-            owner_id, created_at, source = first
+            owner_id, timestamp, source = first
             if source in COUNTED_SOURCES:
-                quota_refund(owner_id, [created_at] * parts_failed)
+                quota_refund(owner_id, [timestamp] * parts_failed)
     return failed == 1
 
 

@@ -157,31 +157,37 @@ def test_customer_change_keeps_owner(admin_client, alice, charlie):
     assert customer.owner == alice
 
 
-def test_admin_customer_delete_refunds_queued_parts(admin_client, alice):
+def test_admin_customer_delete_refunds_queued_parts(
+    admin_client, alice, django_capture_on_commit_callbacks
+):
     customer = customer_make(alice)
     message_send(user=alice, customer_code=customer.code, content="Queued")
 
-    admin_client.post(
-        reverse("admin:messaging_customer_delete", args=[customer.pk]),
-        {"post": "yes"},
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            reverse("admin:messaging_customer_delete", args=[customer.pk]),
+            {"post": "yes"},
+        )
 
     assert not Customer.objects.filter(pk=customer.pk).exists()
     assert DailySendCount.objects.get(owner=alice).sent == 0
 
 
-def test_admin_delete_action_refunds_queued_parts(admin_client, alice):
+def test_admin_delete_action_refunds_queued_parts(
+    admin_client, alice, django_capture_on_commit_callbacks
+):
     customer = customer_make(alice)
     message_send(user=alice, customer_code=customer.code, content="Queued")
 
-    admin_client.post(
-        reverse("admin:messaging_customer_changelist"),
-        {
-            "action": "delete_selected",
-            "_selected_action": [customer.pk],
-            "post": "yes",
-        },
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            reverse("admin:messaging_customer_changelist"),
+            {
+                "action": "delete_selected",
+                "_selected_action": [customer.pk],
+                "post": "yes",
+            },
+        )
 
     assert not Customer.objects.filter(pk=customer.pk).exists()
     assert DailySendCount.objects.get(owner=alice).sent == 0

@@ -12,9 +12,11 @@ from unittest import mock
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from messaging.models import Customer, DailySendCount, Message
 from messaging.services import customer_delete, message_send
+from messaging.services.sending import _daily_count_add, message_fail
 from whatsapp_saas.exceptions import ApplicationError
 
 from .helpers import customer_make
@@ -82,6 +84,18 @@ def _release_when_blocked(open_transaction) -> threading.Thread:
     return watcher
 
 
+def _delete_in_thread(customer, errors) -> threading.Thread:
+    def delete():
+        try:
+            customer_delete(customer=Customer.objects.get(pk=customer.pk))
+        except Exception as error:  # noqa: BLE001 - the test asserts on it
+            errors.append(error)
+        finally:
+            connection.close()
+
+    return threading.Thread(target=delete)
+
+
 def _delete_rows(customer):
     Message.objects.filter(customer=customer).delete()
     Customer.objects.filter(pk=customer.pk).delete()
@@ -140,14 +154,6 @@ def test_delete_takes_message_sent_meanwhile(alice):
     customer = customer_make(alice)
     errors = []
 
-    def delete():
-        try:
-            customer_delete(customer=Customer.objects.get(pk=customer.pk))
-        except Exception as error:  # noqa: BLE001 - the test asserts on it
-            errors.append(error)
-        finally:
-            connection.close()
-
     def share_lock():
         table = Customer._meta.db_table
         with connection.cursor() as cursor:
@@ -155,7 +161,7 @@ def test_delete_takes_message_sent_meanwhile(alice):
                 f"SELECT 1 FROM {table} WHERE id = %s FOR SHARE", [customer.pk]
             )
 
-    deleting = threading.Thread(target=delete)
+    deleting = _delete_in_thread(customer, errors)
     with _HeldTransaction(share_lock) as open_transaction:
         deleting.start()
         deleting.join(0.3)
@@ -169,3 +175,64 @@ def test_delete_takes_message_sent_meanwhile(alice):
     assert errors == []
     assert not Customer.objects.filter(pk=customer.pk).exists()
     assert not Message.objects.filter(pk=message.pk).exists()
+
+
+def _count_today(user) -> int:
+    return DailySendCount.objects.get(owner=user, day=timezone.localdate()).sent
+
+
+def test_delete_refund_does_not_deadlock_with_send(alice):
+    customer = customer_make(alice)
+    message_send(user=alice, customer_code=customer.code, content="Queued")
+    errors = []
+    deleting = _delete_in_thread(customer, errors)
+    table = Customer._meta.db_table
+
+    def send_side():
+        # A send's order: the count's row first, then the customer's row in
+        # its foreign key check.
+        try:
+            with transaction.atomic():
+                _daily_count_add(alice.pk, timezone.localdate(), 1)
+                deleting.start()
+                time.sleep(0.3)
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"SELECT 1 FROM {table} WHERE id = %s FOR KEY SHARE",
+                        [customer.pk],
+                    )
+        except Exception as error:  # noqa: BLE001 - the test asserts on it
+            errors.append(error)
+        finally:
+            connection.close()
+
+    sending = threading.Thread(target=send_side)
+    sending.start()
+    sending.join(10)
+    deleting.join(10)
+
+    assert errors == []
+    assert _count_today(alice) == 1
+
+
+def test_message_failed_during_delete_refunds_once(alice):
+    deleted = customer_make(alice)
+    other = customer_make(alice, phone="+5511900000002")
+    [failing] = message_send(user=alice, customer_code=deleted.code, content="1")
+    message_send(user=alice, customer_code=deleted.code, content="2")
+    message_send(user=alice, customer_code=other.code, content="3")
+    errors = []
+    deleting = _delete_in_thread(deleted, errors)
+
+    def fail():
+        message_fail(message_id=failing.pk, code="no_recipient", reason="None.")
+
+    with _HeldTransaction(fail) as open_transaction:
+        watcher = _release_when_blocked(open_transaction)
+        deleting.start()
+        deleting.join(10)
+        watcher.join(10)
+
+    assert open_transaction.error is None
+    assert errors == []
+    assert _count_today(alice) == 1

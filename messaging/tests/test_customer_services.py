@@ -133,24 +133,30 @@ def test_customer_delete_removes_conversation(alice):
     assert not Message.objects.filter(owner=alice).exists()
 
 
-def test_customer_delete_refunds_queued_parts(alice):
+def test_customer_delete_refunds_queued_parts(
+    alice, django_capture_on_commit_callbacks
+):
     customer = customer_make(alice)
     message_send(user=alice, customer_code=customer.code, content="Queued")
     (sent,) = message_send(user=alice, customer_code=customer.code, content="Sent")
     Message.objects.filter(pk=sent.pk).update(status=Message.Status.SENT)
 
-    customer_delete(customer=customer)
+    with django_capture_on_commit_callbacks(execute=True):
+        customer_delete(customer=customer)
 
     count = DailySendCount.objects.get(owner=alice, day=timezone.localdate())
     assert count.sent == 1
 
 
-def test_customer_delete_leaves_other_customers_count(alice):
+def test_customer_delete_leaves_other_customers_count(
+    alice, django_capture_on_commit_callbacks
+):
     other = customer_make(alice, phone="+5511900000002")
     deleted = customer_make(alice, phone="+5511900000003")
     message_send(user=alice, customer_code=other.code, content="Stays queued")
 
-    customer_delete(customer=deleted)
+    with django_capture_on_commit_callbacks(execute=True):
+        customer_delete(customer=deleted)
 
     count = DailySendCount.objects.get(owner=alice, day=timezone.localdate())
     assert count.sent == 1

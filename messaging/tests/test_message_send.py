@@ -379,7 +379,7 @@ def test_refund_goes_to_send_day(alice):
     customer = customer_make(alice)
     (message,) = _send(alice, customer_code=customer.code)
     yesterday = timezone.now() - timedelta(days=1)
-    Message.objects.filter(pk=message.pk).update(created_at=yesterday)
+    Message.objects.filter(pk=message.pk).update(timestamp=yesterday)
     DailySendCount.objects.create(
         owner=alice, day=timezone.localdate(yesterday), sent=1
     )

@@ -14,14 +14,14 @@ logging.getLogger("django.request").warning("Not Found: /api/nothing-here")
 """
 
 
-def _stderr_of_one_record(**variables) -> str:
+def _stderr_of_one_record(script: str = LOG_ONE_RECORD_SCRIPT, **variables) -> str:
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "whatsapp_saas.settings",
         "SECRET_KEY": "logging-test-secret-key-of-no-use-elsewhere",
         **variables,
     }
-    return python_run(LOG_ONE_RECORD_SCRIPT, env=environment).stderr
+    return python_run(script, env=environment).stderr
 
 
 def test_django_record_is_printed_once_with_debug_on():
@@ -32,5 +32,13 @@ def test_django_record_is_printed_once_with_debug_on():
 
 def test_django_record_follows_log_level():
     stderr = _stderr_of_one_record(DEBUG="True", LOG_LEVEL="ERROR")
+
+    assert "Not Found" not in stderr
+
+
+def test_django_debug_records_stay_out_at_debug():
+    script = LOG_ONE_RECORD_SCRIPT.replace(".warning(", ".debug(")
+
+    stderr = _stderr_of_one_record(script, LOG_LEVEL="DEBUG")
 
     assert "Not Found" not in stderr
