@@ -1,5 +1,7 @@
 """Admin views for subscribers, their subscriptions and their API tokens."""
 
+import logging
+
 from django.contrib import admin
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.admin.options import get_content_type_for_model
@@ -16,6 +18,9 @@ from whatsapp_saas.admin_mixins import OwnerFixedMixin
 
 from .forms import AdminUserChangeForm, AdminUserCreationForm
 from .models import Subscription, User
+from .services import subscription_trial_start
+
+logger = logging.getLogger(__name__)
 
 # The admin shows this many leading characters of an API token key, and
 # never the rest.
@@ -110,6 +115,19 @@ class UserAdmin(BaseUserAdmin):
             },
         ),
     )
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        user = form.instance
+        if not change and not Subscription.objects.filter(user=user).exists():
+            # As at signup: without a plan the subscriber cannot connect
+            # WhatsApp, and the product has no page to choose one.
+            subscription = subscription_trial_start(user=user)
+            logger.info(
+                "Gave user %s added in the admin a trial until %s",
+                user.pk,
+                subscription.current_period_end,
+            )
 
     def get_deleted_objects(self, objs, request):
         to_delete, model_count, perms_needed, protected = super().get_deleted_objects(

@@ -37,18 +37,25 @@ def user_signup(*, email: str, password: str, default_country: str) -> User:
         user = User.objects.create_user(
             email=email, password=password, default_country=country
         )
-        Subscription.objects.create(
-            user=user,
-            plan=Subscription.Plan.STARTER,
-            status=Subscription.Status.TRIALING,
-            current_period_end=trial_end,
-            daily_message_quota=Subscription.DEFAULT_DAILY_QUOTAS[
-                Subscription.Plan.STARTER
-            ],
-        )
+        subscription_trial_start(user=user, ends_at=trial_end)
 
     logger.info("Signed up user %s with a trial until %s", user.id, trial_end)
     return user
+
+
+def subscription_trial_start(*, user: User, ends_at=None) -> Subscription:
+    """Give `user` the starter plan's trial, ending after TRIAL_DAYS by default."""
+    if ends_at is None:
+        ends_at = timezone.now() + timedelta(days=TRIAL_DAYS)
+    return Subscription.objects.create(
+        user=user,
+        plan=Subscription.Plan.STARTER,
+        status=Subscription.Status.TRIALING,
+        current_period_end=ends_at,
+        daily_message_quota=Subscription.DEFAULT_DAILY_QUOTAS[
+            Subscription.Plan.STARTER
+        ],
+    )
 
 
 def user_default_country_set(*, user: User, default_country: str) -> User:

@@ -132,15 +132,20 @@ def test_subscription_cannot_move_to_other_user(admin_client, owner, outsider):
     assert subscription.user == owner
 
 
-def test_user_add_rejects_email_case_variant(admin_client, owner):
-    data = {
-        "email": "OWNER@example.com",
+def _user_add_data(email: str, **subscription_forms) -> dict:
+    return {
+        "email": email,
         "usable_password": "true",
         "password1": "correct-horse-battery-9",
         "password2": "correct-horse-battery-9",
         "subscription-TOTAL_FORMS": "0",
         "subscription-INITIAL_FORMS": "0",
+        **subscription_forms,
     }
+
+
+def test_user_add_rejects_email_case_variant(admin_client, owner):
+    data = _user_add_data("OWNER@example.com")
 
     response = admin_client.post(reverse("admin:accounts_user_add"), data)
 
@@ -150,14 +155,7 @@ def test_user_add_rejects_email_case_variant(admin_client, owner):
 
 
 def test_user_add_lowercases_email(admin_client):
-    data = {
-        "email": "New.Person@Example.com",
-        "usable_password": "true",
-        "password1": "correct-horse-battery-9",
-        "password2": "correct-horse-battery-9",
-        "subscription-TOTAL_FORMS": "0",
-        "subscription-INITIAL_FORMS": "0",
-    }
+    data = _user_add_data("New.Person@Example.com")
 
     admin_client.post(reverse("admin:accounts_user_add"), data)
 
@@ -182,3 +180,31 @@ def test_delete_selected_users_masks_token_key(admin_client, token):
     page = response.content.decode()
     assert token.key not in page
     assert token_key_masked(token.key) in page
+
+
+def test_user_added_without_plan_gets_trial(admin_client):
+    admin_client.post(
+        reverse("admin:accounts_user_add"), _user_add_data("trial@example.com")
+    )
+
+    subscription = User.objects.get(email="trial@example.com").subscription
+    assert subscription.plan == "starter"
+    assert subscription.status == "trialing"
+
+
+def test_user_added_with_plan_keeps_it(admin_client):
+    data = _user_add_data(
+        "paying@example.com",
+        **{
+            "subscription-TOTAL_FORMS": "1",
+            "subscription-0-plan": "business",
+            "subscription-0-status": "active",
+            "subscription-0-daily_message_quota": "5000",
+        },
+    )
+
+    admin_client.post(reverse("admin:accounts_user_add"), data)
+
+    subscription = User.objects.get(email="paying@example.com").subscription
+    assert subscription.plan == "business"
+    assert subscription.status == "active"
