@@ -18,7 +18,6 @@ from functools import cache, partial
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from kombu.exceptions import OperationalError
@@ -60,7 +59,13 @@ from whatsapp_saas.queries import (
 )
 
 from .customers import customer_for_phone, customer_identify, phone_clean
-from .quota import COUNTED_SOURCES, quota_refund
+from .quota import (
+    COUNTED_SOURCES,
+    daily_limit,
+    quota_exceeded_error,
+    quota_refund,
+    quota_take,
+)
 from .updates import (
     STATUS_RANK,
     UNKNOWN_OUTCOME_FAILURES,
@@ -213,74 +218,6 @@ def session_require_sendable(user) -> None:
         )
 
 
-def quota_take(user, parts: int, *, now=None) -> None:
-    """Count `parts` messages against the quota of the day of `now`.
-
-    Adds to that day's DailySendCount row in one upsert, which holds that
-    row locked until the transaction ends, so concurrent sends of one user
-    are counted one after the other. Call it inside the send's transaction:
-    an error raised here or later in the transaction undoes the count.
-    Raises ApplicationError ``daily_quota_exceeded`` (429) past the quota.
-    `now` defaults to the current time. The messages take it as their
-    `timestamp`, by which a refund finds the day.
-    """
-    now = timezone.localtime(now)
-    sent = _daily_count_add(user.pk, now.date(), parts)
-    limit = _daily_limit(user)
-    if sent > limit:
-        raise _quota_exceeded(limit=limit, used=sent - parts, parts=parts, now=now)
-
-
-def _daily_limit(user) -> int:
-    subscription = getattr(user, "subscription", None)
-    return subscription.daily_message_quota if subscription is not None else 0
-
-
-def _quota_exceeded(*, limit: int, used: int, parts: int, now) -> ApplicationError:
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    resets_at = day_start + timedelta(days=1)
-    return ApplicationError(
-        _(
-            "This message needs more of today's message quota than is left "
-            "(daily limit: %(limit)s, sent today: %(used)s, parts in this "
-            "message: %(parts)s), so nothing was sent. The quota resets at "
-            "%(time)s."
-        )
-        % {
-            "limit": limit,
-            "used": used,
-            "parts": parts,
-            "time": date_format(resets_at, "DATETIME_FORMAT") + f" {resets_at:%Z}",
-        },
-        code="daily_quota_exceeded",
-        extra={
-            "limit": limit,
-            "used": used,
-            "requested": parts,
-            "resets_at": resets_at.isoformat(),
-        },
-        status_code=429,
-    )
-
-
-def _daily_count_add(owner_id: int, day, parts: int) -> int:
-    """Add `parts` to the owner's count for `day` and return the new count."""
-    quote = connection.ops.quote_name
-    table = quote(DailySendCount._meta.db_table)
-    sent = quote("sent")
-    # PostgreSQL and SQLite (3.35+) both run this upsert.
-    sql = (
-        f"INSERT INTO {table} ({quote('owner_id')}, {quote('day')}, {sent}) "
-        f"VALUES (%s, %s, %s) "
-        f"ON CONFLICT ({quote('owner_id')}, {quote('day')}) "
-        f"DO UPDATE SET {sent} = {table}.{sent} + EXCLUDED.{sent} "
-        f"RETURNING {sent}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [owner_id, day, parts])
-        return cursor.fetchone()[0]
-
-
 def message_send(
     *,
     user,
@@ -402,7 +339,7 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
         raise _customer_not_found(customer_code)
 
     now = timezone.localtime()
-    limit = _daily_limit(user)
+    limit = daily_limit(user)
     message = _one_send_message(user, body, source, now)
     sql, plan, value_plan = _one_send_statement(connection.vendor)
     params = [user.pk, code, user.pk, now.date(), 1, 1, limit, limit]
@@ -421,7 +358,9 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
                     .values_list("sent", flat=True)
                     .first()
                 )
-                raise _quota_exceeded(limit=limit, used=used or 0, parts=1, now=now)
+                raise quota_exceeded_error(
+                    limit=limit, used=used or 0, parts=1, now=now
+                )
     except IntegrityError:
         # Outside a transaction the foreign key check runs with the
         # statement, and fails when the customer was deleted meanwhile.

@@ -16,7 +16,7 @@ from django.test import Client, TestCase
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from messaging.models import Customer, Message
+from messaging.models import Customer, DailySendCount, Message
 from messaging.phones import match_key
 from messaging.services import gateway_event_apply
 from sessions_wa.models import WhatsAppSession
@@ -340,3 +340,8 @@ def thread_language_kept():
     which later tests share.
     """
     return translation.override(translation.get_language())
+
+
+def sent_today(user) -> int:
+    """Return how many parts today's quota of `user` has counted."""
+    return DailySendCount.objects.get(owner=user, day=timezone.localdate()).sent

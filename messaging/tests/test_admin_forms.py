@@ -6,10 +6,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from messaging.models import Customer, DailySendCount, Message
+from messaging.models import Customer, Message
 from messaging.services import message_send
 
-from .helpers import customer_make, outbound_make
+from .helpers import customer_make, outbound_make, sent_today
 
 pytestmark = pytest.mark.django_db
 
@@ -157,37 +157,33 @@ def test_customer_change_keeps_owner(admin_client, alice, charlie):
     assert customer.owner == alice
 
 
+def _customer_delete_page(admin_client, customer):
+    admin_client.post(
+        reverse("admin:messaging_customer_delete", args=[customer.pk]),
+        {"post": "yes"},
+    )
+
+
+def _customer_delete_action(admin_client, customer):
+    admin_client.post(
+        reverse("admin:messaging_customer_changelist"),
+        {
+            "action": "delete_selected",
+            "_selected_action": [customer.pk],
+            "post": "yes",
+        },
+    )
+
+
+@pytest.mark.parametrize("delete", [_customer_delete_page, _customer_delete_action])
 def test_admin_customer_delete_refunds_queued_parts(
-    admin_client, alice, django_capture_on_commit_callbacks
+    admin_client, alice, django_capture_on_commit_callbacks, delete
 ):
     customer = customer_make(alice)
     message_send(user=alice, customer_code=customer.code, content="Queued")
 
     with django_capture_on_commit_callbacks(execute=True):
-        admin_client.post(
-            reverse("admin:messaging_customer_delete", args=[customer.pk]),
-            {"post": "yes"},
-        )
+        delete(admin_client, customer)
 
     assert not Customer.objects.filter(pk=customer.pk).exists()
-    assert DailySendCount.objects.get(owner=alice).sent == 0
-
-
-def test_admin_delete_action_refunds_queued_parts(
-    admin_client, alice, django_capture_on_commit_callbacks
-):
-    customer = customer_make(alice)
-    message_send(user=alice, customer_code=customer.code, content="Queued")
-
-    with django_capture_on_commit_callbacks(execute=True):
-        admin_client.post(
-            reverse("admin:messaging_customer_changelist"),
-            {
-                "action": "delete_selected",
-                "_selected_action": [customer.pk],
-                "post": "yes",
-            },
-        )
-
-    assert not Customer.objects.filter(pk=customer.pk).exists()
-    assert DailySendCount.objects.get(owner=alice).sent == 0
+    assert sent_today(alice) == 0

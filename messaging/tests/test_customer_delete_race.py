@@ -16,10 +16,11 @@ from django.utils import timezone
 
 from messaging.models import Customer, DailySendCount, Message
 from messaging.services import customer_delete, message_send
-from messaging.services.sending import _daily_count_add, message_fail
+from messaging.services.quota import daily_count_add
+from messaging.services.sending import message_fail
 from whatsapp_saas.exceptions import ApplicationError
 
-from .helpers import customer_make
+from .helpers import customer_make, sent_today
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -177,10 +178,6 @@ def test_delete_takes_message_sent_meanwhile(alice):
     assert not Message.objects.filter(pk=message.pk).exists()
 
 
-def _count_today(user) -> int:
-    return DailySendCount.objects.get(owner=user, day=timezone.localdate()).sent
-
-
 def test_delete_refund_does_not_deadlock_with_send(alice):
     customer = customer_make(alice)
     message_send(user=alice, customer_code=customer.code, content="Queued")
@@ -193,7 +190,7 @@ def test_delete_refund_does_not_deadlock_with_send(alice):
         # its foreign key check.
         try:
             with transaction.atomic():
-                _daily_count_add(alice.pk, timezone.localdate(), 1)
+                daily_count_add(alice.pk, timezone.localdate(), 1)
                 deleting.start()
                 time.sleep(0.3)
                 with connection.cursor() as cursor:
@@ -212,7 +209,7 @@ def test_delete_refund_does_not_deadlock_with_send(alice):
     deleting.join(10)
 
     assert errors == []
-    assert _count_today(alice) == 1
+    assert sent_today(alice) == 1
 
 
 def test_message_failed_during_delete_refunds_once(alice):
@@ -235,4 +232,4 @@ def test_message_failed_during_delete_refunds_once(alice):
 
     assert open_transaction.error is None
     assert errors == []
-    assert _count_today(alice) == 1
+    assert sent_today(alice) == 1

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 
-from messaging.models import Customer, DailySendCount, Message
+from messaging.models import Customer, Message
 from messaging.services import (
     customer_create,
     customer_delete,
@@ -14,7 +13,7 @@ from messaging.services import (
 )
 from whatsapp_saas.exceptions import ApplicationError
 
-from .helpers import customer_make, outbound_make
+from .helpers import customer_make, outbound_make, sent_today
 
 
 def test_customer_create_stores_e164_and_key(alice):
@@ -144,8 +143,7 @@ def test_customer_delete_refunds_queued_parts(
     with django_capture_on_commit_callbacks(execute=True):
         customer_delete(customer=customer)
 
-    count = DailySendCount.objects.get(owner=alice, day=timezone.localdate())
-    assert count.sent == 1
+    assert sent_today(alice) == 1
 
 
 def test_customer_delete_leaves_other_customers_count(
@@ -158,5 +156,4 @@ def test_customer_delete_leaves_other_customers_count(
     with django_capture_on_commit_callbacks(execute=True):
         customer_delete(customer=deleted)
 
-    count = DailySendCount.objects.get(owner=alice, day=timezone.localdate())
-    assert count.sent == 1
+    assert sent_today(alice) == 1

@@ -14,7 +14,7 @@ from messaging.services import message_send
 from messaging.services.sending import message_fail
 from whatsapp_saas.exceptions import ApplicationError
 
-from .helpers import customer_make, outbound_make, session_connect
+from .helpers import customer_make, outbound_make, sent_today, session_connect
 
 
 def _send(user, **kwargs):
@@ -318,10 +318,6 @@ def _quota_set(user, limit: int) -> None:
     user.refresh_from_db()
 
 
-def _sent_today(user) -> int:
-    return DailySendCount.objects.get(owner=user, day=timezone.localdate()).sent
-
-
 def test_unsent_failure_refunds_quota(alice):
     _quota_set(alice, 1)
     customer = customer_make(alice)
@@ -351,7 +347,7 @@ def test_unknown_outcome_refunds_later_parts(alice):
 
     message_fail(message_id=first.pk, code="gateway_unavailable", reason="x")
 
-    assert _sent_today(alice) == 1
+    assert sent_today(alice) == 1
 
 
 def test_failed_long_text_refunds_every_part(alice):
@@ -361,7 +357,7 @@ def test_failed_long_text_refunds_every_part(alice):
 
     message_fail(message_id=first.pk, code="not_on_whatsapp", reason="x")
 
-    assert _sent_today(alice) == 0
+    assert sent_today(alice) == 0
 
 
 def test_second_failure_refunds_nothing(alice):
@@ -372,7 +368,7 @@ def test_second_failure_refunds_nothing(alice):
     message_fail(message_id=message.pk, code="invalid_recipient", reason="x")
     message_fail(message_id=message.pk, code="invalid_recipient", reason="x")
 
-    assert _sent_today(alice) == 1
+    assert sent_today(alice) == 1
 
 
 def test_refund_goes_to_send_day(alice):
@@ -386,7 +382,7 @@ def test_refund_goes_to_send_day(alice):
 
     message_fail(message_id=message.pk, code="no_recipient", reason="x")
 
-    assert _sent_today(alice) == 1
+    assert sent_today(alice) == 1
     assert DailySendCount.objects.get(day=timezone.localdate(yesterday)).sent == 0
 
 
@@ -397,7 +393,7 @@ def test_failed_phone_message_refunds_nothing(alice):
 
     message_fail(message_id=typed.pk, code="no_recipient", reason="x")
 
-    assert _sent_today(alice) == 1
+    assert sent_today(alice) == 1
 
 
 def test_quota_of_one_owner_ignores_another(alice, charlie):
