@@ -124,9 +124,9 @@ class UserAdmin(BaseUserAdmin):
             # WhatsApp, and the product has no page to choose one.
             subscription = subscription_trial_start(user=user)
             logger.info(
-                "Gave user %s added in the admin a trial until %s",
-                user.pk,
+                "Started a trial until %s for user %s, added in the admin",
                 subscription.current_period_end,
+                user.pk,
             )
 
     def get_deleted_objects(self, objs, request):

@@ -354,10 +354,8 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        # Django's own console handler would print each record a second
-        # time, beside the root's. mail_admins sends nothing unless ADMINS
-        # is set. Django's debug records (every missing template variable)
-        # stay out at DEBUG.
+        # Without Django's own console handler, so that each record prints
+        # once, through the root's. Debug records stay out even at DEBUG.
         "django": {
             "handlers": ["mail_admins"],
             "level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL,

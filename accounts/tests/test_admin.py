@@ -171,7 +171,7 @@ def test_user_delete_page_masks_token_key(admin_client, token):
     assert token_key_masked(token.key) in page
 
 
-def test_delete_selected_users_masks_token_key(admin_client, token):
+def test_user_delete_action_masks_key(admin_client, token):
     response = admin_client.post(
         reverse("admin:accounts_user_changelist"),
         {"action": "delete_selected", "_selected_action": [token.user_id]},

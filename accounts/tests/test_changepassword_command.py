@@ -9,7 +9,7 @@ NEW_PASSWORD = "a-new-password-of-some-length"
 pytestmark = pytest.mark.django_db
 
 
-def test_changepassword_reads_email_in_any_case(owner):
+def test_changepassword_ignores_email_case(owner):
     with mock.patch("getpass.getpass", return_value=NEW_PASSWORD):
         call_command("changepassword", "OWNER@Example.COM", stdout=StringIO())
 

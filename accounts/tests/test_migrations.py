@@ -28,7 +28,7 @@ def test_emails_with_capitals_are_lowered():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_emails_differing_only_in_case_stop_the_migration():
+def test_case_clash_stops_migration():
     apps = migrate_to(BEFORE_LOWER_CASE)
     users = apps.get_model("accounts", "User").objects
     first = users.create(email="ana@example.com", password="unusable")

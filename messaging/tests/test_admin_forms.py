@@ -176,7 +176,7 @@ def _customer_delete_action(admin_client, customer):
 
 
 @pytest.mark.parametrize("delete", [_customer_delete_page, _customer_delete_action])
-def test_admin_customer_delete_refunds_queued_parts(
+def test_admin_delete_refunds_queued_parts(
     admin_client, alice, django_capture_on_commit_callbacks, delete
 ):
     customer = customer_make(alice)

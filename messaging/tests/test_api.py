@@ -895,7 +895,7 @@ def test_invalid_jid_error_is_translated(api):
     assert body["extra"] == {"field": "to", "value": "12@@s.whatsapp.net"}
 
 
-def test_group_jid_error_names_kind_in_language(api):
+def test_group_jid_error_translated(api):
     with thread_language_kept():
         response = api.post(
             SEND,
@@ -909,7 +909,7 @@ def test_group_jid_error_names_kind_in_language(api):
     )
 
 
-def test_email_as_recipient_is_outside_whatsapp(api):
+def test_email_recipient_outside_whatsapp(api):
     response = api.post(SEND, {"to": "bob@example.com", "content": "Hi"}, format="json")
 
     assert response.json()["message"] == (

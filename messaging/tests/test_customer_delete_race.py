@@ -178,7 +178,7 @@ def test_delete_takes_message_sent_meanwhile(alice):
     assert not Message.objects.filter(pk=message.pk).exists()
 
 
-def test_delete_refund_does_not_deadlock_with_send(alice):
+def test_delete_and_send_no_deadlock(alice):
     customer = customer_make(alice)
     message_send(user=alice, customer_code=customer.code, content="Queued")
     errors = []
@@ -212,7 +212,7 @@ def test_delete_refund_does_not_deadlock_with_send(alice):
     assert sent_today(alice) == 1
 
 
-def test_message_failed_during_delete_refunds_once(alice):
+def test_fail_during_delete_refunds_once(alice):
     deleted = customer_make(alice)
     other = customer_make(alice, phone="+5511900000002")
     [failing] = message_send(user=alice, customer_code=deleted.code, content="1")

@@ -146,9 +146,7 @@ def test_customer_delete_refunds_queued_parts(
     assert sent_today(alice) == 1
 
 
-def test_customer_delete_leaves_other_customers_count(
-    alice, django_capture_on_commit_callbacks
-):
+def test_customer_delete_keeps_other_counts(alice, django_capture_on_commit_callbacks):
     other = customer_make(alice, phone="+5511900000002")
     deleted = customer_make(alice, phone="+5511900000003")
     message_send(user=alice, customer_code=other.code, content="Stays queued")

@@ -1,4 +1,4 @@
-"""What the logging settings print, read in a fresh interpreter."""
+"""Records that the logging settings print, checked in a new interpreter."""
 
 from __future__ import annotations
 
@@ -24,19 +24,19 @@ def _stderr_of_one_record(script: str = LOG_ONE_RECORD_SCRIPT, **variables) -> s
     return python_run(script, env=environment).stderr
 
 
-def test_django_record_is_printed_once_with_debug_on():
+def test_record_printed_once_with_debug():
     stderr = _stderr_of_one_record(DEBUG="True", LOG_LEVEL="INFO")
 
     assert stderr.count("Not Found: /api/nothing-here") == 1
 
 
-def test_django_record_follows_log_level():
+def test_record_follows_log_level():
     stderr = _stderr_of_one_record(DEBUG="True", LOG_LEVEL="ERROR")
 
     assert "Not Found" not in stderr
 
 
-def test_django_debug_records_stay_out_at_debug():
+def test_debug_records_hidden_at_debug():
     script = LOG_ONE_RECORD_SCRIPT.replace(".warning(", ".debug(")
 
     stderr = _stderr_of_one_record(script, LOG_LEVEL="DEBUG")
