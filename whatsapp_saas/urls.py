@@ -6,24 +6,27 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .views import api_not_found
 
+# The API comes first: Django tries the patterns in order on every request,
+# and the send API and the gateway's callbacks are the busiest paths. Pages
+# and the API have no prefix in common, so the order changes no match.
 urlpatterns = [
-    path("", include("messaging.urls")),
-    path("accounts/", include("accounts.urls")),
-    path("settings/", include("sessions_wa.urls")),
-    path("i18n/", include("django.conf.urls.i18n")),
-    path("admin/", admin.site.urls),
     path("api/settings/whatsapp/", include("sessions_wa.api_urls")),
-    path("api/", include("accounts.api_urls")),
     path("api/", include("messaging.api_urls")),
+    path("api/", include("accounts.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path(
         "api/docs/",
         SpectacularSwaggerView.as_view(url_name="api-schema"),
         name="api-docs",
     ),
-    # Last: the JSON 404 for every other path under /api/.
+    # After the API: the JSON 404 for every other path under /api/.
     path("api", api_not_found),
     re_path(r"^api/(?P<path>.*)$", api_not_found),
+    path("", include("messaging.urls")),
+    path("accounts/", include("accounts.urls")),
+    path("settings/", include("sessions_wa.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
 ]
 
 handler404 = "whatsapp_saas.views.page_not_found"

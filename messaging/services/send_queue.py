@@ -63,7 +63,7 @@ from django.utils import timezone
 
 from messaging.models import Customer, Message, PendingMessageUpdate
 from messaging.selectors import message_first_attempts_q
-from whatsapp_saas.queries import prepared_cursor
+from whatsapp_saas.queries import json_rows_source, prepared_cursor, rows_json
 
 from .sending import (
     message_claim,
@@ -622,23 +622,28 @@ def messages_claim(claims: dict[int, dict]) -> set[int]:
             if message_claim(message_id, metadata=metadata)
         }
 
+    rows = rows_json(
+        [{"id": key, "metadata": metadata} for key, metadata in claims.items()]
+    )
+    params = [Status.SENDING, timezone.now(), rows, len(claims), Status.QUEUED]
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_statement(), params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+@cache
+def _claim_statement() -> str:
+    """Return the SQL of `messages_claim`, whose claims are one JSON parameter."""
     quote = connection.ops.quote_name
     table = quote(Message._meta.db_table)
-    rows = ", ".join(["(%s::bigint, %s::jsonb)"] * len(claims))
-    params: list = [Status.SENDING, timezone.now()]
-    for message_id, metadata in claims.items():
-        params += [message_id, json.dumps(metadata)]
-    params.append(Status.QUEUED)
-    sql = (
+    return (
         f"UPDATE {table} SET {quote('status')} = %s, {quote('updated_at')} = %s, "
         f"{quote('metadata')} = claim.metadata "
-        f"FROM (VALUES {rows}) AS claim (id, metadata) "
-        f"WHERE {table}.{quote('id')} = claim.id AND {table}.{quote('status')} = %s "
+        f"FROM {json_rows_source('claim', 'id bigint, metadata jsonb')} "
+        f"WHERE {table}.{quote('id')} = claim.id "
+        f"AND {table}.{quote('status')} = %s "
         f"RETURNING {table}.{quote('id')}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
 
 
 def messages_record_sent(sends: list[tuple[Message, dict]]) -> None:
@@ -696,40 +701,18 @@ def _sent_update_many(rows) -> dict[int, bool] | None:
     """
     if not rows:
         return {}
-    quote = connection.ops.quote_name
-    table = quote(Message._meta.db_table)
-    held_table = quote(PendingMessageUpdate._meta.db_table)
-    status, sent_at, chat_jid, gateway_column = (
-        quote("status"),
-        quote("sent_at"),
-        quote("chat_jid"),
-        quote("gateway_message_id"),
-    )
     now = timezone.now()
-    values = ", ".join(["(%s::bigint, %s::varchar, %s::varchar)"] * len(rows))
-    params: list = [Status.QUEUED, Status.SENDING, Status.SENT, now, now]
-    for message, gateway_id, jid in rows:
-        params += [message.pk, gateway_id, jid]
-    sql = (
-        f"UPDATE {table} SET "
-        f"{status} = CASE WHEN {table}.{status} IN (%s, %s) THEN %s "
-        f"ELSE {table}.{status} END, "
-        f"{sent_at} = COALESCE({table}.{sent_at}, %s), "
-        f"{quote('updated_at')} = %s, "
-        f"{gateway_column} = sent.gateway_id, "
-        f"{chat_jid} = CASE WHEN {table}.{chat_jid} = '' "
-        f"THEN COALESCE(sent.jid, '') ELSE {table}.{chat_jid} END "
-        f"FROM (VALUES {values}) AS sent (id, gateway_id, jid) "
-        f"WHERE {table}.{quote('id')} = sent.id AND ({table}.{gateway_column} IS NULL "
-        f"OR {table}.{gateway_column} = sent.gateway_id) "
-        f"RETURNING {table}.{quote('id')}, EXISTS (SELECT 1 FROM {held_table} AS held "
-        f"WHERE held.{quote('owner_id')} = {table}.{quote('owner_id')} "
-        f"AND held.{gateway_column} = sent.gateway_id)"
+    document = rows_json(
+        [
+            {"id": message.pk, "gateway_id": gateway_id, "jid": jid}
+            for message, gateway_id, jid in rows
+        ]
     )
+    params = [Status.QUEUED, Status.SENDING, Status.SENT, now, now, document, len(rows)]
     guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
         with guard, connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(_sent_statement(), params)
             return {
                 message_id: bool(waiting) for message_id, waiting in cursor.fetchall()
             }
@@ -746,6 +729,40 @@ def _sent_update_many(rows) -> dict[int, bool] | None:
             ", ".join(str(message.pk) for message, _gateway_id, _jid in rows),
         )
         return None
+
+
+# The columns of each send in `_sent_statement`'s JSON parameter.
+SENT_RECORD = "id bigint, gateway_id varchar, jid varchar"
+
+
+@cache
+def _sent_statement() -> str:
+    """Return the SQL of `_sent_update_many`, whose sends are one JSON parameter."""
+    quote = connection.ops.quote_name
+    table = quote(Message._meta.db_table)
+    held_table = quote(PendingMessageUpdate._meta.db_table)
+    status, sent_at, chat_jid, gateway_column = (
+        quote("status"),
+        quote("sent_at"),
+        quote("chat_jid"),
+        quote("gateway_message_id"),
+    )
+    return (
+        f"UPDATE {table} SET "
+        f"{status} = CASE WHEN {table}.{status} IN (%s, %s) THEN %s "
+        f"ELSE {table}.{status} END, "
+        f"{sent_at} = COALESCE({table}.{sent_at}, %s), "
+        f"{quote('updated_at')} = %s, "
+        f"{gateway_column} = sent.gateway_id, "
+        f"{chat_jid} = CASE WHEN {table}.{chat_jid} = '' "
+        f"THEN COALESCE(sent.jid, '') ELSE {table}.{chat_jid} END "
+        f"FROM {json_rows_source('sent', SENT_RECORD)} "
+        f"WHERE {table}.{quote('id')} = sent.id AND ({table}.{gateway_column} IS NULL "
+        f"OR {table}.{gateway_column} = sent.gateway_id) "
+        f"RETURNING {table}.{quote('id')}, EXISTS (SELECT 1 FROM {held_table} AS held "
+        f"WHERE held.{quote('owner_id')} = {table}.{quote('owner_id')} "
+        f"AND held.{gateway_column} = sent.gateway_id)"
+    )
 
 
 def _deadlock(error: OperationalError) -> bool:

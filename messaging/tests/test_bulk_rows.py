@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from datetime import timezone as dt_timezone
+from functools import partial
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -240,6 +241,37 @@ def test_update_runs_one_statement(alice):
 
     assert len(queries.captured_queries) == 1
     assert Message.objects.filter(status="delivered").count() == 20
+
+
+def _update_plans(execute, sql, params, many, context, *, plans):
+    if sql.startswith("UPDATE "):
+        context["cursor"].execute(f"EXPLAIN {sql}", params)
+        plans.append("\n".join(row[0] for row in context["cursor"].fetchall()))
+    return execute(sql, params, many, context)
+
+
+@pytest.mark.postgres
+def test_small_update_reads_rows_by_key(alice):
+    # Planned for the 100 rows PostgreSQL assumes a function returns, the
+    # UPDATE read this table whole instead of two rows by their key.
+    customer = customer_make(alice)
+    rows_insert(
+        Message,
+        [
+            _inbound(alice, customer, f"3EB0PLAN{n:05}", body="x", metadata={})
+            for n in range(3000)
+        ],
+    )
+    rows = list(Message.objects.order_by("pk")[:2])
+    for message in rows:
+        message.status = Message.Status.READ
+    plans = []
+
+    with connection.execute_wrapper(partial(_update_plans, plans=plans)):
+        rows_update(Message, rows, ["status"])
+
+    assert "Index Scan using messaging_message_pkey" in plans[0]
+    assert "Seq Scan on messaging_message" not in plans[0]
 
 
 def test_update_makes_no_query_without_rows(alice):

@@ -464,7 +464,7 @@ def test_drain_absorbs_echo_stored_first(alice, customer, fake_gateway):
 
 
 def _deadlock_on_bulk_sent(execute, sql, params, many, context):
-    if sql.startswith('UPDATE "messaging_message"') and "AS sent (id," in sql:
+    if sql.startswith('UPDATE "messaging_message"') and "AS sent (id bigint," in sql:
         raise OperationalError("deadlock detected") from DeadlockDetected(
             "deadlock detected"
         )
