@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.report import standing
 
 CEILINGS = {"http": {"rate": 800.0}, "celery": {"rate": 1000.0}}
+NAN = float("nan")
 
 
 def _outbound(rate: float, p99: float) -> dict:
@@ -37,8 +40,12 @@ def test_skipped_parts_are_reported_as_not_measured():
 
     lines = standing(results)
 
-    assert lines[1] == "- Inbound batches of 100: not measured in this run."
-    assert lines[3] == "- Gateway memory per idle session: not measured in this run."
+    assert lines[1] == (
+        "- Inbound batches of 100 at least 2,000 events/s: not measured in this run."
+    )
+    assert lines[3] == (
+        "- Under 100 KB of gateway memory per idle session: not measured in this run."
+    )
 
 
 def test_outbound_goal_uses_the_lowest_ratio():
@@ -50,3 +57,27 @@ def test_outbound_goal_uses_the_lowest_ratio():
     lines = standing(results)
 
     assert lines[0].startswith("- Outbound at least 0.5 of its ceiling: NOT met")
+
+
+@pytest.mark.parametrize("p99s", [(50.0, NAN), (NAN, 50.0)])
+def test_missing_p99_misses_the_goal(p99s):
+    scales = {
+        key: _outbound(480.0, p99) for key, p99 in zip((1, 10), p99s, strict=True)
+    }
+
+    lines = standing({"ceilings": CEILINGS, "scales": scales})
+
+    assert lines[2].startswith(
+        "- Accept-to-sent p99 under 100 ms at half load: NOT met"
+    )
+
+
+def test_ratio_needs_only_the_full_load_run():
+    scales = {1: {"outbound_full": {"rate": 500.0}}}
+
+    lines = standing({"ceilings": CEILINGS, "scales": scales})
+
+    assert lines[0].startswith("- Outbound at least 0.5 of its ceiling: met")
+    assert lines[2] == (
+        "- Accept-to-sent p99 under 100 ms at half load: not measured in this run."
+    )
