@@ -18,12 +18,30 @@ class TokenAuthentication(authentication.TokenAuthentication):
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request).split()
-        if header and header[0].lower() == b"bearer":
+        scheme = header[0].lower() if header else b""
+        if scheme == b"bearer":
             # DRF would treat the request as one without credentials.
             raise exceptions.AuthenticationFailed(
                 _(
                     "The Authorization header uses the Bearer scheme; send "
                     "'Authorization: Token <token>' instead."
+                )
+            )
+        # DRF's own messages for these two cases do not say what to send.
+        if scheme == b"token" and len(header) == 1:
+            raise exceptions.AuthenticationFailed(
+                _(
+                    "The Authorization header has no token after 'Token'; send "
+                    "'Authorization: Token <token>' with the token from the "
+                    "Settings page."
+                )
+            )
+        if scheme == b"token" and len(header) > 2:
+            raise exceptions.AuthenticationFailed(
+                _(
+                    "The API token in the Authorization header contains a space; "
+                    "send 'Authorization: Token <token>' with the token exactly "
+                    "as the Settings page shows it."
                 )
             )
         return super().authenticate(request)

@@ -127,6 +127,21 @@ def _int_list(text: str) -> list[int]:
         ) from None
 
 
+# The parts of a run that --skip can leave out.
+PARTS = ("outbound", "inbound", "gateway")
+
+
+def _parts(text: str) -> set[str]:
+    parts = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(parts - set(PARTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown part {', '.join(map(repr, unknown))}; give a "
+            f"comma-separated list of {', '.join(PARTS)}"
+        )
+    return parts
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -149,7 +164,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip",
-        type=lambda text: set(text.split(",")),
+        type=_parts,
         default=set(),
         help="parts to leave out: outbound, inbound, gateway",
     )

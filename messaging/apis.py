@@ -291,7 +291,13 @@ class MessageListApi(GenericAPIView):
             200: MessageSerializer(many=True),
             400: ERROR_400,
             401: ERROR_401,
-            404: ERROR_404_PAGE,
+            404: OpenApiResponse(
+                MessagingErrorSerializer,
+                description=(
+                    "The page number is not a page of the results, or "
+                    "`customer_id` names none of your customers (`not_found`)."
+                ),
+            ),
         },
     )
     def get(self, request):

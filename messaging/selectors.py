@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from sessions_wa.reasons import gateway_unreachable_message
+from whatsapp_saas.exceptions import ApplicationError
 
 from .models import Customer, DailySendCount, Message
 from .phones import PHONE_SEPARATORS
@@ -219,11 +220,21 @@ def message_list(
 ) -> QuerySet:
     """Return the user's messages, newest first, filtered by the given values.
 
-    A `customer_code` of another user matches nothing. `since` is
-    inclusive and `until` exclusive, both on the message's own time.
+    Raises a 404 ApplicationError when `customer_code` names none of the
+    user's customers (another user's included), as the customer and send
+    APIs do, so that a wrong id does not read as a customer without
+    messages. `since` is inclusive and `until` exclusive, both on the
+    message's own time.
     """
     queryset = Message.objects.filter(owner=user).select_related("customer")
     if customer_code is not None:
+        if not Customer.objects.filter(owner=user, code=customer_code).exists():
+            raise ApplicationError(
+                _("No customer has the id %(id)s.") % {"id": customer_code},
+                code="not_found",
+                extra={"field": "customer_id"},
+                status_code=404,
+            )
         queryset = queryset.filter(customer__code=customer_code)
     if direction:
         queryset = queryset.filter(direction=direction)

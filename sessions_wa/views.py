@@ -176,7 +176,8 @@ def simulate_scan(request):
 
 
 def _error(message: str, code: str, status: int) -> JsonResponse:
-    return JsonResponse({"message": message, "code": code}, status=status)
+    # The shape of every API error, with nothing more to add in `extra`.
+    return JsonResponse({"message": message, "code": code, "extra": {}}, status=status)
 
 
 def _json_constant_reject(name: str):

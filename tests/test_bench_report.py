@@ -81,3 +81,16 @@ def test_ratio_needs_only_the_full_load_run():
     assert lines[2] == (
         "- Accept-to-sent p99 under 100 ms at half load: not measured in this run."
     )
+
+
+def test_quick_run_does_not_judge_gateway_memory():
+    gateway = {"levels": [{"sessions": 200, "per_session": 60 * 1024}]}
+    results = {"ceilings": CEILINGS, "scales": {}, "gateway": gateway, "quick": True}
+
+    lines = standing(results)
+
+    assert lines[3] == (
+        "- Under 100 KB of gateway memory per idle session: not judged at --quick "
+        "sizes (60.0 KiB per session at 200 sessions); a full run measures "
+        "10,000 sessions."
+    )

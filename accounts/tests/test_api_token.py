@@ -104,6 +104,30 @@ def test_bearer_scheme_gets_401_naming_token_scheme(owner):
     assert "Authorization: Token <token>" in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [("Token", "no token after 'Token'"), ("Token abc def", "contains a space")],
+)
+def test_malformed_token_header_names_fix(header, words):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=header)
+
+    response = api.post(ROTATE_API_URL)
+
+    assert response.status_code == 401
+    assert words in response.json()["message"]
+    assert "Authorization: Token <token>" in response.json()["message"]
+
+
+def test_malformed_token_header_message_translated():
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Token")
+
+    response = api.post(ROTATE_API_URL, HTTP_ACCEPT_LANGUAGE="zh-hans")
+
+    assert "没有令牌" in response.json()["message"]
+
+
 def test_api_rotation_leaves_other_users_token(owner, outsider):
     outsider_token = Token.objects.create(user=outsider)
     api = APIClient()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -543,10 +544,25 @@ def test_time_filter_accepts_encoded_offset(api, history):
 
 
 def test_message_list_hides_other_subscribers(charlie_api, history, customer):
-    response = charlie_api.get(MESSAGES, {"customer": str(customer.code)})
+    response = charlie_api.get(MESSAGES)
 
     assert response.json()["count"] == 0
-    assert charlie_api.get(MESSAGES).json()["count"] == 0
+
+
+def test_other_subscribers_customer_filter_not_found(charlie_api, history, customer):
+    response = charlie_api.get(MESSAGES, {"customer_id": str(customer.code)})
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert response.json()["message"] == f"No customer has the id {customer.code}."
+
+
+def test_unknown_customer_filter_matches_other_subscribers(api, charlie_api, customer):
+    unknown = api.get(MESSAGES, {"customer": str(uuid.uuid4())})
+    other = charlie_api.get(MESSAGES, {"customer": str(customer.code)})
+
+    assert unknown.status_code == other.status_code == 404
+    assert unknown.json()["extra"] == other.json()["extra"] == {"field": "customer_id"}
 
 
 # Pages

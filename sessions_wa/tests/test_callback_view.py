@@ -283,7 +283,15 @@ def test_get_is_not_allowed(client):
     assert response.json() == {
         "message": "The gateway callback takes POST, not GET.",
         "code": "method_not_allowed",
+        "extra": {},
     }
+
+
+def test_bad_signature_error_has_api_error_shape(client):
+    response = client.post(callback_path(), data=b"{}", content_type="application/json")
+
+    assert response.status_code == 401
+    assert set(response.json()) == {"message", "code", "extra"}
 
 
 def test_event_for_unknown_user_is_recorded_as_ignored(client, owner, pending):
