@@ -209,6 +209,16 @@ def conversation_messages(
     return newest_first
 
 
+def customer_not_found_error(value) -> ApplicationError:
+    """Return the 404 for a customer id that names none of the user's customers."""
+    return ApplicationError(
+        _("No customer has the id %(id)s.") % {"id": value},
+        code="not_found",
+        extra={"field": "customer_id"},
+        status_code=404,
+    )
+
+
 def message_list(
     *,
     user,
@@ -229,12 +239,7 @@ def message_list(
     queryset = Message.objects.filter(owner=user).select_related("customer")
     if customer_code is not None:
         if not Customer.objects.filter(owner=user, code=customer_code).exists():
-            raise ApplicationError(
-                _("No customer has the id %(id)s.") % {"id": customer_code},
-                code="not_found",
-                extra={"field": "customer_id"},
-                status_code=404,
-            )
+            raise customer_not_found_error(customer_code)
         queryset = queryset.filter(customer__code=customer_code)
     if direction:
         queryset = queryset.filter(direction=direction)

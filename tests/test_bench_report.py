@@ -35,7 +35,7 @@ def test_outbound_only_run_judges_outbound_goals():
     )
 
 
-def test_skipped_parts_are_reported_as_not_measured():
+def test_skipped_part_not_measured():
     results = {"ceilings": CEILINGS, "scales": {1: _outbound(300.0, 120.0)}}
 
     lines = standing(results)
@@ -48,7 +48,7 @@ def test_skipped_parts_are_reported_as_not_measured():
     )
 
 
-def test_outbound_goal_uses_the_lowest_ratio():
+def test_outbound_goal_uses_lowest_ratio():
     results = {
         "ceilings": CEILINGS,
         "scales": {1: _outbound(480.0, 50.0), 10: _outbound(360.0, 50.0)},
@@ -72,7 +72,7 @@ def test_missing_p99_misses_the_goal(p99s):
     )
 
 
-def test_ratio_needs_only_the_full_load_run():
+def test_ratio_needs_only_full_load():
     scales = {1: {"outbound_full": {"rate": 500.0}}}
 
     lines = standing({"ceilings": CEILINGS, "scales": scales})
@@ -83,7 +83,7 @@ def test_ratio_needs_only_the_full_load_run():
     )
 
 
-def test_quick_run_does_not_judge_gateway_memory():
+def test_quick_run_skips_memory_goal():
     gateway = {"levels": [{"sessions": 200, "per_session": 60 * 1024}]}
     results = {"ceilings": CEILINGS, "scales": {}, "gateway": gateway, "quick": True}
 

@@ -399,8 +399,8 @@ def rows_json(rows: list) -> str:
 
 
 # In `_update_statement`'s plan, a JSONField, whose value goes into the
-# document as the JSON it stands for. `_update_statement` rejects a
-# JSONField with an encoder of its own.
+# document as it is. `_update_statement` rejects a JSONField with an
+# encoder of its own.
 _JSON_VALUE = object()
 
 

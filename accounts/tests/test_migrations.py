@@ -10,42 +10,47 @@ BEFORE_LOWER_CASE = [("accounts", "0001_initial")]
 WITH_LOWER_CASE = [("accounts", "0002_email_lower_case")]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_emails_with_capitals_are_lowered():
-    apps = migrate_to(BEFORE_LOWER_CASE)
-    users = apps.get_model("accounts", "User").objects
-    mixed = users.create(email="Ana.Souza@Example.COM", password="unusable")
-    lower = users.create(email="bia@example.com", password="unusable")
+@pytest.fixture
+def users_before_lower_case(transactional_db):
+    """Yield the User manager of the schema before emails were lowered.
 
+    Afterwards the users are deleted, so that a clash cannot stop the
+    migrations that bring the schema back to the latest.
+    """
+    users = migrate_to(BEFORE_LOWER_CASE).get_model("accounts", "User").objects
     try:
-        apps = migrate_to(WITH_LOWER_CASE)
-        users = apps.get_model("accounts", "User").objects
-
-        assert users.get(pk=mixed.pk).email == "ana.souza@example.com"
-        assert users.get(pk=lower.pk).email == "bia@example.com"
+        yield users
     finally:
+        users.all().delete()
         migrate_to_latest()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_case_clash_stops_migration():
-    apps = migrate_to(BEFORE_LOWER_CASE)
+def test_emails_with_capitals_are_lowered(users_before_lower_case):
+    mixed = users_before_lower_case.create(
+        email="Ana.Souza@Example.COM", password="unusable"
+    )
+    lower = users_before_lower_case.create(email="bia@example.com", password="unusable")
+
+    apps = migrate_to(WITH_LOWER_CASE)
     users = apps.get_model("accounts", "User").objects
+
+    assert users.get(pk=mixed.pk).email == "ana.souza@example.com"
+    assert users.get(pk=lower.pk).email == "bia@example.com"
+
+
+def test_case_clash_stops_migration(users_before_lower_case):
+    users = users_before_lower_case
     first = users.create(email="ana@example.com", password="unusable")
     second = users.create(email="Ana@Example.com", password="unusable")
 
-    try:
-        with pytest.raises(RuntimeError) as raised:
-            migrate_to(WITH_LOWER_CASE)
+    with pytest.raises(RuntimeError) as raised:
+        migrate_to(WITH_LOWER_CASE)
 
-        message = str(raised.value)
-        assert f"user {first.pk} (ana@example.com)" in message
-        assert f"user {second.pk} (Ana@Example.com)" in message
-        assert "run migrate again" in message
-        assert users.get(pk=second.pk).email == "Ana@Example.com"
-    finally:
-        users.filter(pk=second.pk).delete()
-        migrate_to_latest()
+    message = str(raised.value)
+    assert f"user {first.pk} (ana@example.com)" in message
+    assert f"user {second.pk} (Ana@Example.com)" in message
+    assert "run migrate again" in message
+    assert users.get(pk=second.pk).email == "Ana@Example.com"
 
 
 BEFORE_LOG_MASK = [

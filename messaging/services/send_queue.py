@@ -622,10 +622,10 @@ def messages_claim(claims: dict[int, dict]) -> set[int]:
             if message_claim(message_id, metadata=metadata)
         }
 
-    rows = rows_json(
+    document = rows_json(
         [{"id": key, "metadata": metadata} for key, metadata in claims.items()]
     )
-    params = [Status.SENDING, timezone.now(), rows, len(claims), Status.QUEUED]
+    params = [Status.SENDING, timezone.now(), document, len(claims), Status.QUEUED]
     with connection.cursor() as cursor:
         cursor.execute(_claim_statement(), params)
         return {row[0] for row in cursor.fetchall()}

@@ -33,6 +33,7 @@ from messaging.phones import (
 )
 from messaging.selectors import (
     SENDABLE_STATES,
+    customer_not_found_error,
     send_block_reason,
     session_not_connected_message,
     whatsapp_state,
@@ -151,15 +152,6 @@ def _customer_code(value) -> uuid.UUID | None:
         return None
 
 
-def _customer_not_found(value) -> ApplicationError:
-    return ApplicationError(
-        _("No customer has the id %(id)s.") % {"id": value},
-        code="not_found",
-        extra={"field": "customer_id"},
-        status_code=404,
-    )
-
-
 def _customer_deleted(owner, pk=None, *, code=None) -> bool:
     """Return whether the owner's customer, by id or code, no longer exists."""
     lookup = {"pk": pk} if pk is not None else {"code": code}
@@ -180,7 +172,7 @@ def _customer_gone(user, customer, customer_code) -> ApplicationError:
         customer,
     )
     if customer_code is not None:
-        return _customer_not_found(customer_code)
+        return customer_not_found_error(customer_code)
     return ApplicationError(
         _(
             "The customer for this number was deleted while the message was "
@@ -197,7 +189,7 @@ def _customer_by_code(owner, value) -> Customer:
     code = _customer_code(value)
     customer = row_get(Customer, owner=owner, code=code) if code else None
     if customer is None:
-        raise _customer_not_found(value)
+        raise customer_not_found_error(value)
     return customer
 
 
@@ -336,7 +328,7 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
 
     code = _customer_code(customer_code)
     if code is None:
-        raise _customer_not_found(customer_code)
+        raise customer_not_found_error(customer_code)
 
     now = timezone.localtime()
     limit = daily_limit(user)
@@ -368,7 +360,7 @@ def _message_send_one_statement(user, customer_code, body: str, source: str):
             raise
         raise _customer_gone(user, code, customer_code) from None
     if row is None:
-        raise _customer_not_found(customer_code)
+        raise customer_not_found_error(customer_code)
 
     customer = row_model(Customer, plan, row[:-1])
     message.pk = row[-1]

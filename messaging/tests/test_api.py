@@ -894,14 +894,18 @@ def test_bad_status_error_is_translated(api):
     assert message.startswith("“READ”不是有效的 status")
 
 
-def test_invalid_jid_error_is_translated(api):
+def _send_in_chinese(api, to: str):
     with thread_language_kept():
-        response = api.post(
+        return api.post(
             SEND,
-            {"to": "12@@s.whatsapp.net", "content": "Hi"},
+            {"to": to, "content": "Hi"},
             format="json",
             HTTP_ACCEPT_LANGUAGE="zh-hans",
         )
+
+
+def test_invalid_jid_error_is_translated(api):
+    response = _send_in_chinese(api, "12@@s.whatsapp.net")
 
     body = response.json()
     assert body["code"] == "invalid_recipient"
@@ -912,13 +916,7 @@ def test_invalid_jid_error_is_translated(api):
 
 
 def test_group_jid_error_translated(api):
-    with thread_language_kept():
-        response = api.post(
-            SEND,
-            {"to": "120363@g.us", "content": "Hi"},
-            format="json",
-            HTTP_ACCEPT_LANGUAGE="zh-hans",
-        )
+    response = _send_in_chinese(api, "120363@g.us")
 
     assert response.json()["message"] == (
         "120363@g.us 是WhatsApp 群组地址；消息只能发送到个人号码。"
