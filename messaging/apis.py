@@ -276,6 +276,29 @@ class MessageSendApi(APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
+class MessageDetailApi(APIView):
+    @extend_schema(
+        summary="Get a message",
+        description=(
+            "Returns one of your messages by its id, with the same fields as "
+            "an item of the message list. Poll it to follow a sent message's "
+            "status."
+        ),
+        responses={
+            200: MessageSerializer,
+            401: ERROR_401,
+            404: OpenApiResponse(
+                MessagingErrorSerializer,
+                description="No such message for this user (`not_found`).",
+            ),
+        },
+    )
+    def get(self, request, code):
+        query_params_check(request, ())
+        message = selectors.message_get(user=request.user, code=code)
+        return Response(messages_data([message])[0])
+
+
 # The query parameters the message list reads: its filters and the page.
 MESSAGE_LIST_PARAMS = (*MessageFilterSerializer().fields, "page")
 

@@ -219,6 +219,35 @@ def customer_not_found_error(value) -> ApplicationError:
     )
 
 
+def message_get(*, user, code) -> Message:
+    """Return the user's message with this code.
+
+    Raises a 404 ApplicationError for an unknown code, a malformed one, or
+    another user's message alike.
+    """
+    try:
+        key = uuid.UUID(str(code))
+    except ValueError:
+        raise message_not_found_error(code) from None
+    message = (
+        Message.objects.filter(owner=user, code=key).select_related("customer").first()
+    )
+    if message is None:
+        raise message_not_found_error(code)
+    return message
+
+
+def message_not_found_error(value) -> ApplicationError:
+    """Return the 404 for a message id that names none of the user's messages."""
+    return ApplicationError(
+        _("No message has the id %(id)s; list your messages at /api/messages/.")
+        % {"id": value},
+        code="not_found",
+        extra={"field": "id"},
+        status_code=404,
+    )
+
+
 def message_list(
     *,
     user,

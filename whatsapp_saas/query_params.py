@@ -27,9 +27,11 @@ def query_params_check(
     ACCEPTED_EVERYWHERE. An empty value of one of them is rejected unless
     `may_be_empty` names it: a filter such as `?customer_id=`, sent by a
     client whose variable was unset, would otherwise return the whole list.
-    Raises ApplicationError (400): `unknown_query_parameter` naming the
-    unknown parameters and the accepted ones, `repeated_query_parameter`
-    naming the parameter and its values, or `empty_query_parameter`.
+    A NUL character in a value is rejected too: PostgreSQL rejects it in a
+    query, and no stored text has one. Raises ApplicationError (400):
+    `unknown_query_parameter` naming the unknown parameters and the
+    accepted ones, `repeated_query_parameter` naming the parameter and its
+    values, `invalid_query_parameter` for a NUL, or `empty_query_parameter`.
     """
     names = [*accepted, *ACCEPTED_EVERYWHERE]
     params = request.query_params
@@ -60,6 +62,18 @@ def query_params_check(
                 },
                 code="repeated_query_parameter",
                 extra={"parameter": name, "values": values},
+            )
+
+    for name in names:
+        if "\x00" in params.get(name, ""):
+            raise ApplicationError(
+                _(
+                    "%(name)s contains a NUL character (\\x00), which no stored "
+                    "text contains; remove it from the value."
+                )
+                % {"name": name},
+                code="invalid_query_parameter",
+                extra={"parameter": name},
             )
 
     for name in accepted:

@@ -565,6 +565,60 @@ def test_unknown_customer_filter_matches_other_subscribers(api, charlie_api, cus
     assert unknown.json()["extra"] == other.json()["extra"] == {"field": "customer_id"}
 
 
+# One message
+
+
+def test_message_detail_returns_list_item(api, history):
+    sent = history["sent"]
+    listed = api.get(MESSAGES).json()["results"]
+    [item] = [row for row in listed if row["id"] == str(sent.code)]
+
+    response = api.get(f"{MESSAGES}{sent.code}/")
+
+    assert response.status_code == 200
+    assert response.json() == item
+
+
+def test_message_detail_of_another_subscriber_is_404(charlie_api, history):
+    code = history["sent"].code
+
+    response = charlie_api.get(f"{MESSAGES}{code}/")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert response.json()["message"] == (
+        f"No message has the id {code}; list your messages at /api/messages/."
+    )
+
+
+def test_message_detail_unknown_matches_other_subscribers(api, charlie_api, history):
+    unknown = api.get(f"{MESSAGES}{uuid.uuid4()}/")
+    other = charlie_api.get(f"{MESSAGES}{history['sent'].code}/")
+
+    assert unknown.status_code == other.status_code == 404
+    assert unknown.json()["extra"] == other.json()["extra"] == {"field": "id"}
+
+
+def test_message_detail_malformed_id_is_404(api):
+    response = api.get(f"{MESSAGES}{'-' * 36}/")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_message_detail_needs_authentication(history):
+    response = APIClient().get(f"{MESSAGES}{history['sent'].code}/")
+
+    assert response.status_code == 401
+
+
+def test_message_detail_rejects_query_parameter(api, history):
+    response = api.get(f"{MESSAGES}{history['sent'].code}/", {"status": "sent"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "unknown_query_parameter"
+
+
 # Pages
 
 
@@ -619,6 +673,7 @@ def test_schema_for_messaging_endpoints_has_no_warnings():
         "/api/customers/",
         "/api/customers/{code}/",
         "/api/messages/",
+        "/api/messages/{code}/",
         "/api/messages/send",
     }
 

@@ -106,6 +106,12 @@ def test_unknown_parameter_error_is_translated(api):
     assert response.json()["message"].startswith("未知的查询参数 'statsu'")
 
 
+def test_nul_parameter_error_is_translated(api):
+    response = _get_in_chinese(api, {"status": "\x00"})
+
+    assert response.json()["message"].startswith("status 含有 NUL 字符（\\x00）")
+
+
 def test_invalid_filter_message_is_translated(api):
     response = _get_in_chinese(api, {"status": "nope"})
 

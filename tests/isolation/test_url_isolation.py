@@ -224,6 +224,10 @@ MATRIX: dict[str, Entry] = {
         {"GET": OWN},
         query=lambda owner: {"customer": _customer_code(owner), "status": "received"},
     ),
+    "api/^messages/(?P<code>[0-9a-fA-F-]{36})/$": Entry(
+        _same(NOT_FOUND, ("GET",)),
+        params={"code": lambda owner: str(owner.message.code)},
+    ),
     # A body naming another user is rejected; the page form above covers
     # adding the owner's customer's number as the outsider's own.
     "api/^customers/$": Entry(
