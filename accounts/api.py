@@ -7,6 +7,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from whatsapp_saas.serializers import KnownFieldsMixin
+
 from . import services
 
 
@@ -17,12 +19,30 @@ class ApiTokenSerializer(serializers.Serializer):
     created = serializers.DateTimeField()
 
 
+class ApiTokenRotateRequestSerializer(KnownFieldsMixin, serializers.Serializer):
+    """Optional body of the token rotation, which reads no field but `user_id`.
+
+    UserIdIsCaller has checked that a `user_id` is the caller's own.
+    """
+
+    user_id = serializers.IntegerField(
+        required=False,
+        help_text="Optional; when present it must be the authenticated user's id.",
+    )
+
+
 class ApiTokenRotateApi(APIView):
     @extend_schema(
         operation_id="auth_token_rotate",
-        request=None,
+        request=ApiTokenRotateRequestSerializer,
         responses={
             201: ApiTokenSerializer,
+            400: OpenApiResponse(
+                description=(
+                    "The body has a field other than `user_id`, or a `user_id` "
+                    "that is not the caller's."
+                )
+            ),
             401: OpenApiResponse(
                 description="Not authenticated, or the token is invalid."
             ),
@@ -34,5 +54,7 @@ class ApiTokenRotateApi(APIView):
         ),
     )
     def post(self, request):
+        body = ApiTokenRotateRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
         token = services.api_token_rotate(user=request.user)
         return Response(ApiTokenSerializer(token).data, status=status.HTTP_201_CREATED)

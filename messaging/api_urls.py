@@ -12,7 +12,7 @@ urlpatterns = [
     path("messages/send", apis.MessageSendApi.as_view(), name="message_send"),
     path("messages/", apis.MessageListApi.as_view(), name="message_list"),
     re_path(
-        r"^messages/(?P<code>[0-9a-fA-F-]{36})/$",
+        r"^messages/(?P<code>[0-9a-fA-F-]{32,36})/$",
         apis.MessageDetailApi.as_view(),
         name="message_detail",
     ),

@@ -20,8 +20,6 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from whatsapp_saas.query_params import query_params_check
-
 from . import selectors, services
 from .models import Customer, Message
 from .serializers import (
@@ -122,7 +120,7 @@ class CustomerViewSet(viewsets.GenericViewSet):
     serializer_class = CustomerSerializer
     queryset = Customer.objects.none()
     lookup_field = "code"
-    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    lookup_value_regex = "[0-9a-fA-F-]{32,36}"
 
     def get_queryset(self):
         search = self.request.query_params.get("search") or None
@@ -147,8 +145,13 @@ class CustomerViewSet(viewsets.GenericViewSet):
         fresh = selectors.customer_get(user=self.request.user, code=customer.code)
         return Response(CustomerSerializer(fresh).data, status=status_code)
 
+    def query_params_for(self, request) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        # Read by QueryParamsRead: only the list reads query parameters.
+        if self.action == "list":
+            return ("search", "page"), ("search",)
+        return (), ()
+
     def list(self, request):
-        query_params_check(request, ("search", "page"), may_be_empty=("search",))
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(CustomerSerializer(page, many=True).data)
 
@@ -294,7 +297,6 @@ class MessageDetailApi(APIView):
         },
     )
     def get(self, request, code):
-        query_params_check(request, ())
         message = selectors.message_get(user=request.user, code=code)
         return Response(messages_data([message])[0])
 
@@ -306,6 +308,7 @@ MESSAGE_LIST_PARAMS = (*MessageFilterSerializer().fields, "page")
 class MessageListApi(GenericAPIView):
     serializer_class = MessageSerializer
     queryset = Message.objects.none()
+    query_params = MESSAGE_LIST_PARAMS
 
     @extend_schema(
         summary="List messages, newest first",
@@ -324,7 +327,6 @@ class MessageListApi(GenericAPIView):
         },
     )
     def get(self, request):
-        query_params_check(request, MESSAGE_LIST_PARAMS)
         filters = MessageFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         data = filters.validated_data

@@ -315,7 +315,8 @@ def phone_parse(value, *, default_region=None) -> str:
     JID. A number is accepted when phonenumbers finds it valid. It is also
     accepted when the input, read as typed, has a possible length for its
     country, because new ranges and the ranges kept for fiction (UK 07700
-    900xxx) are not in the validity tables of phonenumbers.
+    900xxx) are not in the validity tables of phonenumbers. A length that
+    is possible only for a local call (seven digits after +1) is rejected.
     """
     if not isinstance(value, str):
         raise _invalid_phone(
@@ -361,6 +362,7 @@ def phone_parse(value, *, default_region=None) -> str:
 
     region = _region(default_region)
     possible = None
+    local_only = False
     candidates = _candidates(text, digits, region)
     for index, (candidate, candidate_region) in enumerate(candidates):
         try:
@@ -375,12 +377,22 @@ def phone_parse(value, *, default_region=None) -> str:
         # Only the first reading may be merely of a possible length. A second
         # reading of the same digits must be valid, because otherwise
         # "11 90000-0001" without a region would become +1 190 000 0001.
-        if index == 0 and phonenumbers.is_possible_number(number):
-            possible = e164
+        # A length possible only for a local call lacks the area code, and
+        # WhatsApp needs the whole international number.
+        if index == 0:
+            length = phonenumbers.is_possible_number_with_reason(number)
+            if length == phonenumbers.ValidationResult.IS_POSSIBLE:
+                possible = e164
+            local_only |= length == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY
     if possible is not None:
         return possible
 
-    if region and not text.startswith("+"):
+    if local_only:
+        reason = _(
+            "it is a local number without its area code; add the area code "
+            "and the country code, for example %(example)s."
+        ) % {"example": region_example(region) if region else DEFAULT_EXAMPLE}
+    elif region and not text.startswith("+"):
         reason = _(
             "it is neither a valid number in %(region)s nor a valid "
             "international number; check the digits or add the country code, "

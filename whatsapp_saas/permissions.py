@@ -66,3 +66,28 @@ class UserIdIsCaller(BasePermission):
         if handled and request.user is not None and request.user.is_authenticated:
             user_id_check(request)
         return True
+
+
+class QueryParamsRead(BasePermission):
+    """Runs query_params_check with the query parameters the view reads.
+
+    A view names them in `query_params`, and those that may be empty in
+    `query_params_may_be_empty`. A view whose actions read different ones
+    defines `query_params_for(request)`, which returns both. A view that
+    names none reads only those of every endpoint, so a DELETE with
+    `?dry_run=1` gets 400 instead of deleting.
+    """
+
+    def has_permission(self, request, view) -> bool:
+        handled = getattr(view, request.method.lower(), None) is not None
+        if handled and request.query_params:
+            from .query_params import query_params_check
+
+            read_by = getattr(view, "query_params_for", None)
+            if read_by is not None:
+                accepted, may_be_empty = read_by(request)
+            else:
+                accepted = getattr(view, "query_params", ())
+                may_be_empty = getattr(view, "query_params_may_be_empty", ())
+            query_params_check(request, accepted, may_be_empty=may_be_empty)
+        return True

@@ -304,10 +304,18 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     # UserIdIsCaller returns 400 `invalid_user_id` to a user_id that is not
-    # the caller's, in the query string or the body of any endpoint.
+    # the caller's, in the query string or the body of any endpoint, and
+    # QueryParamsRead returns 400 to a query parameter the view does not read.
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
         "whatsapp_saas.permissions.UserIdIsCaller",
+        "whatsapp_saas.permissions.QueryParamsRead",
+    ],
+    # DRF's parsers, except that a field given twice in a body gets 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "whatsapp_saas.parsers.JSONParser",
+        "whatsapp_saas.parsers.FormParser",
+        "whatsapp_saas.parsers.MultiPartParser",
     ],
     "DEFAULT_PAGINATION_CLASS": "whatsapp_saas.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

@@ -85,6 +85,41 @@ def test_api_rotation_revokes_old_token(owner):
     assert response.json()["code"] == "authentication_failed"
 
 
+def _token_client(owner) -> tuple[APIClient, Token]:
+    token = Token.objects.create(user=owner)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return api, token
+
+
+def test_api_rotation_rejects_unknown_field(owner):
+    api, old = _token_client(owner)
+
+    response = api.post(ROTATE_API_URL, {"x": 1}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["x"][0].startswith("Unknown field")
+    assert Token.objects.get(user=owner).key == old.key
+
+
+def test_api_rotation_rejects_unknown_query_parameter(owner):
+    api, old = _token_client(owner)
+
+    response = api.post(f"{ROTATE_API_URL}?foo=1")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "unknown_query_parameter"
+    assert Token.objects.get(user=owner).key == old.key
+
+
+def test_api_rotation_takes_own_user_id(owner):
+    api, _old = _token_client(owner)
+
+    response = api.post(ROTATE_API_URL, {"user_id": owner.pk}, format="json")
+
+    assert response.status_code == 201
+
+
 def test_api_rotation_requires_authentication():
     response = APIClient().post(ROTATE_API_URL)
 

@@ -599,6 +599,20 @@ def test_message_detail_unknown_matches_other_subscribers(api, charlie_api, hist
     assert unknown.json()["extra"] == other.json()["extra"] == {"field": "id"}
 
 
+def test_message_detail_takes_id_without_hyphens(api, history):
+    code = history["sent"].code
+
+    response = api.get(f"{MESSAGES}{code.hex.upper()}/")
+
+    assert response.json()["id"] == str(code)
+
+
+def test_customer_detail_takes_id_without_hyphens(api, customer):
+    response = api.get(f"{CUSTOMERS}{customer.code.hex}/")
+
+    assert response.json()["id"] == str(customer.code)
+
+
 def test_message_detail_malformed_id_is_404(api):
     response = api.get(f"{MESSAGES}{'-' * 36}/")
 

@@ -102,6 +102,17 @@ def test_phone_error_gives_country_example(region, example):
     assert f"for example {example}." in raised.value.messages[0]
 
 
+@pytest.mark.parametrize(
+    ("typed", "region"),
+    [("+1 555 0100", None), ("+1 555 0100", "BR"), ("555 0100", "US")],
+)
+def test_local_only_number_asks_for_area_code(typed, region):
+    with pytest.raises(ValidationError) as raised:
+        phone_parse(typed, default_region=region)
+
+    assert "a local number without its area code" in raised.value.messages[0]
+
+
 @pytest.mark.parametrize("value", [None, 5511900000001, b"+5511900000001", ["+55"]])
 def test_phone_parse_rejects_non_text(value):
     with pytest.raises(ValidationError):

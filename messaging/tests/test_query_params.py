@@ -1,8 +1,10 @@
-"""List endpoints reject query parameters they do not read, and repeats."""
+"""API endpoints reject query parameters they do not read, and repeats."""
 
 from __future__ import annotations
 
 import pytest
+
+from messaging.models import Customer
 
 from .helpers import customer_make, outbound_make, thread_language_kept
 
@@ -93,6 +95,54 @@ def test_customer_list_takes_search_and_page(api, alice):
 
     assert response.status_code == 200
     assert response.json()["count"] == 1
+
+
+def test_customer_delete_with_unknown_parameter_deletes_nothing(api, alice):
+    customer = customer_make(alice)
+
+    response = api.delete(f"{CUSTOMERS}{customer.code}/?dry_run=1")
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["parameters"] == ["dry_run"]
+    assert Customer.objects.filter(pk=customer.pk).exists()
+
+
+def test_customer_detail_rejects_list_parameter(api, alice):
+    customer = customer_make(alice)
+
+    response = api.get(f"{CUSTOMERS}{customer.code}/", {"search": "Ana"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "unknown_query_parameter"
+
+
+def test_send_rejects_unknown_parameter(api, alice):
+    customer = customer_make(alice)
+    body = {"customer_id": str(customer.code), "content": "Hi"}
+
+    response = api.post("/api/messages/send?foo=1", body, format="json")
+
+    assert response.status_code == 400
+    assert not customer.messages.exists()
+
+
+def test_session_logout_rejects_unknown_parameter(api, alice):
+    response = api.post("/api/settings/whatsapp/session/logout?foo=1")
+
+    assert response.status_code == 400
+    alice.whatsapp_session.refresh_from_db()
+    assert alice.whatsapp_session.state == "connected"
+
+
+def test_everywhere_parameters_accepted_on_send(api, alice):
+    customer = customer_make(alice)
+    body = {"customer_id": str(customer.code), "content": "Hi"}
+
+    response = api.post(
+        f"/api/messages/send?user_id={alice.pk}&format=json&_=1", body, format="json"
+    )
+
+    assert response.status_code == 202
 
 
 def _get_in_chinese(api, params: dict):

@@ -224,7 +224,7 @@ MATRIX: dict[str, Entry] = {
         {"GET": OWN},
         query=lambda owner: {"customer": _customer_code(owner), "status": "received"},
     ),
-    "api/^messages/(?P<code>[0-9a-fA-F-]{36})/$": Entry(
+    "api/^messages/(?P<code>[0-9a-fA-F-]{32,36})/$": Entry(
         _same(NOT_FOUND, ("GET",)),
         params={"code": lambda owner: str(owner.message.code)},
     ),
@@ -237,7 +237,7 @@ MATRIX: dict[str, Entry] = {
         json=True,
         typed=OWNER_NUMBER_TYPED,
     ),
-    "api/^customers/(?P<code>[0-9a-fA-F-]{36})/$": Entry(
+    "api/^customers/(?P<code>[0-9a-fA-F-]{32,36})/$": Entry(
         _same(NOT_FOUND, ("GET", "PUT", "PATCH", "DELETE")),
         params=CUSTOMER_CODE,
         payload=_customer_fields,

@@ -1,0 +1,91 @@
+"""Request bodies that the API's parsers reject before any view reads them."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+
+from messaging.models import Customer, Message
+
+from .helpers import customer_make
+
+SEND = "/api/messages/send"
+CUSTOMERS = "/api/customers/"
+
+
+@pytest.fixture
+def customer(alice):
+    return customer_make(alice)
+
+
+def _post_json(api, path: str, text: str):
+    return api.post(path, text, content_type="application/json")
+
+
+def test_repeated_json_key_is_rejected(api, customer):
+    body = (
+        f'{{"customer_id": "{customer.code}", "content": "first", "content": "second"}}'
+    )
+
+    response = _post_json(api, SEND, body)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "repeated_field"
+    assert response.json()["extra"] == {"field": "content"}
+    assert response.json()["message"] == (
+        "content is given more than once in the body; give it once."
+    )
+
+
+def test_repeated_json_key_sends_nothing(api, customer):
+    body = f'{{"customer_id": "{customer.code}", "content": "a", "content": "b"}}'
+
+    _post_json(api, SEND, body)
+
+    assert not Message.objects.exists()
+
+
+def test_repeated_key_in_nested_object_is_rejected(api):
+    body = '{"name": "Ana", "phone": "+5511900000001", "x": {"a": 1, "a": 2}}'
+
+    response = _post_json(api, CUSTOMERS, body)
+
+    assert response.status_code == 400
+    assert response.json()["extra"] == {"field": "a"}
+
+
+def test_repeated_form_field_is_rejected(api):
+    body = urlencode([("name", "Ana"), ("phone", "+5511900000001"), ("name", "Bia")])
+
+    response = api.post(
+        CUSTOMERS, body, content_type="application/x-www-form-urlencoded"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "repeated_field"
+    assert not Customer.objects.exists()
+
+
+def test_repeated_multipart_field_is_rejected(api):
+    response = api.post(CUSTOMERS, {"name": ["Ana", "Bia"], "phone": "+5511900000001"})
+
+    assert response.status_code == 400
+    assert response.json()["extra"] == {"field": "name"}
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_deeply_nested_json_is_400(api, depth):
+    response = _post_json(api, SEND, "[" * depth + "]" * depth)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+    assert "nested too deeply" in response.json()["message"]
+
+
+def test_usual_json_body_still_sends(api, customer):
+    body = f'{{"customer_id": "{customer.code}", "content": "Hi"}}'
+
+    response = _post_json(api, SEND, body)
+
+    assert response.status_code == 202
