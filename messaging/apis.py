@@ -20,6 +20,8 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from whatsapp_saas.exceptions import ApplicationError
+
 from . import selectors, services
 from .models import Customer, Message
 from .serializers import (
@@ -260,6 +262,16 @@ class MessageSendApi(APIView):
         },
     )
     def post(self, request):
+        key = request.headers.get("Idempotency-Key", "")
+        if "Idempotency-Key" in request.headers and not key.strip():
+            raise ApplicationError(
+                _(
+                    "The Idempotency-Key header is empty; send a key such as a "
+                    "UUID, or leave the header out."
+                ),
+                code="invalid_idempotency_key",
+                extra={"field": "idempotency_key"},
+            )
         data = send_body_plain(request.data)
         if data is None:
             serializer = MessageSendSerializer(
@@ -273,7 +285,7 @@ class MessageSendApi(APIView):
             customer_code=data.get("customer_id"),
             to=data.get("to"),
             source=Message.Source.API,
-            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            idempotency_key=key,
         )
         body = {"messages": messages_data(messages)}
         return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -50,6 +50,10 @@ def _content_type(context) -> str:
 # The start of DRF's JSONParser ParseError message.
 JSON_PARSE_ERROR = "JSON parse error - "
 
+# The start of the PermissionDenied message of DRF's SessionAuthentication
+# when Django's CSRF check fails; the reason follows.
+CSRF_FAILED = "CSRF Failed: "
+
 
 def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
     """Return (detail, extra) for DRF errors whose own message gives the
@@ -89,6 +93,17 @@ def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
                 "leave format out."
             ) % {"format": repr(requested_format), "formats": " or ".join(formats)}
             return {"detail": message}, {"formats": formats}
+
+    if isinstance(exc, exceptions.PermissionDenied) and str(exc.detail).startswith(
+        CSRF_FAILED
+    ):
+        message = _(
+            "The request is signed in by the session cookie but its CSRF check "
+            "failed (%(reason)s). Send the csrftoken cookie's value in the "
+            "X-CSRFToken header, or authenticate with 'Authorization: Token "
+            "<token>' instead of the cookie."
+        ) % {"reason": str(exc.detail).removeprefix(CSRF_FAILED).rstrip(".")}
+        return {"detail": message}, {}
 
     if isinstance(exc, exceptions.ParseError) and str(exc.detail).startswith(
         JSON_PARSE_ERROR

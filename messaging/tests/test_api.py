@@ -854,6 +854,18 @@ def test_customer_patch_unknown_field_is_400(api, customer):
     assert customer.name == "Customer A"
 
 
+def test_cookie_without_csrf_token_names_the_header(alice):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(alice)
+
+    response = client.post(CUSTOMERS, {"phone": "+5511900000001"}, format="json")
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+    assert "CSRF check failed (CSRF cookie not set)." in response.json()["message"]
+    assert "X-CSRFToken header" in response.json()["message"]
+
+
 def test_customer_form_accepts_csrf_field(api):
     response = api.post(
         CUSTOMERS,

@@ -139,6 +139,15 @@ def test_api_sends_without_key_are_separate(alice, customer):
     assert Message.objects.filter(owner=alice).count() == 2
 
 
+@pytest.mark.parametrize("key", ["", "   "])
+def test_api_empty_key_is_rejected(alice, customer, key):
+    response = _api_send(_client(alice), customer, key)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_idempotency_key"
+    assert not Message.objects.filter(owner=alice).exists()
+
+
 def test_api_key_reused_for_another_text_is_422(alice, customer):
     client = _client(alice)
     _api_send(client, customer, "order-42", content="Olá")

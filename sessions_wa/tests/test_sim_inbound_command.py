@@ -6,6 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.tests.factories import subscriber_create
+from messaging.tests.helpers import session_connect
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +44,28 @@ def test_passes_the_push_name(fake_gateway):
 
     [call] = fake_gateway.calls("/sim/inbound")
     assert call["json"]["push_name"] == "Ana"
+
+
+def test_own_number_is_an_error(fake_gateway):
+    user = subscriber_create("owner@example.com")
+    session_connect(user, phone="+5511900000009")
+
+    with pytest.raises(CommandError, match="own WhatsApp number"):
+        sim_inbound(
+            "--email", "owner@example.com", "--from", "+55 11 90000-0009",
+            "--text", "Hi",
+        )  # fmt: skip
+
+    assert fake_gateway.requests == []
+
+
+def test_empty_text_is_an_error(fake_gateway):
+    subscriber_create("owner@example.com")
+
+    with pytest.raises(CommandError, match="--text is empty"):
+        sim_inbound("--email", "owner@example.com", "--from", CUSTOMER, "--text", " ")
+
+    assert fake_gateway.requests == []
 
 
 def test_unknown_email_is_an_error(fake_gateway):

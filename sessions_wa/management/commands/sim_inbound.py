@@ -6,16 +6,26 @@ starts it) and the subscriber's WhatsApp session must be connected.
 
 import logging
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from messaging.phones import phone_parse
 from sessions_wa.gateway import GatewayClient, GatewayError
 from sessions_wa.management.subscriber import email_argument_add, subscriber_by_email
+from sessions_wa.models import WhatsAppSession
 
 logger = logging.getLogger(__name__)
 
 
 # Gateway error codes about the `from` number rather than the session.
 SENDER_ERROR_CODES = ("GW_ERR_INVALID_RECIPIENT", "GW_ERR_INVALID_PHONE")
+
+
+def _phone_or_none(typed: str, user) -> str | None:
+    try:
+        return phone_parse(typed, default_region=user.default_country or None)
+    except ValidationError:
+        return None
 
 
 class Command(BaseCommand):
@@ -39,6 +49,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, email, sender, text, push_name, **options):
         user = subscriber_by_email(email)
+        if not text.strip():
+            raise CommandError("--text is empty; give the message's text.")
+        own_phone = (
+            WhatsAppSession.objects.filter(user=user)
+            .values_list("phone", flat=True)
+            .first()
+        )
+        if own_phone and _phone_or_none(sender, user) == own_phone:
+            # Django ignores a message from the subscriber's own number.
+            raise CommandError(
+                f"--from {sender} is {user.email}'s own WhatsApp number, whose "
+                "messages never show in the inbox; give a customer's number."
+            )
 
         # `from` is a Python keyword, so the fields go in as a dict.
         fields = {"from": sender, "text": text}
