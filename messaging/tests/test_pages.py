@@ -266,6 +266,18 @@ def test_import_page_shows_file_error(alice_client):
     assert "phone" in response.content.decode()
 
 
+@pytest.mark.parametrize("written", [str.upper, lambda code: code.replace("-", "")])
+def test_conversation_takes_id_as_api_writes_it(alice_client, customer, written):
+    response = alice_client.get(f"/customers/{written(str(customer.code))}/")
+
+    assert response.status_code == 200
+    assert customer.name in response.content.decode()
+
+
+def test_conversation_malformed_id_is_404(alice_client):
+    assert alice_client.get(f"/customers/{'-' * 36}/").status_code == 404
+
+
 def test_conversation_shows_bubbles_in_both_directions(alice_client, alice, customer):
     _inbound(alice, customer, body="Oi")
     outbound_make(alice, customer, status="read", body="Olá!")

@@ -142,19 +142,19 @@ MATRIX: dict[str, Entry] = {
         _same(OWN, ("GET", "POST")), payload=_owner_number, typed=OWNER_NUMBER_TYPED
     ),
     "customers/import/": Entry(_same(OWN, ("GET", "POST"))),
-    "customers/<uuid:code>/": Entry(_same(NOT_FOUND), params=CUSTOMER_CODE),
-    "customers/<uuid:code>/messages/": Entry(_same(NOT_FOUND), params=CUSTOMER_CODE),
-    "customers/<uuid:code>/send/": Entry(
+    "customers/<code:code>/": Entry(_same(NOT_FOUND), params=CUSTOMER_CODE),
+    "customers/<code:code>/messages/": Entry(_same(NOT_FOUND), params=CUSTOMER_CODE),
+    "customers/<code:code>/send/": Entry(
         {"POST": NOT_FOUND},
         params=CUSTOMER_CODE,
         payload=lambda owner: {"content": "Hello from the outsider"},
     ),
-    "customers/<uuid:code>/edit/": Entry(
+    "customers/<code:code>/edit/": Entry(
         _same(NOT_FOUND, ("GET", "POST")),
         params=CUSTOMER_CODE,
         payload=_customer_fields,
     ),
-    "customers/<uuid:code>/delete/": Entry(
+    "customers/<code:code>/delete/": Entry(
         _same(NOT_FOUND, ("GET", "POST")), params=CUSTOMER_CODE
     ),
     # accounts pages
