@@ -26,6 +26,7 @@ from django.utils import timezone
 from sessions_wa.gateway import GatewayClient, GatewayError, gateway_url_for_user
 from whatsapp_saas.queries import unique_row
 
+from .failures import failure_sentence_stored
 from .models import Message
 from .ratelimit import send_slot_take, send_slots_take_many
 from .services.send_queue import (
@@ -152,7 +153,7 @@ def message_send(self, message_id: int) -> str:
         message_fail(
             message_id=message_id,
             code="previous_part_failed",
-            reason="An earlier part of this message failed, so this part was not sent.",
+            reason=failure_sentence_stored("previous_part_failed"),
         )
         return "failed"
     if blocked == "wait":
@@ -164,7 +165,7 @@ def message_send(self, message_id: int) -> str:
         message_fail(
             message_id=message_id,
             code="no_recipient",
-            reason="The customer has no phone number or WhatsApp id to send to.",
+            reason=failure_sentence_stored("no_recipient"),
         )
         return "failed"
 
@@ -530,7 +531,7 @@ def _drain_batch_send(
             message_fail(
                 message_id=message.pk,
                 code="no_recipient",
-                reason="The customer has no phone number or WhatsApp id to send to.",
+                reason=failure_sentence_stored("no_recipient"),
             )
             continue
         message.metadata = {**message.metadata, "send_to": recipient}

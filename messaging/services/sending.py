@@ -17,12 +17,13 @@ from functools import cache, partial
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from kombu.exceptions import OperationalError
 
 from accounts.services import subscription_require_active
+from messaging.failures import STORED_LANGUAGE, failure_sentence_stored
 from messaging.models import Customer, DailySendCount, Message, PendingMessageUpdate
 from messaging.phones import (
     JidKind,
@@ -925,9 +926,7 @@ def message_fail(*, message_id: int, code: str, reason: str) -> bool:
             ).update(
                 status=Status.FAILED,
                 error_code="previous_part_failed",
-                error=_(
-                    "An earlier part of this message failed, so this part was not sent."
-                ),
+                error=failure_sentence_stored("previous_part_failed"),
                 failed_at=now,
                 updated_at=now,
             )
@@ -970,44 +969,38 @@ def gateway_failure_reason(*, status, code, message: Message) -> tuple[str, str]
 
     The gateway's error code decides where it is known, because one HTTP
     status covers several causes (409 is "not connected", "in doubt" and
-    "message id reused").
+    "message id reused"). The sentence is in English, as stored.
     """
     number = message.customer.phone or message.customer.wa_jid or ""
+    failure_code = _gateway_failure_code(status, code or "")
+    if failure_code is not None:
+        return failure_code, failure_sentence_stored(failure_code, number=number)
+
     code = code or ""
+    with translation.override(STORED_LANGUAGE):
+        if code.startswith("GW_ERR_INVALID") or (not code and status == 400):
+            return "invalid_request", _(
+                "The gateway rejected the message as invalid (%(code)s)."
+            ) % {"code": code or status}
+        return "send_failed", _(
+            "The message could not be sent (gateway status %(status)s, %(code)s). "
+            "Send it again later."
+        ) % {"status": status or _("none"), "code": code or _("no code")}
+
+
+def _gateway_failure_code(status, code: str) -> str | None:
+    """Return the failure code with a fixed sentence for a gateway error."""
     if code in NOT_READY_GATEWAY_CODES or (not code and status == 409):
-        return "session_not_connected", _(
-            "WhatsApp was not connected when this message was sent. Reconnect "
-            "WhatsApp on the Settings page, then send the message again."
-        )
+        return "session_not_connected"
     if code == "GW_ERR_NOT_ON_WHATSAPP" or (not code and status == 422):
-        return "not_on_whatsapp", _(
-            "%(number)s has no WhatsApp account, so the message could not be "
-            "delivered. Check the number with the customer."
-        ) % {"number": number}
+        return "not_on_whatsapp"
     if code.startswith("GW_ERR_INVALID_RECIPIENT") or code == "GW_ERR_INVALID_PHONE":
-        return "invalid_recipient", _(
-            "WhatsApp rejected %(number)s as an invalid number. Check the "
-            "customer's number."
-        ) % {"number": number}
+        return "invalid_recipient"
     if code == "GW_ERR_SEND_IN_DOUBT":
-        return "send_in_doubt", _(
-            "The gateway stopped while sending this message, so it may or may "
-            "not have reached the customer. Check the chat on the phone before "
-            "sending it again."
-        )
+        return "send_in_doubt"
     if code.startswith("GW_ERR_SIGNATURE"):
-        return "gateway_misconfigured", _(
-            "The gateway rejected the request signature, so nothing was sent. "
-            "An operator must set the same WA_GATEWAY_SECRET on both sides."
-        )
-    if code.startswith("GW_ERR_INVALID") or (not code and status == 400):
-        return "invalid_request", _(
-            "The gateway rejected the message as invalid (%(code)s)."
-        ) % {"code": code or status}
-    return "send_failed", _(
-        "The message could not be sent (gateway status %(status)s, %(code)s). "
-        "Send it again later."
-    ) % {"status": status or _("none"), "code": code or _("no code")}
+        return "gateway_misconfigured"
+    return None
 
 
 def message_log_label(message: Message) -> str:

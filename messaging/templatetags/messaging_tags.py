@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import template
 from django.utils.translation import gettext as _
 
+from messaging import failures
 from messaging.models import Message
 from messaging.text import text_preview
 
@@ -34,3 +35,9 @@ def reaction_list(reactions):
     if not isinstance(reactions, dict):
         return []
     return [emoji for emoji in reactions.values() if emoji]
+
+
+@register.filter
+def failure_reason(message):
+    """Return why a failed message was not sent, in the page's language."""
+    return failures.failure_reason(message)
