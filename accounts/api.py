@@ -27,6 +27,7 @@ class ApiTokenRotateRequestSerializer(KnownFieldsMixin, serializers.Serializer):
 
     user_id = serializers.IntegerField(
         required=False,
+        allow_null=True,
         help_text="Optional; when present it must be the authenticated user's id.",
     )
 

@@ -148,8 +148,10 @@ class CustomerViewSet(viewsets.GenericViewSet):
         return Response(CustomerSerializer(fresh).data, status=status_code)
 
     def query_params_for(self, request) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        # Read by QueryParamsRead: only the list reads query parameters.
-        if self.action == "list":
+        # Read by QueryParamsRead: only the list reads query parameters, and
+        # OPTIONS on the list URL ("metadata") takes the same ones.
+        on_list = self.lookup_field not in self.kwargs
+        if self.action == "list" or (self.action == "metadata" and on_list):
             return ("search", "page"), ("search",)
         return (), ()
 

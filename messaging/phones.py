@@ -362,7 +362,7 @@ def phone_parse(value, *, default_region=None) -> str:
 
     region = _region(default_region)
     possible = None
-    local_only = False
+    local_only_country = None
     candidates = _candidates(text, digits, region)
     for index, (candidate, candidate_region) in enumerate(candidates):
         try:
@@ -383,15 +383,19 @@ def phone_parse(value, *, default_region=None) -> str:
             length = phonenumbers.is_possible_number_with_reason(number)
             if length == phonenumbers.ValidationResult.IS_POSSIBLE:
                 possible = e164
-            local_only |= length == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY
+            if length == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+                local_only_country = number.country_code
     if possible is not None:
         return possible
 
-    if local_only:
+    # Without a + or a default country, the first digits were read as a
+    # country code, so the missing country code is the likelier fault.
+    if local_only_country is not None and (region or text.startswith("+")):
+        country = phonenumbers.region_code_for_country_code(local_only_country)
         reason = _(
-            "it is a local number without its area code; add the area code "
-            "and the country code, for example %(example)s."
-        ) % {"example": region_example(region) if region else DEFAULT_EXAMPLE}
+            "it is a local number without its area code; add the area code, "
+            "for example %(example)s."
+        ) % {"example": region_example(country)}
     elif region and not text.startswith("+"):
         reason = _(
             "it is neither a valid number in %(region)s nor a valid "

@@ -27,6 +27,16 @@ class ApplicationError(Exception):
         self.status_code = status_code
 
 
+class RequestCheckError(ApplicationError, exceptions.APIException):
+    """An ApplicationError that a permission check raises.
+
+    DRF's browsable API checks the permissions again for each form it may
+    draw and catches only APIException there, so a plain ApplicationError
+    from a permission would end that page in a 500. The handler below still
+    renders this as an ApplicationError.
+    """
+
+
 def invalid_fields_message() -> str:
     """Return the message of a 400 whose `extra.fields` names each error."""
     return _("The request has invalid fields; see extra for each one.")
@@ -97,12 +107,21 @@ def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
     if isinstance(exc, exceptions.PermissionDenied) and str(exc.detail).startswith(
         CSRF_FAILED
     ):
-        message = _(
-            "The request is signed in by the session cookie but its CSRF check "
-            "failed (%(reason)s). Send the csrftoken cookie's value in the "
-            "X-CSRFToken header, or authenticate with 'Authorization: Token "
-            "<token>' instead of the cookie."
-        ) % {"reason": str(exc.detail).removeprefix(CSRF_FAILED).rstrip(".")}
+        reason = str(exc.detail).removeprefix(CSRF_FAILED).rstrip(".")
+        if "Origin" in reason or "Referer" in reason:
+            message = _(
+                "The request is signed in by the session cookie but its CSRF "
+                "check failed (%(reason)s). Send it from this site's own "
+                "pages, or authenticate with 'Authorization: Token <token>' "
+                "instead of the cookie."
+            ) % {"reason": reason}
+        else:
+            message = _(
+                "The request is signed in by the session cookie but its CSRF "
+                "check failed (%(reason)s). Send the csrftoken cookie's value "
+                "in the X-CSRFToken header, or authenticate with "
+                "'Authorization: Token <token>' instead of the cookie."
+            ) % {"reason": reason}
         return {"detail": message}, {}
 
     if isinstance(exc, exceptions.ParseError) and str(exc.detail).startswith(

@@ -17,29 +17,55 @@ from rest_framework.exceptions import ParseError
 from rest_framework.utils import json
 
 
-def repeated_field_error(name: str):
-    """Return the 400 ApplicationError for a body that repeats the field `name`."""
+def repeated_field_error(name: str, *, nested: bool = False):
+    """Return the 400 ApplicationError for a body that repeats the key `name`.
+
+    `nested` is True when the key is in an object inside the body, not one
+    of the body's own fields.
+    """
     # Imported here: DRF imports this module while whatsapp_saas.exceptions
     # is still importing rest_framework.views.
     from .exceptions import ApplicationError
 
+    if nested:
+        message = _(
+            "The key %(name)s is given more than once in an object inside the "
+            "body; give it once."
+        )
+    else:
+        message = _("%(name)s is given more than once in the body; give it once.")
     return ApplicationError(
-        _("%(name)s is given more than once in the body; give it once.")
-        % {"name": name},
+        message % {"name": name},
         code="repeated_field",
-        extra={"field": name},
+        extra={"field": name, "nested": nested},
     )
 
 
-def _object_without_repeats(pairs: list[tuple[str, object]]) -> dict:
-    data = dict(pairs)
-    if len(data) != len(pairs):
-        seen = set()
-        for name, _value in pairs:
-            if name in seen:
+class _RepeatedKeys:
+    """The object_pairs_hook of one parse: builds each object, notes repeats."""
+
+    def __init__(self):
+        # (object, key) pairs; the object is kept so that `is` can find it.
+        self.found: list[tuple[dict, str]] = []
+
+    def __call__(self, pairs: list[tuple[str, object]]) -> dict:
+        data = dict(pairs)
+        if len(data) != len(pairs):
+            seen = set()
+            for name, _value in pairs:
+                if name in seen:
+                    self.found.append((data, name))
+                    break
+                seen.add(name)
+        return data
+
+    def check(self, parsed) -> None:
+        """Raise for a repeat, naming one of the body's own fields first."""
+        for data, name in self.found:
+            if data is parsed:
                 raise repeated_field_error(name)
-            seen.add(name)
-    return data
+        if self.found:
+            raise repeated_field_error(self.found[0][1], nested=True)
 
 
 def _form_without_repeats(data):
@@ -61,12 +87,13 @@ class JSONParser(parsers.JSONParser):
 
         encoding = parsers.get_encoding(parser_context or {})
         parse_constant = json.strict_constant if self.strict else None
+        repeats = _RepeatedKeys()
         try:
             decoded_stream = codecs.getreader(encoding)(stream)
-            return json.load(
+            parsed = json.load(
                 decoded_stream,
                 parse_constant=parse_constant,
-                object_pairs_hook=_object_without_repeats,
+                object_pairs_hook=repeats,
             )
         except ValueError as error:
             raise ParseError(f"{JSON_PARSE_ERROR}{error}") from error
@@ -78,6 +105,8 @@ class JSONParser(parsers.JSONParser):
                     "lists them."
                 )
             ) from None
+        repeats.check(parsed)
+        return parsed
 
 
 class FormParser(parsers.FormParser):

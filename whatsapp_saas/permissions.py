@@ -31,11 +31,11 @@ def _as_int(value) -> int | None:
 def user_id_check(request) -> None:
     """Reject a `user_id` in the query string or body that is not the caller's.
 
-    Raises ApplicationError (400, code `invalid_user_id`) naming the value.
+    Raises RequestCheckError (400, code `invalid_user_id`) naming the value.
     """
     # Imported here: DRF imports this module while whatsapp_saas.exceptions
     # is still importing rest_framework.views.
-    from .exceptions import ApplicationError
+    from .exceptions import RequestCheckError
 
     for value in _user_id_values(request):
         number = _as_int(value)
@@ -45,7 +45,7 @@ def user_id_check(request) -> None:
             message = f"user_id {number} is not the authenticated user; {LEAVE_OUT}"
         else:
             continue
-        raise ApplicationError(
+        raise RequestCheckError(
             message,
             code="invalid_user_id",
             extra={"fields": {"user_id": [message]}},

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
-from .exceptions import ApplicationError
+from .exceptions import RequestCheckError
 
 # Read on every API view: `user_id` by `UserIdIsCaller`, `format` by DRF's
 # renderer choice. `_` is the cache-busting parameter that jQuery and other
@@ -28,7 +28,7 @@ def query_params_check(
     `may_be_empty` names it: a filter such as `?customer_id=`, sent by a
     client whose variable was unset, would otherwise return the whole list.
     A NUL character in a value is rejected too: PostgreSQL rejects it in a
-    query, and no stored text has one. Raises ApplicationError (400):
+    query, and no stored text has one. Raises RequestCheckError (400):
     `unknown_query_parameter` naming the unknown parameters and the
     accepted ones, `repeated_query_parameter` naming the parameter and its
     values, `invalid_query_parameter` for a NUL, or `empty_query_parameter`.
@@ -37,7 +37,7 @@ def query_params_check(
     params = request.query_params
     unknown = [name for name in params if name not in names]
     if unknown:
-        raise ApplicationError(
+        raise RequestCheckError(
             _(
                 "Unknown query parameter %(unknown)s; this endpoint accepts "
                 "%(accepted)s. Check the spelling, or leave it out."
@@ -53,7 +53,7 @@ def query_params_check(
     for name in names:
         values = params.getlist(name)
         if len(values) > 1:
-            raise ApplicationError(
+            raise RequestCheckError(
                 _("%(name)s is given %(count)s times (%(values)s); give it once.")
                 % {
                     "name": name,
@@ -66,7 +66,7 @@ def query_params_check(
 
     for name in names:
         if "\x00" in params.get(name, ""):
-            raise ApplicationError(
+            raise RequestCheckError(
                 _(
                     "%(name)s contains a NUL character (\\x00), which no stored "
                     "text contains; remove it from the value."
@@ -78,7 +78,7 @@ def query_params_check(
 
     for name in accepted:
         if name in params and name not in may_be_empty and not params[name].strip():
-            raise ApplicationError(
+            raise RequestCheckError(
                 _("%(name)s is empty; give it a value, or leave it out.")
                 % {"name": name},
                 code="empty_query_parameter",

@@ -120,6 +120,14 @@ def test_api_rotation_takes_own_user_id(owner):
     assert response.status_code == 201
 
 
+def test_api_rotation_takes_null_user_id(owner):
+    api, _old = _token_client(owner)
+
+    response = api.post(ROTATE_API_URL, {"user_id": None}, format="json")
+
+    assert response.status_code == 201
+
+
 def test_api_rotation_requires_authentication():
     response = APIClient().post(ROTATE_API_URL)
 

@@ -866,6 +866,26 @@ def test_cookie_without_csrf_token_names_the_header(alice):
     assert "X-CSRFToken header" in response.json()["message"]
 
 
+def test_cookie_from_other_origin_names_the_origin(alice):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(alice)
+    client.get("/customers/")
+    token = client.cookies["csrftoken"].value
+
+    response = client.post(
+        CUSTOMERS,
+        {"phone": "+5511900000001"},
+        format="json",
+        HTTP_X_CSRFTOKEN=token,
+        HTTP_ORIGIN="http://other.example",
+        secure=True,
+    )
+
+    assert response.status_code == 403
+    assert "Origin checking failed" in response.json()["message"]
+    assert "from this site's own pages" in response.json()["message"]
+
+
 def test_customer_form_accepts_csrf_field(api):
     response = api.post(
         CUSTOMERS,

@@ -110,7 +110,16 @@ def test_local_only_number_asks_for_area_code(typed, region):
     with pytest.raises(ValidationError) as raised:
         phone_parse(typed, default_region=region)
 
-    assert "a local number without its area code" in raised.value.messages[0]
+    message = raised.value.messages[0]
+    assert "a local number without its area code" in message
+    assert "for example +1 201-555-0123." in message
+
+
+def test_national_number_without_region_asks_for_country_code():
+    with pytest.raises(ValidationError) as raised:
+        phone_parse("98765 43210")
+
+    assert "it has no country code" in raised.value.messages[0]
 
 
 @pytest.mark.parametrize("value", [None, 5511900000001, b"+5511900000001", ["+55"]])

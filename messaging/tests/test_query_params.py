@@ -145,6 +145,24 @@ def test_everywhere_parameters_accepted_on_send(api, alice):
     assert response.status_code == 202
 
 
+def test_browsable_list_with_search_renders(alice_client):
+    response = alice_client.get(CUSTOMERS, {"format": "api", "search": "a"})
+
+    assert response.status_code == 200
+
+
+def test_browsable_list_with_misspelt_filter_is_400(alice_client):
+    response = alice_client.get(MESSAGES, {"format": "api", "statsu": "1"})
+
+    assert response.status_code == 400
+
+
+def test_options_on_list_takes_its_parameters(api):
+    response = api.options(f"{CUSTOMERS}?search=a")
+
+    assert response.status_code == 200
+
+
 def _get_in_chinese(api, params: dict):
     with thread_language_kept():
         return api.get(MESSAGES, params, HTTP_ACCEPT_LANGUAGE="zh-hans")

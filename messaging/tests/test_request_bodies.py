@@ -32,7 +32,7 @@ def test_repeated_json_key_is_rejected(api, customer):
 
     assert response.status_code == 400
     assert response.json()["code"] == "repeated_field"
-    assert response.json()["extra"] == {"field": "content"}
+    assert response.json()["extra"] == {"field": "content", "nested": False}
     assert response.json()["message"] == (
         "content is given more than once in the body; give it once."
     )
@@ -52,7 +52,18 @@ def test_repeated_key_in_nested_object_is_rejected(api):
     response = _post_json(api, CUSTOMERS, body)
 
     assert response.status_code == 400
-    assert response.json()["extra"] == {"field": "a"}
+    assert response.json()["extra"] == {"field": "a", "nested": True}
+    assert response.json()["message"] == (
+        "The key a is given more than once in an object inside the body; give it once."
+    )
+
+
+def test_top_level_repeat_is_named_before_nested_one(api):
+    body = '{"name": "Ana", "x": {"a": 1, "a": 2}, "name": "Bia"}'
+
+    response = _post_json(api, CUSTOMERS, body)
+
+    assert response.json()["extra"] == {"field": "name", "nested": False}
 
 
 def test_repeated_form_field_is_rejected(api):
@@ -71,7 +82,7 @@ def test_repeated_multipart_field_is_rejected(api):
     response = api.post(CUSTOMERS, {"name": ["Ana", "Bia"], "phone": "+5511900000001"})
 
     assert response.status_code == 400
-    assert response.json()["extra"] == {"field": "name"}
+    assert response.json()["extra"] == {"field": "name", "nested": False}
 
 
 @pytest.mark.parametrize("depth", [1000, 100_000])

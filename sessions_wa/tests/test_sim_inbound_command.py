@@ -46,15 +46,14 @@ def test_passes_the_push_name(fake_gateway):
     assert call["json"]["push_name"] == "Ana"
 
 
-def test_own_number_is_an_error(fake_gateway):
+# The second spelling lacks the ninth digit, as older Brazilian JIDs do.
+@pytest.mark.parametrize("typed", ["+55 11 90000-0009", "+55 11 0000-0009"])
+def test_own_number_is_an_error(fake_gateway, typed):
     user = subscriber_create("owner@example.com")
     session_connect(user, phone="+5511900000009")
 
     with pytest.raises(CommandError, match="own WhatsApp number"):
-        sim_inbound(
-            "--email", "owner@example.com", "--from", "+55 11 90000-0009",
-            "--text", "Hi",
-        )  # fmt: skip
+        sim_inbound("--email", "owner@example.com", "--from", typed, "--text", "Hi")
 
     assert fake_gateway.requests == []
 

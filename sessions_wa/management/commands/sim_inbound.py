@@ -9,7 +9,7 @@ import logging
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging.phones import phone_parse
+from messaging.phones import match_key, phone_parse
 from sessions_wa.gateway import GatewayClient, GatewayError
 from sessions_wa.management.subscriber import email_argument_add, subscriber_by_email
 from sessions_wa.models import WhatsAppSession
@@ -21,11 +21,12 @@ logger = logging.getLogger(__name__)
 SENDER_ERROR_CODES = ("GW_ERR_INVALID_RECIPIENT", "GW_ERR_INVALID_PHONE")
 
 
-def _phone_or_none(typed: str, user) -> str | None:
+def _match_key_or_none(typed: str, user) -> str | None:
     try:
-        return phone_parse(typed, default_region=user.default_country or None)
+        phone = phone_parse(typed, default_region=user.default_country or None)
     except ValidationError:
         return None
+    return match_key(phone)
 
 
 class Command(BaseCommand):
@@ -56,8 +57,10 @@ class Command(BaseCommand):
             .values_list("phone", flat=True)
             .first()
         )
-        if own_phone and _phone_or_none(sender, user) == own_phone:
-            # Django ignores a message from the subscriber's own number.
+        sender_key = _match_key_or_none(sender, user)
+        if own_phone and sender_key == match_key(own_phone):
+            # Django ignores a message from the subscriber's own number, in
+            # any of the spellings that match_key joins.
             raise CommandError(
                 f"--from {sender} is {user.email}'s own WhatsApp number, whose "
                 "messages never show in the inbox; give a customer's number."
