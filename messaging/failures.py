@@ -1,4 +1,4 @@
-"""Why an outbound message failed, as a sentence in the reader's language.
+"""The reason an outbound message failed, in the reader's language.
 
 A failed message stores a stable `error_code` and a sentence in English,
 because the worker that fails it serves no user and so has no language.
@@ -68,7 +68,9 @@ def failure_sentence_stored(code: str, *, number: str = "") -> str:
 
 
 def failure_reason(message) -> str:
-    """Return why `message` failed, in the active language where known."""
+    """Return the reason `message` failed, in the active language where known."""
+    if not message.error_code:
+        return message.error
     number = ""
     if message.error_code in CODES_WITH_NUMBER:
         customer = message.customer

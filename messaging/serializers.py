@@ -19,6 +19,7 @@ from rest_framework.settings import api_settings
 
 from whatsapp_saas.serializers import KnownFieldsMixin
 
+from .failures import failure_reason
 from .models import Customer, Message
 from .phones import value_shown
 from .services.sending import RECIPIENT_MISSING
@@ -202,12 +203,29 @@ class MessageMetadataField(serializers.JSONField):
         return super().to_representation(value)
 
 
+class FailureReasonField(serializers.CharField):
+    """The reason a message failed: for a known `error_code` in the
+    request's language, else the sentence stored with the message."""
+
+    def to_representation(self, value):
+        return failure_reason(value)
+
+
 class MessageSerializer(ModelFieldsOnceMixin, serializers.ModelSerializer):
     """One WhatsApp message to or from a customer, with its delivery status."""
 
     id = serializers.UUIDField(source="code", read_only=True)
     customer_id = serializers.UUIDField(source="customer.code", read_only=True)
     metadata = MessageMetadataField(read_only=True)
+    error = FailureReasonField(
+        source="*",
+        read_only=True,
+        help_text=(
+            "Why the message failed; empty unless it did. For an `error_code` "
+            "with a fixed sentence it is in the request's language, else as "
+            "stored."
+        ),
+    )
 
     class Meta:
         model = Message

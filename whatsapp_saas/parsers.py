@@ -117,9 +117,15 @@ class FormParser(parsers.FormParser):
 
 
 class MultiPartParser(parsers.MultiPartParser):
-    """DRF's multipart parser, which also rejects a field given more than once."""
+    """DRF's multipart parser, which also rejects a field given more than once,
+    as text or file parts alike."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         parsed = super().parse(stream, media_type, parser_context)
         _form_without_repeats(parsed.data)
+        _form_without_repeats(parsed.files)
+        # A file part may also share its name with a text part.
+        for name in parsed.files:
+            if name in parsed.data:
+                raise repeated_field_error(name)
         return parsed

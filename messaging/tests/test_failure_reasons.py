@@ -87,3 +87,18 @@ def test_every_fixed_sentence_is_translated(code):
         chinese = failure_sentence(code, number="+5511900000001")
 
     assert chinese != english
+
+
+def test_api_gives_known_failure_in_request_language(api, alice, customer):
+    stored = failure_sentence_stored("not_on_whatsapp", number=customer.phone)
+    message = _failed(alice, customer, "not_on_whatsapp", stored)
+
+    with thread_language_kept():
+        chinese = api.get(
+            f"/api/messages/{message.code}/", HTTP_ACCEPT_LANGUAGE="zh-hans"
+        )
+    english = api.get(f"/api/messages/{message.code}/", HTTP_ACCEPT_LANGUAGE="en")
+
+    assert NOT_ON_WHATSAPP_ZH in chinese.json()["error"]
+    assert english.json()["error"] == stored
+    assert chinese.json()["error_code"] == "not_on_whatsapp"

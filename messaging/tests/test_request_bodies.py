@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from messaging.models import Customer, Message
 
@@ -80,6 +82,20 @@ def test_repeated_form_field_is_rejected(api):
 
 def test_repeated_multipart_field_is_rejected(api):
     response = api.post(CUSTOMERS, {"name": ["Ana", "Bia"], "phone": "+5511900000001"})
+
+    assert response.status_code == 400
+    assert response.json()["extra"] == {"field": "name", "nested": False}
+
+
+def test_file_part_named_like_text_field_is_rejected(api):
+    upload = SimpleUploadedFile("name.txt", b"Bia")
+    fields = {"name": ["Ana", upload], "phone": "+5511900000001"}
+
+    response = api.post(
+        CUSTOMERS,
+        encode_multipart(BOUNDARY, fields),
+        content_type=MULTIPART_CONTENT,
+    )
 
     assert response.status_code == 400
     assert response.json()["extra"] == {"field": "name", "nested": False}
