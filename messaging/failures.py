@@ -2,8 +2,8 @@
 
 A failed message stores a stable `error_code` and a sentence in English,
 because the worker that fails it serves no user and so has no language.
-Pages show the sentence of a known code again, in the language of the
-request. Other codes, and API clients, get the stored sentence.
+Pages and the API build the sentence of a known code again, in the
+language of the request. Other codes show the stored sentence.
 """
 
 from __future__ import annotations
