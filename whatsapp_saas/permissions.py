@@ -52,6 +52,11 @@ def user_id_check(request) -> None:
         )
 
 
+def _handled(request, view) -> bool:
+    # A method the view does not handle gets its 405 from DRF.
+    return getattr(view, request.method.lower(), None) is not None
+
+
 class UserIdIsCaller(BasePermission):
     """Runs user_id_check for authenticated callers of every API view.
 
@@ -61,9 +66,11 @@ class UserIdIsCaller(BasePermission):
     """
 
     def has_permission(self, request, view) -> bool:
-        # A method the view does not handle gets its 405 from DRF.
-        handled = getattr(view, request.method.lower(), None) is not None
-        if handled and request.user is not None and request.user.is_authenticated:
+        if (
+            _handled(request, view)
+            and request.user is not None
+            and request.user.is_authenticated
+        ):
             user_id_check(request)
         return True
 
@@ -75,12 +82,13 @@ class QueryParamsRead(BasePermission):
     `query_params_may_be_empty`. A view whose actions read different ones
     defines `query_params_for(request)`, which returns both. A view that
     names none reads only those of every endpoint, so a DELETE with
-    `?dry_run=1` gets 400 instead of deleting.
+    `?dry_run=1` gets 400 instead of deleting. drf-spectacular's schema and
+    docs views set their own permission classes, so they are not checked.
     """
 
     def has_permission(self, request, view) -> bool:
-        handled = getattr(view, request.method.lower(), None) is not None
-        if handled and request.query_params:
+        if _handled(request, view) and request.query_params:
+            # Imported here for the same reason as in user_id_check.
             from .query_params import query_params_check
 
             read_by = getattr(view, "query_params_for", None)

@@ -579,7 +579,7 @@ def test_message_detail_returns_list_item(api, history):
     assert response.json() == item
 
 
-def test_message_detail_of_another_subscriber_is_404(charlie_api, history):
+def test_foreign_message_detail_is_404(charlie_api, history):
     code = history["sent"].code
 
     response = charlie_api.get(f"{MESSAGES}{code}/")
@@ -591,7 +591,7 @@ def test_message_detail_of_another_subscriber_is_404(charlie_api, history):
     )
 
 
-def test_message_detail_unknown_matches_other_subscribers(api, charlie_api, history):
+def test_unknown_message_like_foreign_one(api, charlie_api, history):
     unknown = api.get(f"{MESSAGES}{uuid.uuid4()}/")
     other = charlie_api.get(f"{MESSAGES}{history['sent'].code}/")
 
@@ -854,7 +854,7 @@ def test_customer_patch_unknown_field_is_400(api, customer):
     assert customer.name == "Customer A"
 
 
-def test_cookie_without_csrf_token_names_the_header(alice):
+def test_missing_csrf_names_header(alice):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(alice)
 
@@ -866,7 +866,7 @@ def test_cookie_without_csrf_token_names_the_header(alice):
     assert "X-CSRFToken header" in response.json()["message"]
 
 
-def test_cookie_from_other_origin_names_the_origin(alice):
+def test_foreign_origin_csrf_names_origin(alice):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(alice)
     client.get("/customers/")

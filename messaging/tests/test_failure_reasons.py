@@ -30,7 +30,7 @@ def _conversation_in_chinese(client, customer) -> str:
     return response.content.decode()
 
 
-def test_stored_sentence_is_english_in_a_chinese_request():
+def test_stored_sentence_stays_english():
     with translation.override("zh-hans"):
         sentence = failure_sentence_stored("not_on_whatsapp", number="+5511900000001")
 
@@ -89,7 +89,7 @@ def test_every_fixed_sentence_is_translated(code):
     assert chinese != english
 
 
-def test_api_gives_known_failure_in_request_language(api, alice, customer):
+def test_api_failure_follows_accept_language(api, alice, customer):
     stored = failure_sentence_stored("not_on_whatsapp", number=customer.phone)
     message = _failed(alice, customer, "not_on_whatsapp", stored)
 

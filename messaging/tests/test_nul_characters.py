@@ -131,14 +131,14 @@ def test_send_api_rejects_nul_in_content(api, alice):
 
 
 @pytest.mark.postgres
-def test_page_search_with_nul_answers_on_postgresql(alice_client):
+def test_page_nul_search_on_postgresql(alice_client):
     response = alice_client.get("/customers/", {"q": "\x00"})
 
     assert response.status_code == 200
 
 
 @pytest.mark.postgres
-def test_api_search_with_nul_answers_400_on_postgresql(alice_client):
+def test_api_nul_search_400_on_postgresql(alice_client):
     response = alice_client.get("/api/customers/", {"search": "\x00"})
 
     assert response.status_code == 400

@@ -267,7 +267,7 @@ def test_import_page_shows_file_error(alice_client):
 
 
 @pytest.mark.parametrize("written", [str.upper, lambda code: code.replace("-", "")])
-def test_conversation_takes_id_as_api_writes_it(alice_client, customer, written):
+def test_conversation_takes_api_id_forms(alice_client, customer, written):
     response = alice_client.get(f"/customers/{written(str(customer.code))}/")
 
     assert response.status_code == 200

@@ -115,7 +115,7 @@ def test_local_only_number_asks_for_area_code(typed, region):
     assert "for example +1 201-555-0123." in message
 
 
-def test_national_number_without_region_asks_for_country_code():
+def test_regionless_number_needs_country_code():
     with pytest.raises(ValidationError) as raised:
         phone_parse("98765 43210")
 

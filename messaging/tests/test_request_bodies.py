@@ -48,7 +48,7 @@ def test_repeated_json_key_sends_nothing(api, customer):
     assert not Message.objects.exists()
 
 
-def test_repeated_key_in_nested_object_is_rejected(api):
+def test_nested_repeated_key_rejected(api):
     body = '{"name": "Ana", "phone": "+5511900000001", "x": {"a": 1, "a": 2}}'
 
     response = _post_json(api, CUSTOMERS, body)
@@ -60,7 +60,7 @@ def test_repeated_key_in_nested_object_is_rejected(api):
     )
 
 
-def test_top_level_repeat_is_named_before_nested_one(api):
+def test_top_level_repeat_named_first(api):
     body = '{"name": "Ana", "x": {"a": 1, "a": 2}, "name": "Bia"}'
 
     response = _post_json(api, CUSTOMERS, body)
@@ -87,7 +87,7 @@ def test_repeated_multipart_field_is_rejected(api):
     assert response.json()["extra"] == {"field": "name", "nested": False}
 
 
-def test_file_part_named_like_text_field_is_rejected(api):
+def test_file_part_repeating_field_rejected(api):
     upload = SimpleUploadedFile("name.txt", b"Bia")
     fields = {"name": ["Ana", upload], "phone": "+5511900000001"}
 
