@@ -93,17 +93,6 @@ def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
         }
         return {"detail": message}, {"allowed": allowed}
 
-    query_params = getattr(context.get("request"), "query_params", {})
-    requested_format = query_params.get("format")
-    if isinstance(exc, Http404) and view is not None and requested_format:
-        formats = [renderer.format for renderer in view.get_renderers()]
-        if requested_format not in formats:
-            message = _(
-                "The format %(format)s is not available; use %(formats)s, or "
-                "leave format out."
-            ) % {"format": repr(requested_format), "formats": " or ".join(formats)}
-            return {"detail": message}, {"formats": formats}
-
     if isinstance(exc, exceptions.PermissionDenied) and str(exc.detail).startswith(
         CSRF_FAILED
     ):

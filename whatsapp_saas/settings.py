@@ -317,6 +317,10 @@ REST_FRAMEWORK = {
         "whatsapp_saas.parsers.FormParser",
         "whatsapp_saas.parsers.MultiPartParser",
     ],
+    # DRF's renderer choice, except that an unknown `?format=` gets 400.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": (
+        "whatsapp_saas.negotiation.ContentNegotiation"
+    ),
     "DEFAULT_PAGINATION_CLASS": "whatsapp_saas.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -1,4 +1,5 @@
-"""Project-wide error views: JSON under /api/, the styled pages elsewhere."""
+"""Project-wide views: the 404s (JSON under /api/, the styled page
+elsewhere) and the API's schema and docs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from django.urls import Resolver404, get_resolver
 from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.renderers import JSONRenderer
+
+from .permissions import QueryParamsRead
 
 API_PREFIX = "/api/"
 
@@ -58,3 +63,27 @@ def _is_endpoint(path: str) -> bool:
     except Resolver404:
         return False
     return match.func is not api_not_found
+
+
+class SchemaApi(SpectacularAPIView):
+    """The OpenAPI schema, with its query parameters checked as the API's are."""
+
+    permission_classes = [*SpectacularAPIView.permission_classes, QueryParamsRead]
+    query_params = ("lang", "version")
+
+
+class DocsPage(SpectacularSwaggerView):
+    """Swagger UI, with its query parameters checked as the API's are."""
+
+    permission_classes = [*SpectacularSwaggerView.permission_classes, QueryParamsRead]
+    query_params = ("lang", "version", "script")
+    # The page loads drf-spectacular's script from a bare `?script`.
+    query_params_may_be_empty = ("script",)
+
+    def handle_exception(self, exc):
+        # The page's HTML renderer would write only the status line, so an
+        # error comes as JSON, as elsewhere under /api/.
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response

@@ -144,6 +144,9 @@ def test_unknown_format_names_the_available_ones(client):
     response = client.get("/api/customers/", {"format": "xml"})
 
     body = response.json()
-    assert response.status_code == 404
-    assert body["message"].startswith("The format 'xml' is not available; use json")
-    assert "json" in body["extra"]["formats"]
+    assert response.status_code == 400
+    assert body["code"] == "invalid_query_parameter"
+    assert body["message"] == (
+        "The format 'xml' is not available; use json or api, or leave format out."
+    )
+    assert body["extra"] == {"parameter": "format", "accepted": ["json", "api"]}

@@ -1,0 +1,94 @@
+"""`?format=` and the schema's and docs' query parameters get clear 400s."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.tests.factories import subscriber_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def api():
+    client = APIClient()
+    client.force_authenticate(subscriber_create("caller@example.com"))
+    return client
+
+
+def test_format_with_nul_is_rejected(api):
+    response = api.get("/api/messages/", {"format": "\x00"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_query_parameter"
+    assert response.json()["extra"]["parameter"] == "format"
+    assert "'\\x00'" in response.json()["message"]
+
+
+def test_known_format_is_served(api):
+    response = api.get("/api/customers/", {"format": "json"})
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+
+
+def test_unknown_format_without_credentials_gets_the_format_error():
+    response = APIClient().get("/api/customers/", {"format": "xml"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_query_parameter"
+
+
+def test_accept_header_without_renderer_still_gets_406(api):
+    response = api.get("/api/customers/", HTTP_ACCEPT="application/xml")
+
+    assert response.status_code == 406
+
+
+def test_schema_serves_yaml_by_format(client):
+    response = client.get("/api/schema/", {"format": "yaml"})
+
+    assert response.status_code == 200
+    assert response.content.startswith(b"openapi:")
+
+
+def test_schema_takes_lang(client):
+    response = client.get("/api/schema/", {"lang": "zh-hans", "format": "json"})
+
+    assert response.status_code == 200
+    assert response.json()["openapi"].startswith("3.")
+
+
+def test_schema_rejects_unknown_parameter(client):
+    response = client.get("/api/schema/", {"formt": "json"})
+
+    assert response.status_code == 400
+    assert b"code: unknown_query_parameter" in response.content
+    assert b"parameters:\n  - formt\n" in response.content
+
+
+def test_schema_rejects_unknown_format_in_its_own_format(client):
+    response = client.get("/api/schema/", {"format": "xml"})
+
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert b"use yaml or json" in response.content
+
+
+def test_docs_serve_their_script_by_bare_parameter(client):
+    response = client.get("/api/docs/?script")
+
+    assert response.status_code == 200
+    assert b"SwaggerUIBundle" in response.content
+
+
+def test_docs_reject_unknown_parameter_in_json(client):
+    response = client.get("/api/docs/", {"theme": "dark"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "unknown_query_parameter"
+    assert response.json()["extra"]["parameters"] == ["theme"]
