@@ -7,10 +7,12 @@ an id that belongs to someone else reads as not found.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import (
@@ -26,6 +28,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from sessions_wa.reasons import gateway_unreachable_message
 from whatsapp_saas.exceptions import ApplicationError
@@ -93,7 +96,37 @@ def send_notice(*, user) -> str | None:
             "WhatsApp is reconnecting. Messages you send now wait in the queue "
             "and go out once it is connected again."
         )
-    return None
+    return send_pacing_notice(user=user)
+
+
+def send_pacing_notice(*, user) -> str | None:
+    """Return how long the user's queued messages wait for the send pacing.
+
+    None while no more are queued than the pacing sends at once. The time
+    is an estimate at the paced rate, as if the burst were used up. It
+    leaves out the time each send itself takes.
+    """
+    waiting = Message.objects.filter(owner=user, status=Message.Status.QUEUED).count()
+    burst = settings.WA_SEND_BURST
+    if waiting <= burst:
+        return None
+    rate = settings.WA_SEND_RATE_PER_MINUTE
+    minutes = max(1, math.ceil(waiting / rate))
+    waiting_text = ngettext(
+        "%(count)s message is waiting to be sent.",
+        "%(count)s messages are waiting to be sent.",
+        waiting,
+    ) % {"count": waiting}
+    pacing_text = ngettext(
+        "To keep your number from being banned by WhatsApp, sending is paced "
+        "at %(burst)s messages at once and then %(rate)s a minute, so the last "
+        "one goes out within about %(minutes)s minute.",
+        "To keep your number from being banned by WhatsApp, sending is paced "
+        "at %(burst)s messages at once and then %(rate)s a minute, so the last "
+        "one goes out within about %(minutes)s minutes.",
+        minutes,
+    ) % {"burst": burst, "rate": f"{rate:g}", "minutes": minutes}
+    return f"{waiting_text} {pacing_text}"
 
 
 def session_not_connected_message() -> str:

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Subscription
+from accounts.tests.factories import subscriber_create
 from messaging.models import Customer, Message
 
 from .helpers import customer_make, outbound_make, receive, session_connect
@@ -433,6 +434,73 @@ def test_send_box_notes_reconnecting_session(alice_client, alice, customer):
     response = alice_client.get(_url("conversation", customer))
 
     assert "WhatsApp is reconnecting" in response.content.decode()
+
+
+def test_send_box_notes_messages_waiting_for_pacing(
+    alice_client, alice, customer, settings
+):
+    settings.WA_SEND_BURST = 5
+    settings.WA_SEND_RATE_PER_MINUTE = 20
+    for _ in range(45):
+        outbound_make(alice, customer)
+
+    response = alice_client.get(_url("conversation", customer))
+
+    page = response.content.decode()
+    assert "45 messages are waiting to be sent." in page
+    assert "5 messages at once and then 20 a minute" in page
+    assert "within about 3 minutes" in page
+
+
+def test_send_box_quiet_while_queue_fits_burst(alice_client, alice, customer, settings):
+    settings.WA_SEND_BURST = 5
+    for _ in range(5):
+        outbound_make(alice, customer)
+
+    response = alice_client.get(_url("conversation", customer))
+
+    assert "waiting to be sent" not in response.content.decode()
+
+
+def test_pacing_notice_counts_only_own_queue(alice_client, alice, customer, settings):
+    settings.WA_SEND_BURST = 5
+    other = subscriber_create("other@example.com")
+    other_customer = customer_make(other, name="Other's customer")
+    for _ in range(10):
+        outbound_make(other, other_customer)
+    for status in ("sent", "delivered", "failed"):
+        outbound_make(alice, customer, status=status)
+
+    response = alice_client.get(reverse("messaging:dashboard"))
+
+    assert "waiting to be sent" not in response.content.decode()
+
+
+def test_dashboard_notes_one_minute_for_a_short_queue(alice_client, alice, settings):
+    settings.WA_SEND_BURST = 0
+    settings.WA_SEND_RATE_PER_MINUTE = 20
+    outbound_make(alice, customer_make(alice, name="A"))
+
+    response = alice_client.get(reverse("messaging:dashboard"))
+
+    page = response.content.decode()
+    assert "1 message is waiting to be sent." in page
+    assert "within about 1 minute." in page
+
+
+def test_pacing_notice_in_chinese(alice_client, alice, customer, settings):
+    settings.WA_SEND_BURST = 1
+    settings.WA_SEND_RATE_PER_MINUTE = 20
+    for _ in range(2):
+        outbound_make(alice, customer)
+
+    response = alice_client.get(
+        _url("conversation", customer), HTTP_ACCEPT_LANGUAGE="zh-hans"
+    )
+
+    page = response.content.decode()
+    assert "有 2 条消息正在等待发送。" in page
+    assert "每分钟 20 条" in page
 
 
 def test_send_box_warns_gateway_unreachable(alice_client, alice, customer):
