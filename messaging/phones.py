@@ -313,10 +313,13 @@ def phone_parse(value, *, default_region=None) -> str:
     ``tel:`` prefix, a trunk ``0`` (``+44 (0)7700 ...``), national formats
     read in `default_region` (an ISO 3166 code such as ``"AR"``), and a phone
     JID. A number is accepted when phonenumbers finds it valid. It is also
-    accepted when the input, read as typed, has a possible length for its
-    country, because new ranges and the ranges kept for fiction (UK 07700
-    900xxx) are not in the validity tables of phonenumbers. A length that
-    is possible only for a local call (seven digits after +1) is rejected.
+    accepted when the input, read as typed, has a possible length for a
+    mobile or fixed-line number of its country, because new ranges and the
+    ranges kept for fiction (UK 07700 900xxx) are not in the validity
+    tables of phonenumbers. A length that is possible only for a local call
+    (seven digits after +1, eight or nine in Brazil) is rejected, and so is
+    an Argentine number typed with the local mobile prefix 15 instead of
+    its area code.
     """
     if not isinstance(value, str):
         raise _invalid_phone(
@@ -380,10 +383,12 @@ def phone_parse(value, *, default_region=None) -> str:
         # A length possible only for a local call lacks the area code, and
         # WhatsApp needs the whole international number.
         if index == 0:
-            length = phonenumbers.is_possible_number_with_reason(number)
-            if length == phonenumbers.ValidationResult.IS_POSSIBLE:
+            lengths = _phone_lengths(number)
+            if _local_mobile_prefix(number):
+                local_only_country = number.country_code
+            elif phonenumbers.ValidationResult.IS_POSSIBLE in lengths:
                 possible = e164
-            if length == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+            elif phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY in lengths:
                 local_only_country = number.country_code
     if possible is not None:
         return possible
@@ -413,6 +418,38 @@ def phone_parse(value, *, default_region=None) -> str:
             "against the format +<country code> <number>."
         )
     raise _invalid_phone(value, reason)
+
+
+# The kinds of number a WhatsApp account can be on. A number whose length
+# fits only other kinds, as nine digits do in Brazil and India, is not
+# taken for a range missing from the validity tables.
+_ACCOUNT_NUMBER_TYPES = (
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.FIXED_LINE,
+)
+
+
+def _phone_lengths(number) -> set:
+    """Return how the number's length fits each kind of account number."""
+    return {
+        phonenumbers.is_possible_number_for_type_with_reason(number, kind)
+        for kind in _ACCOUNT_NUMBER_TYPES
+    }
+
+
+def _local_mobile_prefix(number) -> bool:
+    """Return whether the number starts with Argentina's local mobile 15.
+
+    Within an area, Argentine mobiles are dialled as 15 and the subscriber
+    number, so "15 4444-5556" has the length of a whole number but lacks
+    its area code. Whole numbers of the form 15xx... are not valid there.
+    """
+    national = str(number.national_number)
+    return (
+        number.country_code == 54
+        and national.startswith("15")
+        and (len(national) == 10)
+    )
 
 
 def _e164_stable(e164: str) -> bool:

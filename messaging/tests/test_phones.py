@@ -115,6 +115,43 @@ def test_local_only_number_asks_for_area_code(typed, region):
     assert "for example +1 201-555-0123." in message
 
 
+@pytest.mark.parametrize(
+    ("typed", "region", "example"),
+    [
+        ("98765-4324", "BR", "+55 11 96123-4567"),
+        ("9876-5432", "BR", "+55 11 96123-4567"),
+        ("15 4444-5556", "AR", "+54 9 11 2345-6789"),
+        ("+54 15 4444 5556", None, "+54 9 11 2345-6789"),
+    ],
+)
+def test_number_without_area_code_asks_for_it(typed, region, example):
+    with pytest.raises(ValidationError) as raised:
+        phone_parse(typed, default_region=region)
+
+    message = raised.value.messages[0]
+    assert "a local number without its area code" in message
+    assert f"for example {example}." in message
+
+
+def test_length_of_no_account_number_is_rejected():
+    with pytest.raises(ValidationError) as raised:
+        phone_parse("91234 5678", default_region="IN")
+
+    assert "neither a valid number in IN" in raised.value.messages[0]
+
+
+@pytest.mark.parametrize(
+    ("typed", "region", "e164"),
+    [
+        ("11 15 4444-5556", "AR", "+5491144445556"),
+        ("011 15 4444-5556", "AR", "+5491144445556"),
+        ("07700 900123", "GB", "+447700900123"),
+    ],
+)
+def test_whole_numbers_still_parse(typed, region, e164):
+    assert phone_parse(typed, default_region=region) == e164
+
+
 def test_regionless_number_needs_country_code():
     with pytest.raises(ValidationError) as raised:
         phone_parse("98765 43210")
