@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import (
+    DisallowedHost,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
@@ -50,6 +57,37 @@ def payload_too_large_body(limit: int | None) -> dict:
         "code": "payload_too_large",
         "extra": {"max_bytes": limit},
     }
+
+
+def rejected_request_body(exc: SuspiciousOperation) -> dict:
+    """Return the error body for a request that Django rejected as suspicious.
+
+    Django raises these while it reads the query string, a form or the
+    Host header. Without this the client got Django's bare HTML page.
+    """
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        message = _(
+            "The request has more than %(limit)s query parameters or form "
+            "fields; send fewer, or send the data as a JSON body."
+        ) % {"limit": limit}
+        return {"message": message, "code": "too_many_fields", "extra": {"max": limit}}
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        message = _("The request has more than %(limit)s files; send fewer.") % {
+            "limit": limit
+        }
+        return {"message": message, "code": "too_many_files", "extra": {"max": limit}}
+    if isinstance(exc, DisallowedHost):
+        message = _(
+            "The Host header does not name this server; use its address as "
+            "configured in ALLOWED_HOSTS."
+        )
+        return {"message": message, "code": "disallowed_host", "extra": {}}
+    message = _("The request is malformed (%(reason)s); check and send it again.") % {
+        "reason": type(exc).__name__
+    }
+    return {"message": message, "code": "bad_request", "extra": {}}
 
 
 def _content_type(context) -> str:
@@ -135,6 +173,9 @@ def api_exception_handler(exc, context):
         # Django alone would return an HTML 400 page.
         body = payload_too_large_body(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         return Response(body, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+
+    if isinstance(exc, SuspiciousOperation):
+        return Response(rejected_request_body(exc), status=status.HTTP_400_BAD_REQUEST)
 
     response = exception_handler(exc, context)
     if response is None:

@@ -28,4 +28,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+handler400 = "whatsapp_saas.views.bad_request"
 handler404 = "whatsapp_saas.views.page_not_found"

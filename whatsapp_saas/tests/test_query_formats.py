@@ -63,20 +63,53 @@ def test_schema_takes_lang(client):
     assert response.json()["openapi"].startswith("3.")
 
 
-def test_schema_rejects_unknown_parameter(client):
+def test_schema_rejects_unknown_parameter_in_json(client):
     response = client.get("/api/schema/", {"formt": "json"})
 
     assert response.status_code == 400
-    assert b"code: unknown_query_parameter" in response.content
-    assert b"parameters:\n  - formt\n" in response.content
+    assert response.json()["code"] == "unknown_query_parameter"
+    assert response.json()["extra"]["parameters"] == ["formt"]
 
 
-def test_schema_rejects_unknown_format_in_its_own_format(client):
+def test_schema_rejects_unknown_format(client):
     response = client.get("/api/schema/", {"format": "xml"})
 
     assert response.status_code == 400
-    assert response["Content-Type"].startswith("application/vnd.oai.openapi")
-    assert b"use yaml or json" in response.content
+    assert response.json()["extra"]["accepted"] == ["yaml", "json"]
+
+
+def test_schema_rejects_unknown_language(client):
+    response = client.get("/api/schema/", {"lang": "xx"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_query_parameter"
+    assert response.json()["extra"] == {
+        "parameter": "lang",
+        "accepted": ["en", "zh-hans"],
+    }
+
+
+def test_schema_has_no_version_parameter(client):
+    response = client.get("/api/schema/", {"version": "9"})
+
+    assert response.status_code == 400
+    assert response.json()["extra"]["parameters"] == ["version"]
+
+
+def test_empty_format_is_rejected(api):
+    response = api.get("/api/messages/", {"format": ""})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "empty_query_parameter"
+    assert response.json()["extra"] == {"parameter": "format"}
+
+
+def test_docs_options_lists_methods_in_json(client):
+    response = client.options("/api/docs/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert "GET" in response["Allow"]
 
 
 def test_docs_serve_their_script_by_bare_parameter(client):

@@ -1,0 +1,78 @@
+"""Requests Django rejects before a view runs get the API's JSON 400."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from accounts.tests.factories import subscriber_create
+
+pytestmark = pytest.mark.django_db
+
+MANY_PARAMS = "&".join(f"f{index}=1" for index in range(1001))
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def api():
+    client = APIClient()
+    client.force_authenticate(subscriber_create("caller@example.com"))
+    return client
+
+
+def test_too_many_query_parameters_on_api(api):
+    response = api.get(f"/api/messages/?{MANY_PARAMS}")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "too_many_fields"
+    assert response.json()["extra"] == {"max": 1000}
+
+
+def test_too_many_query_parameters_with_debug_on(api, settings):
+    # With DEBUG on, DRF re-raised the error through a renderer that its
+    # content negotiation never chose, and the client got a 500.
+    settings.DEBUG = True
+
+    response = api.get(f"/api/messages/?{MANY_PARAMS}")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "too_many_fields"
+
+
+def test_too_many_form_fields_on_send(api):
+    response = api.post(
+        "/api/messages/send",
+        MANY_PARAMS,
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "too_many_fields"
+
+
+def test_too_many_files_on_send(api):
+    body = {
+        f"file{index}": SimpleUploadedFile(f"{index}.txt", b"a") for index in range(101)
+    }
+
+    response = api.post("/api/messages/send", body, format="multipart")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "too_many_files"
+
+
+def test_disallowed_host_on_api_gets_json(client):
+    response = client.get("/api/messages/", HTTP_HOST="evil.invalid")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "disallowed_host"
+
+
+def test_disallowed_host_on_page_gets_page(client):
+    response = client.get("/customers/", HTTP_HOST="evil.invalid")
+
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
