@@ -206,7 +206,13 @@ def conversation_send(request, code):
                     status_code=exc.status_code,
                 )
     elif "content" in form.errors:
-        error = ApplicationError(_("The message is empty; type the text to send."))
+        problem = form.errors.as_data()["content"][0]
+        if problem.code == "required":
+            message = _("The message is empty; type the text to send.")
+        else:
+            # Such as a NUL character, which Django's CharField rejects.
+            message = problem.messages[0]
+        error = ApplicationError(message)
     else:
         # Only the hidden key can be invalid. A browser sends it as rendered,
         # so the page is out of date or the request was made by hand.

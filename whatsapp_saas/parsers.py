@@ -110,10 +110,28 @@ class JSONParser(parsers.JSONParser):
 
 
 class FormParser(parsers.FormParser):
-    """DRF's form parser, which also rejects a field given more than once."""
+    """DRF's form parser, which also rejects a field given more than once,
+    and a JSON body sent with the form content type."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return _form_without_repeats(super().parse(stream, media_type, parser_context))
+        data = _form_without_repeats(super().parse(stream, media_type, parser_context))
+        _json_as_form_reject(data)
+        return data
+
+
+def _json_as_form_reject(data) -> None:
+    # `curl -d '{...}'` sends JSON as a form, whose first field is then
+    # named by the JSON text up to its first & or =. No field of this API
+    # starts with a brace or a bracket.
+    first = next(iter(data), "")
+    if first.lstrip()[:1] in ("{", "["):
+        raise ParseError(
+            _(
+                "The body looks like JSON, but its Content-Type is "
+                "application/x-www-form-urlencoded; send it with "
+                "'Content-Type: application/json'."
+            )
+        )
 
 
 class MultiPartParser(parsers.MultiPartParser):

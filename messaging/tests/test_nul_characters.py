@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from messaging.models import Customer
+from messaging.models import Customer, Message
 from messaging.services import customer_import_csv
 
 from .helpers import customer_make, session_connect
@@ -153,3 +153,16 @@ def test_csv_upload_with_nul_is_reported_on_postgresql(alice_client, alice):
     assert response.status_code == 200
     assert "NUL" in response.content.decode()
     assert not Customer.objects.filter(owner=alice).exists()
+
+
+def test_page_send_with_nul_names_it(alice_client, alice):
+    customer = customer_make(alice, name="Ana")
+    session_connect(alice)
+
+    response = alice_client.post(
+        f"/customers/{customer.code}/send/", {"content": "a\x00b"}
+    )
+
+    assert "Null characters are not allowed" in response.content.decode()
+    assert "The message is empty" not in response.content.decode()
+    assert not Message.objects.filter(owner=alice).exists()

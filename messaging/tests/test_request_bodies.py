@@ -116,3 +116,30 @@ def test_usual_json_body_still_sends(api, customer):
     response = _post_json(api, SEND, body)
 
     assert response.status_code == 202
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"to": "+5511912345678", "content": "x"}',
+        '{"to": "+5511912345678", "content": "a&b=c"}',
+        ' [{"content": "x"}]',
+    ],
+)
+def test_json_sent_as_form_names_content_type(api, text):
+    response = api.post(SEND, text, content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+    assert (
+        "send it with 'Content-Type: application/json'" in (response.json()["message"])
+    )
+    assert not Message.objects.exists()
+
+
+def test_form_send_still_works(api, customer):
+    body = urlencode({"customer_id": str(customer.code), "content": "{x}"})
+
+    response = api.post(SEND, body, content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 202
