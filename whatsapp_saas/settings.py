@@ -201,10 +201,24 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "sessions_wa:settings"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
+# The console backend prints each email, password reset links included, so
+# with DEBUG off an unset EMAIL_BACKEND drops mail and logs only that it
+# was not sent (accounts.mail).
 EMAIL_BACKEND = env.str(
-    "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+    "EMAIL_BACKEND",
+    default=(
+        "django.core.mail.backends.console.EmailBackend"
+        if DEBUG
+        else "accounts.mail.UnsentEmailBackend"
+    ),
 )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
+# The SMTP backend's server, with Django's defaults.
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]

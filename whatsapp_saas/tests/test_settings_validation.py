@@ -25,6 +25,7 @@ else:
         "WA_SEND_MAX_RETRIES",
         "WA_SEND_STUCK_MINUTES",
         "WA_GATEWAY_TIMEOUT",
+        "EMAIL_BACKEND",
     ]
     print(json.dumps({"error": None, **{name: values[name] for name in names}}))
 """
@@ -33,6 +34,9 @@ else:
 # only its own value.
 CHECKED_VARIABLES = (
     "DEBUG",
+    "EMAIL_BACKEND",
+    "SECRET_KEY",
+    "WA_GATEWAY_SECRET",
     "DATABASE_URL",
     "REDIS_URL",
     "LOG_LEVEL",
@@ -189,3 +193,29 @@ def test_redis_url_error_does_not_show_the_password():
 )
 def test_redis_url_schemes_are_accepted(value):
     assert settings_read(REDIS_URL=value)["error"] is None
+
+
+def test_mail_is_printed_with_debug_on():
+    result = settings_read(DEBUG="True")
+
+    assert result["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
+
+
+def test_mail_is_dropped_with_debug_off_and_no_backend():
+    result = settings_read(
+        DEBUG="False", SECRET_KEY="test-key", WA_GATEWAY_SECRET="test-secret"
+    )
+
+    assert result["error"] is None
+    assert result["EMAIL_BACKEND"] == "accounts.mail.UnsentEmailBackend"
+
+
+def test_mail_backend_set_with_debug_off_is_kept():
+    result = settings_read(
+        DEBUG="False",
+        SECRET_KEY="test-key",
+        WA_GATEWAY_SECRET="test-secret",
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+    )
+
+    assert result["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
