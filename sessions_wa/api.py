@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -50,7 +51,7 @@ class SessionApi(APIView):
     def get(self, request):
         session = selectors.session_get_for_user(user=request.user)
         if session is None:
-            raise NotFound("You have no WhatsApp session yet; POST to start one.")
+            raise NotFound(_("You have no WhatsApp session yet; POST to start one."))
         return Response(SessionSerializer(session, context={"request": request}).data)
 
     @extend_schema(
@@ -97,5 +98,5 @@ class SessionLogoutApi(APIView):
         _validate_body(request)
         session = services.session_logout_request(user=request.user)
         if session is None:
-            raise NotFound("You have no WhatsApp session to log out.")
+            raise NotFound(_("You have no WhatsApp session to log out."))
         return Response(SessionSerializer(session, context={"request": request}).data)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from django.http import QueryDict
+from django.utils.translation import gettext as _
 from rest_framework.permissions import BasePermission
-
-LEAVE_OUT = "leave it out, every request acts for the authenticated user."
 
 
 def _user_id_values(request) -> list:
@@ -40,9 +39,15 @@ def user_id_check(request) -> None:
     for value in _user_id_values(request):
         number = _as_int(value)
         if number is None:
-            message = f"user_id must be an integer; {LEAVE_OUT}"
+            message = _(
+                "user_id must be an integer; leave it out, every request acts "
+                "for the authenticated user."
+            )
         elif number != request.user.pk:
-            message = f"user_id {number} is not the authenticated user; {LEAVE_OUT}"
+            message = _(
+                "user_id %(number)s is not the authenticated user; leave it "
+                "out, every request acts for the authenticated user."
+            ) % {"number": number}
         else:
             continue
         raise RequestCheckError(

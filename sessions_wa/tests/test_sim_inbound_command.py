@@ -102,3 +102,24 @@ def test_invalid_sender_names_the_from_option(fake_gateway):
     message = str(raised.value)
     assert message.startswith("--from '07911 000555' is not a number or JID")
     assert "WA_ENGINE" not in message
+
+
+def test_national_number_is_read_in_subscriber_country(fake_gateway):
+    subscriber_create("owner@example.com", default_country="BR")
+    fake_gateway.reply("/sim/inbound", (202, {"gateway_message_id": "SIM1"}))
+
+    sim_inbound(
+        "--email", "owner@example.com", "--from", "11 91234-5678", "--text", "Hi"
+    )  # fmt: skip
+
+    [call] = fake_gateway.calls("/sim/inbound")
+    assert call["json"]["from"] == "+5511912345678"
+
+
+def test_invalid_number_is_an_error(fake_gateway):
+    subscriber_create("owner@example.com", default_country="BR")
+
+    with pytest.raises(CommandError, match="--from: '12' is not a valid phone number"):
+        sim_inbound("--email", "owner@example.com", "--from", "12", "--text", "Hi")
+
+    assert fake_gateway.requests == []

@@ -41,7 +41,10 @@ class Command(BaseCommand):
             "--from",
             dest="sender",
             required=True,
-            help="The customer's number in E.164 (e.g. +5511900000001) or a JID.",
+            help=(
+                "The customer's number, such as +5511900000001 or, in the "
+                "subscriber's country, 11 90000-0001; or a JID."
+            ),
         )
         parser.add_argument("--text", required=True, help="The message text.")
         parser.add_argument(
@@ -52,6 +55,17 @@ class Command(BaseCommand):
         user = subscriber_by_email(email)
         if not text.strip():
             raise CommandError("--text is empty; give the message's text.")
+        typed = sender
+        if "@" not in sender:
+            # Read as the API reads a number, in the subscriber's country.
+            # The gateway takes the digits as they are, so "11 91234-5678"
+            # became +1 191 234 5678.
+            try:
+                sender = phone_parse(
+                    sender, default_region=user.default_country or None
+                )
+            except ValidationError as exc:
+                raise CommandError(f"--from: {exc.messages[0]}") from exc
         own_phone = (
             WhatsAppSession.objects.filter(user=user)
             .values_list("phone", flat=True)
@@ -85,7 +99,7 @@ class Command(BaseCommand):
                 # The gateway reads `from` with the check that sends use, so
                 # its message calls the number a recipient.
                 raise CommandError(
-                    f"--from {sender!r} is not a number or JID the gateway "
+                    f"--from {typed!r} is not a number or JID the gateway "
                     "takes; give the customer's number with its country code, "
                     "such as +5511900000001."
                 ) from exc
