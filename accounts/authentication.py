@@ -27,13 +27,21 @@ class TokenAuthentication(authentication.TokenAuthentication):
                     "'Authorization: Token <token>' instead."
                 )
             )
-        # DRF's own messages for these two cases do not say what to send.
+        # DRF's own messages for these cases do not say what to send.
         if scheme == b"token" and len(header) == 1:
             raise exceptions.AuthenticationFailed(
                 _(
                     "The Authorization header has no token after 'Token'; send "
                     "'Authorization: Token <token>' with the token from the "
                     "Settings page."
+                )
+            )
+        if scheme == b"token" and len(header) == 2 and not header[1].isascii():
+            raise exceptions.AuthenticationFailed(
+                _(
+                    "The API token in the Authorization header contains "
+                    "characters that no token has; send it exactly as the "
+                    "Settings page shows it."
                 )
             )
         if scheme == b"token" and len(header) > 2:
@@ -56,5 +64,10 @@ class TokenAuthentication(authentication.TokenAuthentication):
                 )
             )
         if not token.user.is_active:
-            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+            raise exceptions.AuthenticationFailed(
+                _(
+                    "The account of this API token is deactivated, so the "
+                    "token cannot be used; ask the operator to reactivate it."
+                )
+            )
         return token.user, token

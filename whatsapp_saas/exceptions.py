@@ -103,16 +103,41 @@ JSON_PARSE_ERROR = "JSON parse error - "
 CSRF_FAILED = "CSRF Failed: "
 
 
+def _authorization_scheme(context) -> str:
+    """Return the scheme of the request's Authorization header, or ""."""
+    request = context.get("request")
+    header = request.META.get("HTTP_AUTHORIZATION", "") if request is not None else ""
+    return header.split()[0][:20] if header.split() else ""
+
+
 def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
     """Return (detail, extra) for DRF errors whose own message gives the
     client no next step, or None to keep DRF's."""
     view = context.get("view")
     default_detail = str(exceptions.NotAuthenticated.default_detail)
     if isinstance(exc, exceptions.NotAuthenticated) and exc.detail == default_detail:
+        scheme = _authorization_scheme(context)
+        if scheme:
+            # Such as Basic: DRF reads any scheme but Token as no credentials.
+            message = _(
+                "The Authorization header uses the %(scheme)s scheme, which "
+                "this API does not take; send 'Authorization: Token <token>' "
+                "instead."
+            ) % {"scheme": scheme}
+        else:
+            message = _(
+                "The request has no credentials. Send your API token as "
+                "'Authorization: Token <token>'; create one on the Settings page."
+            )
+        return {"detail": message}, {}
+
+    if isinstance(exc, exceptions.NotAcceptable):
+        request = context.get("request")
+        accept = request.META.get("HTTP_ACCEPT", "") if request is not None else ""
         message = _(
-            "The request has no credentials. Send your API token as "
-            "'Authorization: Token <token>'; create one on the Settings page."
-        )
+            "The Accept header %(accept)s names no format this endpoint "
+            "returns; accept application/json, or leave the header out."
+        ) % {"accept": repr(accept[:200])}
         return {"detail": message}, {}
 
     if isinstance(exc, exceptions.UnsupportedMediaType):

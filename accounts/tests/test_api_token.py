@@ -190,3 +190,50 @@ def test_impossible_token_gets_401(owner, key):
 
     assert response.status_code == 401
     assert response.json()["code"] == "authentication_failed"
+
+
+def test_token_with_non_ascii_bytes_names_fix():
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Token abc\xe9def")
+
+    response = api.post(ROTATE_API_URL)
+
+    assert response.status_code == 401
+    assert "characters that no token has" in response.json()["message"]
+
+
+def test_basic_scheme_is_named_in_401():
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz")
+
+    response = api.post(ROTATE_API_URL)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    assert "uses the Basic scheme" in response.json()["message"]
+
+
+def test_token_of_deactivated_account_names_it(owner):
+    token = Token.objects.create(user=owner)
+    owner.is_active = False
+    owner.save(update_fields=["is_active"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    response = api.post(ROTATE_API_URL)
+
+    assert response.status_code == 401
+    assert "account of this API token is deactivated" in response.json()["message"]
+
+
+def test_unmatched_accept_header_names_json(owner):
+    api = APIClient()
+    api.force_authenticate(owner)
+
+    response = api.get("/api/customers/", HTTP_ACCEPT="application/xml")
+
+    assert response.status_code == 406
+    assert response.json()["message"] == (
+        "The Accept header 'application/xml' names no format this endpoint "
+        "returns; accept application/json, or leave the header out."
+    )
