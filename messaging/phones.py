@@ -442,13 +442,15 @@ def _local_mobile_prefix(number) -> bool:
 
     Within an area, Argentine mobiles are dialled as 15 and the subscriber
     number, so "15 4444-5556" has the length of a whole number but lacks
-    its area code. Whole numbers of the form 15xx... are not valid there.
+    its area code; "+54 9 15 4444 5556" lacks it too. No area code starts
+    with 15.
     """
+    if number.country_code != 54:
+        return False
     national = str(number.national_number)
-    return (
-        number.country_code == 54
-        and national.startswith("15")
-        and (len(national) == 10)
+    # Also after the 9 that Argentine mobiles carry in international form.
+    return (national.startswith("15") and len(national) == 10) or (
+        national.startswith("915") and len(national) == 11
     )
 
 

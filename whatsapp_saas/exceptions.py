@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import (
     DisallowedHost,
@@ -200,6 +202,13 @@ def api_exception_handler(exc, context):
         return Response(body, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
 
     if isinstance(exc, SuspiciousOperation):
+        # Logged as Django logs one it handles itself, where operators and
+        # the admins' mail handler look for such requests.
+        logging.getLogger(f"django.security.{type(exc).__name__}").error(
+            str(exc),
+            exc_info=exc,
+            extra={"status_code": 400, "request": context.get("request")},
+        )
         return Response(rejected_request_body(exc), status=status.HTTP_400_BAD_REQUEST)
 
     response = exception_handler(exc, context)

@@ -14,7 +14,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.renderers import JSONRenderer
 
 from .exceptions import RequestCheckError, rejected_request_body
-from .permissions import QueryParamsRead
+from .permissions import QueryParamsRead, UserIdIsCaller
 
 API_PREFIX = "/api/"
 
@@ -130,13 +130,21 @@ class _SchemaChecks:
 class SchemaApi(_SchemaChecks, SpectacularAPIView):
     """The OpenAPI schema, with its query parameters checked as the API's are."""
 
-    permission_classes = [*SpectacularAPIView.permission_classes, QueryParamsRead]
+    permission_classes = [
+        *SpectacularAPIView.permission_classes,
+        UserIdIsCaller,
+        QueryParamsRead,
+    ]
 
 
 class DocsPage(_SchemaChecks, SpectacularSwaggerView):
     """Swagger UI, with its query parameters checked as the API's are."""
 
-    permission_classes = [*SpectacularSwaggerView.permission_classes, QueryParamsRead]
+    permission_classes = [
+        *SpectacularSwaggerView.permission_classes,
+        UserIdIsCaller,
+        QueryParamsRead,
+    ]
     query_params = ("lang", "script")
     # The page loads drf-spectacular's script from a bare `?script`.
     query_params_may_be_empty = ("script",)

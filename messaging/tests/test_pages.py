@@ -463,7 +463,7 @@ def test_send_box_quiet_while_queue_fits_burst(alice_client, alice, customer, se
 
 
 def test_pacing_notice_counts_only_own_queue(alice_client, alice, customer, settings):
-    settings.WA_SEND_BURST = 5
+    settings.WA_SEND_BURST = 1
     other = subscriber_create("other@example.com")
     other_customer = customer_make(other, name="Other's customer")
     for _ in range(10):

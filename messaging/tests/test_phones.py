@@ -122,6 +122,8 @@ def test_local_only_number_asks_for_area_code(typed, region):
         ("9876-5432", "BR", "+55 11 96123-4567"),
         ("15 4444-5556", "AR", "+54 9 11 2345-6789"),
         ("+54 15 4444 5556", None, "+54 9 11 2345-6789"),
+        ("+54 9 15 4444 5556", None, "+54 9 11 2345-6789"),
+        ("9 15 4444-5556", "AR", "+54 9 11 2345-6789"),
     ],
 )
 def test_number_without_area_code_asks_for_it(typed, region, example):

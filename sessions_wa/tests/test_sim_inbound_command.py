@@ -96,11 +96,11 @@ def test_invalid_sender_names_the_from_option(fake_gateway):
 
     with pytest.raises(CommandError) as raised:
         sim_inbound(
-            "--email", "owner@example.com", "--from", "07911 000555", "--text", "Hi"
+            "--email", "owner@example.com", "--from", "123@g.us", "--text", "Hi"
         )
 
     message = str(raised.value)
-    assert message.startswith("--from '07911 000555' is not a number or JID")
+    assert message.startswith("--from '123@g.us' is not a number or JID")
     assert "WA_ENGINE" not in message
 
 
@@ -114,6 +114,18 @@ def test_national_number_is_read_in_subscriber_country(fake_gateway):
 
     [call] = fake_gateway.calls("/sim/inbound")
     assert call["json"]["from"] == "+5511912345678"
+
+
+def test_landline_is_passed_in_e164(fake_gateway):
+    subscriber_create("owner@example.com", default_country="BR")
+    fake_gateway.reply("/sim/inbound", (202, {"gateway_message_id": "SIM1"}))
+
+    sim_inbound(
+        "--email", "owner@example.com", "--from", "(11) 3456-7890", "--text", "Hi"
+    )  # fmt: skip
+
+    [call] = fake_gateway.calls("/sim/inbound")
+    assert call["json"]["from"] == "+551134567890"
 
 
 def test_invalid_number_is_an_error(fake_gateway):

@@ -125,3 +125,14 @@ def test_docs_reject_unknown_parameter_in_json(client):
     assert response.status_code == 400
     assert response.json()["code"] == "unknown_query_parameter"
     assert response.json()["extra"]["parameters"] == ["theme"]
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+def test_schema_and_docs_check_user_id(client, path):
+    caller = subscriber_create("reader@example.com")
+    client.force_login(caller)
+
+    response = client.get(path, {"user_id": caller.pk + 1})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_user_id"

@@ -1,5 +1,7 @@
 """Requests Django rejects before a view runs get the API's JSON 400."""
 
+import logging
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
@@ -29,6 +31,15 @@ def test_too_many_query_parameters_on_api(api):
     assert response.status_code == 400
     assert response.json()["code"] == "too_many_fields"
     assert response.json()["extra"] == {"max": 1000}
+
+
+def test_too_many_query_parameters_logged_as_security_event(api, caplog):
+    with caplog.at_level(logging.ERROR, logger="django.security"):
+        api.get(f"/api/messages/?{MANY_PARAMS}")
+
+    assert [record.name for record in caplog.records] == [
+        "django.security.TooManyFieldsSent"
+    ]
 
 
 def test_too_many_query_parameters_with_debug_on(api, settings):
