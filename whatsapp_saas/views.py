@@ -1,5 +1,5 @@
-"""Project-wide views: the 404s (JSON under /api/, the styled page
-elsewhere) and the API's schema and docs."""
+"""Project-wide views: the 400 and 404 handlers (JSON under /api/, the
+styled page elsewhere) and the API's schema and docs."""
 
 from __future__ import annotations
 
