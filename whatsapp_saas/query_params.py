@@ -78,9 +78,13 @@ def query_params_check(
 
     for name in accepted:
         if name in params and name not in may_be_empty and not params[name].strip():
-            raise RequestCheckError(
-                _("%(name)s is empty; give it a value, or leave it out.")
-                % {"name": name},
-                code="empty_query_parameter",
-                extra={"parameter": name},
-            )
+            raise empty_query_parameter_error(name)
+
+
+def empty_query_parameter_error(name: str) -> RequestCheckError:
+    """Return the 400 `empty_query_parameter` error for parameter `name`."""
+    return RequestCheckError(
+        _("%(name)s is empty; give it a value, or leave it out.") % {"name": name},
+        code="empty_query_parameter",
+        extra={"parameter": name},
+    )

@@ -104,28 +104,19 @@ def test_invalid_sender_names_the_from_option(fake_gateway):
     assert "WA_ENGINE" not in message
 
 
-def test_national_number_is_read_in_subscriber_country(fake_gateway):
+# A mobile and a landline, typed as a Brazilian subscriber would.
+@pytest.mark.parametrize(
+    ("typed", "e164"),
+    [("11 91234-5678", "+5511912345678"), ("(11) 3456-7890", "+551134567890")],
+)
+def test_national_number_sent_in_e164(fake_gateway, typed, e164):
     subscriber_create("owner@example.com", default_country="BR")
     fake_gateway.reply("/sim/inbound", (202, {"gateway_message_id": "SIM1"}))
 
-    sim_inbound(
-        "--email", "owner@example.com", "--from", "11 91234-5678", "--text", "Hi"
-    )  # fmt: skip
+    sim_inbound("--email", "owner@example.com", "--from", typed, "--text", "Hi")
 
     [call] = fake_gateway.calls("/sim/inbound")
-    assert call["json"]["from"] == "+5511912345678"
-
-
-def test_landline_is_passed_in_e164(fake_gateway):
-    subscriber_create("owner@example.com", default_country="BR")
-    fake_gateway.reply("/sim/inbound", (202, {"gateway_message_id": "SIM1"}))
-
-    sim_inbound(
-        "--email", "owner@example.com", "--from", "(11) 3456-7890", "--text", "Hi"
-    )  # fmt: skip
-
-    [call] = fake_gateway.calls("/sim/inbound")
-    assert call["json"]["from"] == "+551134567890"
+    assert call["json"]["from"] == e164
 
 
 def test_invalid_number_is_an_error(fake_gateway):
