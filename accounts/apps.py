@@ -6,5 +6,5 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self):
-        # Registers the mail check.
+        # Importing the module registers the mail check.
         from . import mail  # noqa: F401

@@ -13,11 +13,14 @@ UNSENT_BACKEND = "accounts.mail.UnsentEmailBackend"
 
 
 class UnsentEmailBackend(BaseEmailBackend):
-    """Drops every email and logs that it was not sent, without its text.
+    """A backend that drops every email and logs that it was not sent.
+
+    The log line names the subject and the number of recipients, never the
+    text or the addresses.
 
     Django's console backend, the development default, prints each email
-    to the process output, so in production a password reset link would
-    end up in the logs, where anyone who reads them could use it.
+    to the process output. In production a password reset link would then
+    be in the logs, for anyone who reads them to use.
     """
 
     def send_messages(self, email_messages):

@@ -441,9 +441,9 @@ def _local_mobile_prefix(number) -> bool:
     """Return whether the number starts with Argentina's local mobile 15.
 
     Within an area, Argentine mobiles are dialled as 15 and the subscriber
-    number, so "15 4444-5556" has the length of a whole number but lacks
-    its area code; "+54 9 15 4444 5556" lacks it too. No area code starts
-    with 15.
+    number. So "15 4444-5556" has the length of a whole number but lacks
+    its area code, and "+54 9 15 4444 5556" lacks it too, because no area
+    code starts with 15.
     """
     if number.country_code != 54:
         return False

@@ -210,7 +210,8 @@ def conversation_send(request, code):
         if problem.code == "required":
             message = _("The message is empty; type the text to send.")
         else:
-            # Such as a NUL character, which Django's CharField rejects.
+            # Any other error, such as Django's for a NUL character, is shown
+            # as the field gives it.
             message = problem.messages[0]
         error = ApplicationError(message)
     else:

@@ -26,7 +26,7 @@ print(" ".join(name for name in sys.argv[1:] if name not in sys.modules))
 """
 
 
-def test_wsgi_import_loads_the_first_send_modules():
+def test_wsgi_import_loads_send_modules():
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     # Nothing listens on port 1, so any connection would fail the import.
     env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:1/unused"

@@ -120,7 +120,7 @@ def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
     if isinstance(exc, exceptions.NotAuthenticated) and exc.detail == default_detail:
         scheme = _authorization_scheme(context)
         if scheme:
-            # Such as Basic: DRF reads any scheme but Token as no credentials.
+            # DRF treats any scheme but Token, such as Basic, as no credentials.
             message = _(
                 "The Authorization header uses the %(scheme)s scheme, which "
                 "this API does not take; send 'Authorization: Token <token>' "

@@ -88,8 +88,8 @@ class QueryParamsRead(BasePermission):
     defines `query_params_for(request)`, which returns both. A view that
     names none reads only those of every endpoint, so a DELETE with
     `?dry_run=1` gets 400 instead of deleting. drf-spectacular's schema and
-    docs views set their own permission classes; `SchemaApi` and `DocsPage`
-    in whatsapp_saas.views add this one to them.
+    docs views set their own permission classes, so `SchemaApi` and
+    `DocsPage` in whatsapp_saas.views add this one to them.
     """
 
     def has_permission(self, request, view) -> bool:

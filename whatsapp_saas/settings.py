@@ -331,7 +331,8 @@ REST_FRAMEWORK = {
         "whatsapp_saas.parsers.FormParser",
         "whatsapp_saas.parsers.MultiPartParser",
     ],
-    # DRF's renderer choice, except that an unknown `?format=` gets 400.
+    # DRF's renderer choice, except that an unknown or empty `?format=` gets
+    # 400.
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": (
         "whatsapp_saas.negotiation.ContentNegotiation"
     ),

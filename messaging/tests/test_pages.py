@@ -436,9 +436,7 @@ def test_send_box_notes_reconnecting_session(alice_client, alice, customer):
     assert "WhatsApp is reconnecting" in response.content.decode()
 
 
-def test_send_box_notes_messages_waiting_for_pacing(
-    alice_client, alice, customer, settings
-):
+def test_send_box_notes_paced_queue(alice_client, alice, customer, settings):
     settings.WA_SEND_BURST = 5
     settings.WA_SEND_RATE_PER_MINUTE = 20
     for _ in range(45):
@@ -452,7 +450,7 @@ def test_send_box_notes_messages_waiting_for_pacing(
     assert "within about 3 minutes" in page
 
 
-def test_send_box_quiet_while_queue_fits_burst(alice_client, alice, customer, settings):
+def test_send_box_quiet_within_burst(alice_client, alice, customer, settings):
     settings.WA_SEND_BURST = 5
     for _ in range(5):
         outbound_make(alice, customer)
@@ -476,7 +474,7 @@ def test_pacing_notice_counts_only_own_queue(alice_client, alice, customer, sett
     assert "waiting to be sent" not in response.content.decode()
 
 
-def test_dashboard_notes_one_minute_for_a_short_queue(alice_client, alice, settings):
+def test_dashboard_short_queue_one_minute(alice_client, alice, settings):
     settings.WA_SEND_BURST = 0
     settings.WA_SEND_RATE_PER_MINUTE = 20
     outbound_make(alice, customer_make(alice, name="A"))

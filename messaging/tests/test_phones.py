@@ -135,7 +135,7 @@ def test_number_without_area_code_asks_for_it(typed, region, example):
     assert f"for example {example}." in message
 
 
-def test_length_of_no_account_number_is_rejected():
+def test_service_number_length_rejected():
     with pytest.raises(ValidationError) as raised:
         phone_parse("91234 5678", default_region="IN")
 

@@ -195,13 +195,13 @@ def test_redis_url_schemes_are_accepted(value):
     assert settings_read(REDIS_URL=value)["error"] is None
 
 
-def test_mail_is_printed_with_debug_on():
+def test_debug_on_prints_mail():
     result = settings_read(DEBUG="True")
 
     assert result["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
 
 
-def test_mail_is_dropped_with_debug_off_and_no_backend():
+def test_debug_off_drops_mail():
     result = settings_read(
         DEBUG="False", SECRET_KEY="test-key", WA_GATEWAY_SECRET="test-secret"
     )
@@ -210,7 +210,7 @@ def test_mail_is_dropped_with_debug_off_and_no_backend():
     assert result["EMAIL_BACKEND"] == "accounts.mail.UnsentEmailBackend"
 
 
-def test_mail_backend_set_with_debug_off_is_kept():
+def test_debug_off_keeps_set_backend():
     result = settings_read(
         DEBUG="False",
         SECRET_KEY="test-key",
