@@ -21,6 +21,7 @@ import { MAX_TEXT_LENGTH } from './routes/schemas.js'
 import simRoutes from './routes/sim.js'
 import { SendStore } from './send-store.js'
 import { SessionManager } from './session-manager.js'
+import { commitTurn } from './turn-writes.js'
 
 // A text of MAX_TEXT_LENGTH code points must fit in one body. The worst case
 // is a character outside the Basic Multilingual Plane (most emoji) that the
@@ -101,6 +102,12 @@ export async function buildApp (config, options = {}) {
   app.decorate('gateway', { config, db, authStore, sends, outbox, sessions, sender, metrics })
 
   installRequestChecks(app, { secrets: config.secrets, bodyLimit: BODY_LIMIT_BYTES, clock })
+  // Writes join the event loop turn's transaction (turn-writes.js). A
+  // response may report them, so they commit before it leaves. A /send
+  // thus responds only once its record is `sent`.
+  app.addHook('onSend', async () => {
+    commitTurn(db)
+  })
   const deps = { config, sessions, sender, outbox, metrics }
   await app.register(healthRoutes, deps)
   await app.register(sessionRoutes, deps)
@@ -130,6 +137,7 @@ export async function buildApp (config, options = {}) {
     if (pending) {
       logger.warn({ pending }, 'outbox not empty at shutdown; the events will be sent after the next start')
     }
+    commitTurn(db)
     db.close()
   })
 

@@ -5,8 +5,9 @@
 // crash (SIGKILL, out-of-memory kill), because a commit is in the WAL file
 // before the call returns. Only a power loss or kernel crash can undo the
 // last commits. FULL (WA_DB_SYNCHRONOUS=full) also survives those, but it
-// costs an fsync on every event, and better-sqlite3 runs that fsync on the
-// event loop, where it stalls every session on the node.
+// costs an fsync on every commit, and better-sqlite3 runs that fsync on the
+// event loop, where it stalls every session on the node. The writes of one
+// event loop turn share a commit (turn-writes.js).
 
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'

@@ -1,9 +1,10 @@
 // Durable outbox of callback events, and the dispatcher that posts them to
 // Django.
 //
-// An event is committed to SQLite before anything else happens with it, and
-// its row is deleted only after Django responds 2xx, so neither a Django
-// outage nor a gateway crash loses it. Each user's events form a lane that is
+// An event is committed to SQLite at the end of the event loop turn that
+// appended it, with that turn's other writes (turn-writes.js), and always
+// before it is posted. Its row is deleted only after Django responds 2xx, so
+// neither a Django outage nor a gateway crash loses it. Each user's events form a lane that is
 // posted in `seq` order. A request starts from the lane whose turn it is and
 // is filled from other ready lanes, up to MAX_BATCH events, so many users
 // with a few events each share one request. Each lane's events are
@@ -41,6 +42,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 
 import { SIGNATURE_HEADER, sign } from './signing.js'
 import { foldStatuses, isFoldableStatus, isSameMessage, statusKeys } from './status-fold.js'
+import { commitTurn, onTurnLost, writeInTurn } from './turn-writes.js'
 
 export const MAX_BATCH = 100
 
@@ -156,6 +158,20 @@ export class Outbox {
     this.#pendingEvents = this.pendingCount()
     // No request is in flight yet, so every pending receipt may fold.
     for (const row of this.#sql.pendingStatuses.all()) this.#indexStoredRow({ ...row, type: 'message.status' })
+    onTurnLost(db, (error) => this.#turnLost(error))
+  }
+
+  // The turn's rows are gone, so what is kept in memory is read again:
+  // the count, the lanes, and the receipts that may still fold.
+  #turnLost (error) {
+    this.#logger.error({ err: error }, 'committing outbox writes failed; the events of that turn are lost')
+    this.#pendingEvents = this.pendingCount()
+    for (const { user_id: userId } of this.#sql.lanes.all()) this.#openLane(userId)
+    const stored = new Set(this.#sql.pendingStatuses.all().map((row) => row.seq))
+    for (const seq of [...this.#foldableRows.keys()]) {
+      if (!stored.has(seq)) this.#unindexStatus(seq)
+    }
+    this.#schedule()
   }
 
   #prepare () {
@@ -218,14 +234,17 @@ export class Outbox {
     const event = { event_id: randomUUID(), seq: 0, type, user_id: userId, occurred_at: occurredAt, data: posted }
 
     // The older row is deleted only in the transaction that inserts the
-    // folded one, so a crash loses neither receipt.
-    const { seq, deleted } = this.#db.transaction(() => {
-      const inserted = this.#sql.insert.run(
-        event.event_id, userId, type, event.occurred_at, JSON.stringify(event.data)
-      )
-      const changes = older ? this.#sql.deleteOne.run(older.seq).changes : 0
-      return { seq: Number(inserted.lastInsertRowid), deleted: changes }
-    })()
+    // folded one, so a crash loses neither receipt. Both join the turn's
+    // transaction, which commits before a request posts them.
+    const insert = () => this.#sql.insert.run(
+      event.event_id, userId, type, event.occurred_at, JSON.stringify(event.data)
+    )
+    const { seq, deleted } = writeInTurn(this.#db, older
+      ? this.#db.transaction(() => {
+        const inserted = insert()
+        return { seq: Number(inserted.lastInsertRowid), deleted: this.#sql.deleteOne.run(older.seq).changes }
+      })
+      : () => ({ seq: Number(insert().lastInsertRowid), deleted: 0 }))
     event.seq = seq
     this.#pendingEvents += 1 - deleted
 
@@ -352,13 +371,17 @@ export class Outbox {
     return this.pendingCount()
   }
 
-  /** Stops dispatching and aborts posts in flight; their events stay pending. */
+  /**
+   * Stops dispatching and aborts posts in flight; their events stay pending.
+   * The writes of the current turn commit.
+   */
   async close () {
     this.#closed = true
     this.#running = false
     this.#clearTimer()
     for (const controller of this.#requests) controller.abort()
     while (this.#requests.size) await sleep(5)
+    commitTurn(this.#db)
   }
 
   #hasLaneReadyBefore (time) {
@@ -445,6 +468,8 @@ export class Outbox {
     try {
       this.#fill(parts, userId, lane, now)
       if (parts.length === 0) return
+      // An event is committed before it is posted.
+      commitTurn(this.#db)
       const rows = parts.flatMap((part) => part.rows)
       const outcome = await this.#post(rows, controller.signal)
       if (controller.signal.aborted) return
@@ -568,13 +593,13 @@ export class Outbox {
     if (kind === 'delivered') {
       // Counted once the transaction commits: a failed DELETE rolls back
       // the others, and the events stay pending.
-      const deleted = this.#db.transaction(() => {
+      const deleted = writeInTurn(this.#db, this.#db.transaction(() => {
         let count = 0
         for (const { userId, rows } of parts) {
           count += this.#sql.deleteUpTo.run(userId, rows.at(-1).seq).changes
         }
         return count
-      })()
+      }))
       this.#pendingEvents -= deleted
       for (const lane of lanes) {
         lane.attempts = 0

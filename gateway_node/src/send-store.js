@@ -5,13 +5,21 @@
 // /send idempotent on Django's message_id (also across restarts), tells
 // echoes of our own sends apart from messages typed on the phone, and puts
 // Django's message_id on acks. Rows expire after WA_SEND_RECORD_TTL_HOURS.
+//
+// A claim commits before it returns, because the message goes to WhatsApp
+// next. The other writes join the turn's transaction (turn-writes.js), which
+// commits before any response leaves.
+
+import { commitTurn, writeInTurn } from './turn-writes.js'
 
 export class SendStore {
+  #db
   #sql
   #ttlMs
   #clock
 
   constructor ({ db, ttlMs, clock = Date.now }) {
+    this.#db = db
     this.#ttlMs = ttlMs
     this.#clock = clock
     this.#sql = {
@@ -38,16 +46,18 @@ export class SendStore {
 
   /** Claims `messageId` for one send; false when a row already exists. */
   begin (userId, messageId, requestHash) {
-    return this.#sql.begin.run(userId, messageId, requestHash, this.#clock()).changes === 1
+    const claimed = this.#sql.begin.run(userId, messageId, requestHash, this.#clock()).changes === 1
+    commitTurn(this.#db)
+    return claimed
   }
 
   markSent (userId, messageId, gatewayMessageId, toJid) {
-    this.#sql.markSent.run(gatewayMessageId, toJid, userId, messageId)
+    writeInTurn(this.#db, () => this.#sql.markSent.run(gatewayMessageId, toJid, userId, messageId))
   }
 
   /** Drops a claim whose send certainly did not reach WhatsApp. */
   forget (userId, messageId) {
-    this.#sql.forget.run(userId, messageId)
+    writeInTurn(this.#db, () => this.#sql.forget.run(userId, messageId))
   }
 
   /** Django's message_id for a message we sent, or null. */

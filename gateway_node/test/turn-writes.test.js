@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import { describe, it } from 'node:test'
+
+import Database from 'better-sqlite3'
+
+import { openDatabase } from '../src/database.js'
+import { createLogger } from '../src/logger.js'
+import { Outbox } from '../src/outbox.js'
+import { SendStore } from '../src/send-store.js'
+import { commitTurn, onTurnLost, writeInTurn } from '../src/turn-writes.js'
+import { buildTestApp, logSink, makeDataDir, post, SECRET, waitFor } from './helpers.js'
+
+const silent = { debug () {}, info () {}, warn () {}, error () {}, child () { return this } }
+
+// A database with a table whose rows need a parent, checked at COMMIT.
+async function openWithDeferredCheck (t) {
+  const dataDir = await makeDataDir(t)
+  const db = openDatabase({ dataDir })
+  db.exec(
+    'CREATE TABLE parent (id INTEGER PRIMARY KEY);' +
+      'CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)'
+  )
+  // Another connection sees only what is committed.
+  const reader = new Database(join(dataDir, 'gateway.db'), { readonly: true })
+  t.after(() => {
+    reader.close()
+    if (db.open) db.close()
+  })
+  return { db, reader, dataDir }
+}
+
+function parentCount (reader) {
+  return reader.prepare('SELECT COUNT(*) AS count FROM parent').get().count
+}
+
+describe('writes in one event loop turn', () => {
+  it('commit together when the turn ends', async (t) => {
+    const { db, reader } = await openWithDeferredCheck(t)
+    const insert = db.prepare('INSERT INTO parent (id) VALUES (?)')
+
+    writeInTurn(db, () => insert.run(1))
+    writeInTurn(db, () => insert.run(2))
+
+    assert.equal(parentCount(reader), 0)
+    assert.equal(db.prepare('SELECT COUNT(*) AS count FROM parent').get().count, 2)
+    await nextTurn()
+    assert.equal(parentCount(reader), 2)
+  })
+
+  it('commit at once on commitTurn', async (t) => {
+    const { db, reader } = await openWithDeferredCheck(t)
+    writeInTurn(db, () => db.prepare('INSERT INTO parent (id) VALUES (1)').run())
+
+    commitTurn(db)
+
+    assert.equal(parentCount(reader), 1)
+    assert.equal(db.inTransaction, false)
+  })
+
+  it('roll back together when the commit fails', async (t) => {
+    const { db, reader } = await openWithDeferredCheck(t)
+    const errors = []
+    onTurnLost(db, (error) => errors.push(error))
+
+    writeInTurn(db, () => db.prepare('INSERT INTO parent (id) VALUES (1)').run())
+    writeInTurn(db, () => db.prepare('INSERT INTO child (parent_id) VALUES (99)').run())
+    await nextTurn()
+
+    assert.equal(errors.length, 1)
+    assert.equal(errors[0].code, 'SQLITE_CONSTRAINT_FOREIGNKEY')
+    assert.equal(db.inTransaction, false)
+    assert.equal(parentCount(reader), 0)
+    assert.equal(db.prepare('SELECT COUNT(*) AS count FROM parent').get().count, 0)
+  })
+
+  it('throw from commitTurn when the commit fails', async (t) => {
+    const { db } = await openWithDeferredCheck(t)
+    writeInTurn(db, () => db.prepare('INSERT INTO child (parent_id) VALUES (99)').run())
+
+    assert.throws(() => commitTurn(db), { code: 'SQLITE_CONSTRAINT_FOREIGNKEY' })
+    assert.equal(db.inTransaction, false)
+  })
+
+  it('join a transaction opened by db.transaction()', async (t) => {
+    const { db, reader } = await openWithDeferredCheck(t)
+    const insert = db.prepare('INSERT INTO parent (id) VALUES (?)')
+
+    db.transaction(() => {
+      insert.run(1)
+      writeInTurn(db, () => insert.run(2))
+    })()
+
+    assert.equal(db.inTransaction, false)
+    assert.equal(parentCount(reader), 2)
+  })
+})
+
+describe('send records and the turn', () => {
+  it('commit a claim before begin() returns', async (t) => {
+    const { db, reader } = await openWithDeferredCheck(t)
+    const sends = new SendStore({ db, ttlMs: 60_000 })
+    writeInTurn(db, () => db.prepare('INSERT INTO parent (id) VALUES (1)').run())
+
+    assert.equal(sends.begin(1, 'django-1', 'hash'), true)
+
+    assert.equal(reader.prepare('SELECT state FROM sends').get().state, 'sending')
+    assert.equal(parentCount(reader), 1)
+  })
+
+  it('commit before /send responds', async (t) => {
+    const dataDir = await makeDataDir(t)
+    const app = await buildTestApp(t, { dataDir })
+    const reader = new Database(join(dataDir, 'gateway.db'), { readonly: true })
+    t.after(() => reader.close())
+    await post(app, '/start', { user_id: 1 })
+    await post(app, '/sim/scan', { user_id: 1, phone: '+5511900000009' })
+
+    const response = await post(app, '/send', { user_id: 1, message_id: 'django-1', to: '+5511900000001', text: 'Hello' })
+
+    assert.equal(response.statusCode, 202)
+    const row = reader.prepare('SELECT state, gateway_message_id FROM sends').get()
+    assert.deepEqual(row, { state: 'sent', gateway_message_id: response.json().gateway_message_id })
+  })
+})
+
+describe('outbox rows and the turn', () => {
+  function makeOutbox (db, url, { logger = silent, fetch } = {}) {
+    return new Outbox({
+      db,
+      callback: { url, timeoutMs: 2000, backoffFirstMs: 20, backoffMaxMs: 200, concurrency: 4, lingerMs: 0 },
+      secret: SECRET,
+      logger,
+      fetch
+    })
+  }
+
+  it('are committed before a request posts them', async (t) => {
+    const { db, reader } = await openWithDeferredCheck(t)
+    const committedAtPost = []
+    const fetch = async (url, { body }) => {
+      committedAtPost.push([JSON.parse(body).events.length, reader.prepare('SELECT COUNT(*) AS count FROM outbox').get().count])
+      return new Response('{}', { status: 200 })
+    }
+    const outbox = makeOutbox(db, 'http://127.0.0.1:9/callback', { fetch })
+    t.after(() => outbox.close())
+    outbox.start()
+
+    // The dispatcher's pass is queued before the turn that holds the
+    // second event, so it takes that event before the turn ends.
+    outbox.append(1, 'message.received', { n: 1 })
+    commitTurn(db)
+    outbox.append(1, 'message.received', { n: 2 })
+
+    await waitFor(() => outbox.pendingCount() === 0)
+    assert.deepEqual(committedAtPost[0], [2, 2])
+  })
+
+  it('are forgotten when their turn is lost', async (t) => {
+    const { db } = await openWithDeferredCheck(t)
+    const sink = logSink()
+    const logger = createLogger({ level: 'error', destination: sink.stream })
+    const outbox = makeOutbox(db, 'http://127.0.0.1:9/callback', { logger })
+    t.after(() => outbox.close())
+    const receipt = (status) => ({ gateway_message_id: 'WA-1', message_id: 'django-1', chat_jid: null, status, error: null, timestamp: null })
+
+    outbox.append(1, 'message.status', receipt('sent'))
+    writeInTurn(db, () => db.prepare('INSERT INTO child (parent_id) VALUES (99)').run())
+    await nextTurn()
+    const delivered = outbox.append(1, 'message.status', receipt('delivered'))
+    commitTurn(db)
+
+    assert.equal(delivered.data.earlier, undefined)
+    assert.equal(outbox.pendingCount(), 1)
+    await waitFor(() => sink.lines.some((line) => line.msg.includes('committing outbox writes failed')))
+  })
+})
