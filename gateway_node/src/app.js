@@ -56,7 +56,7 @@ export async function buildApp (config, options = {}) {
 
   const db = openDatabase({ dataDir: config.dataDir, synchronous: config.dbSynchronous })
   const authStore = new FileAuthStore({ dataDir: config.dataDir, logger })
-  const sends = new SendStore({ db, ttlMs: config.sendRecordTtlMs, clock })
+  const sends = new SendStore({ db, ttlMs: config.sendRecordTtlMs, clock, logger: logger.child({ component: 'sends' }) })
 
   // The read callbacks run at scrape time, after `sessions` and `outbox`
   // below exist.

@@ -4,8 +4,8 @@
 // An event is committed to SQLite at the end of the event loop turn that
 // appended it, with that turn's other writes (turn-writes.js), and always
 // before it is posted. Its row is deleted only after Django responds 2xx, so
-// neither a Django outage nor a gateway crash loses it. Each user's events form a lane that is
-// posted in `seq` order. A request starts from the lane whose turn it is and
+// neither a Django outage nor a gateway crash loses it. Each user's events
+// form a lane that is posted in `seq` order. A request starts from the lane whose turn it is and
 // is filled from other ready lanes, up to MAX_BATCH events, so many users
 // with a few events each share one request. Each lane's events are
 // contiguous in the body, and a lane is in one request at a time, which
@@ -158,18 +158,27 @@ export class Outbox {
     this.#pendingEvents = this.pendingCount()
     // No request is in flight yet, so every pending receipt may fold.
     for (const row of this.#sql.pendingStatuses.all()) this.#indexStoredRow({ ...row, type: 'message.status' })
-    onTurnLost(db, (error) => this.#turnLost(error))
+    onTurnLost(db, ({ error }) => this.#turnLost(error))
   }
 
-  // The turn's rows are gone, so what is kept in memory is read again:
-  // the count, the lanes, and the receipts that may still fold.
+  // The turn's writes are gone. The count and the lanes are read again, and
+  // receipts whose rows no longer exist leave the fold index, because their
+  // seq may be given to another event.
   #turnLost (error) {
-    this.#logger.error({ err: error }, 'committing outbox writes failed; the events of that turn are lost')
-    this.#pendingEvents = this.pendingCount()
-    for (const { user_id: userId } of this.#sql.lanes.all()) this.#openLane(userId)
-    const stored = new Set(this.#sql.pendingStatuses.all().map((row) => row.seq))
-    for (const seq of [...this.#foldableRows.keys()]) {
-      if (!stored.has(seq)) this.#unindexStatus(seq)
+    this.#logger.error({ err: error }, 'the outbox writes of an event loop turn were rolled back; its events are lost')
+    try {
+      this.#pendingEvents = this.pendingCount()
+      for (const { user_id: userId } of this.#sql.lanes.all()) this.#openLane(userId)
+      const stored = new Set(this.#sql.pendingStatuses.all().map((row) => row.seq))
+      for (const seq of [...this.#foldableRows.keys()]) {
+        if (!stored.has(seq)) this.#unindexStatus(seq)
+      }
+    } catch (readError) {
+      // A stale entry could fold a receipt into another event's row, so the
+      // index starts afresh.
+      this.#foldable.clear()
+      this.#foldableRows.clear()
+      this.#logger.error({ err: readError }, 'reading the outbox after a rolled-back turn failed')
     }
     this.#schedule()
   }
@@ -218,11 +227,12 @@ export class Outbox {
   }
 
   /**
-   * Commits one event and returns it as it will be posted. `seq` is the row
-   * id: AUTOINCREMENT never reuses a number, even after rows are deleted, so
-   * it keeps growing across restarts. A `message.status` receipt may fold
-   * into an earlier pending one, and then the returned event is the folded
-   * one.
+   * Records one event in the turn's transaction and returns it as it will
+   * be posted. `seq` is the row id. AUTOINCREMENT never reuses the number of
+   * a committed row, even after the row is deleted, so it keeps growing
+   * across restarts. A row of a lost turn frees its number again. A
+   * `message.status` receipt may fold into an earlier pending one, and then
+   * the returned event is the folded one.
    */
   append (userId, type, data) {
     const occurredAt = new Date(this.#clock()).toISOString()
@@ -591,8 +601,8 @@ export class Outbox {
     }
 
     if (kind === 'delivered') {
-      // Counted once the transaction commits: a failed DELETE rolls back
-      // the others, and the events stay pending.
+      // Counted once every DELETE succeeded: a failed one rolls back the
+      // others, and the events stay pending.
       const deleted = writeInTurn(this.#db, this.#db.transaction(() => {
         let count = 0
         for (const { userId, rows } of parts) {

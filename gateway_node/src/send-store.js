@@ -8,18 +8,24 @@
 //
 // A claim commits before it returns, because the message goes to WhatsApp
 // next. The other writes join the turn's transaction (turn-writes.js), which
-// commits before any response leaves.
+// commits before any response leaves. When that turn is lost, the `sent`
+// marks and dropped claims it contained are written again one by one, since
+// the messages went out (or certainly did not) all the same.
 
-import { commitTurn, writeInTurn } from './turn-writes.js'
+import { commitTurn, onTurnLost, openTurnId, writeInTurn } from './turn-writes.js'
 
 export class SendStore {
   #db
   #sql
   #ttlMs
   #clock
+  #logger
+  // The marks and drops of the open turn, as [statement name, parameters].
+  #uncommitted = { turnId: null, writes: [] }
 
-  constructor ({ db, ttlMs, clock = Date.now }) {
+  constructor ({ db, ttlMs, clock = Date.now, logger }) {
     this.#db = db
+    this.#logger = logger
     this.#ttlMs = ttlMs
     this.#clock = clock
     this.#sql = {
@@ -38,6 +44,30 @@ export class SendStore {
       ),
       purge: db.prepare('DELETE FROM sends WHERE created_at < ?')
     }
+    onTurnLost(db, ({ turnId }) => this.#writeLostAgain(turnId))
+  }
+
+  #writeInTurn (name, params) {
+    writeInTurn(this.#db, () => this.#sql[name].run(...params))
+    const turnId = openTurnId(this.#db)
+    if (turnId === null) return
+    if (this.#uncommitted.turnId !== turnId) this.#uncommitted = { turnId, writes: [] }
+    this.#uncommitted.writes.push([name, params])
+  }
+
+  #writeLostAgain (turnId) {
+    const { turnId: writesTurnId, writes } = this.#uncommitted
+    this.#uncommitted = { turnId: null, writes: [] }
+    if (writesTurnId !== turnId) return
+    for (const [name, params] of writes) {
+      try {
+        this.#sql[name].run(...params)
+      } catch (error) {
+        // The record stays `sending`, so Django's retry of the message gets
+        // GW_ERR_SEND_IN_DOUBT and its acks carry no message_id.
+        this.#logger?.error({ err: error, userId: params.at(-2), messageId: params.at(-1) }, `writing a lost ${name} of a send record again failed`)
+      }
+    }
   }
 
   find (userId, messageId) {
@@ -46,18 +76,19 @@ export class SendStore {
 
   /** Claims `messageId` for one send; false when a row already exists. */
   begin (userId, messageId, requestHash) {
-    const claimed = this.#sql.begin.run(userId, messageId, requestHash, this.#clock()).changes === 1
+    const claim = () => this.#sql.begin.run(userId, messageId, requestHash, this.#clock())
+    const claimed = writeInTurn(this.#db, claim).changes === 1
     commitTurn(this.#db)
     return claimed
   }
 
   markSent (userId, messageId, gatewayMessageId, toJid) {
-    writeInTurn(this.#db, () => this.#sql.markSent.run(gatewayMessageId, toJid, userId, messageId))
+    this.#writeInTurn('markSent', [gatewayMessageId, toJid, userId, messageId])
   }
 
   /** Drops a claim whose send certainly did not reach WhatsApp. */
   forget (userId, messageId) {
-    writeInTurn(this.#db, () => this.#sql.forget.run(userId, messageId))
+    this.#writeInTurn('forget', [userId, messageId])
   }
 
   /** Django's message_id for a message we sent, or null. */
@@ -72,6 +103,6 @@ export class SendStore {
 
   /** Deletes records older than the TTL; returns how many. */
   purgeExpired () {
-    return this.#sql.purge.run(this.#clock() - this.#ttlMs).changes
+    return writeInTurn(this.#db, () => this.#sql.purge.run(this.#clock() - this.#ttlMs)).changes
   }
 }

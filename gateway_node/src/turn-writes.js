@@ -19,9 +19,10 @@
 // the current turn, as an event in flight between the engine and the
 // gateway was before.
 //
-// When a deferred commit fails (disk full, an I/O error), the turn's
-// writes are rolled back and the failure listeners run, so that state kept
-// in memory can be read again from the table.
+// When the turn's writes are lost, the failure listeners run, so that
+// state kept in memory can be read again from the tables. That happens when
+// a commit fails, and when SQLite rolls the whole transaction back after a
+// failed statement (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM, SQLITE_BUSY).
 
 const turns = new WeakMap()
 
@@ -33,6 +34,9 @@ function turnOf (db) {
       commit: db.prepare('COMMIT'),
       rollback: db.prepare('ROLLBACK'),
       immediate: null,
+      // Counts the turns' transactions, so that a listener can tell which
+      // turn was lost.
+      id: 0,
       listeners: new Set()
     }
     turns.set(db, turn)
@@ -47,11 +51,18 @@ function turnOf (db) {
  */
 export function writeInTurn (db, fn) {
   const turn = turnOf(db)
+  checkRolledBack(db, turn)
   if (!db.inTransaction) {
     turn.begin.run()
+    turn.id += 1
     turn.immediate = setImmediate(() => commitDeferred(db, turn))
   }
-  return fn()
+  try {
+    return fn()
+  } catch (error) {
+    checkRolledBack(db, turn, error)
+    throw error
+  }
 }
 
 /**
@@ -61,30 +72,51 @@ export function writeInTurn (db, fn) {
 export function commitTurn (db) {
   const turn = turns.get(db)
   if (!turn?.immediate) return
+  const error = checkRolledBack(db, turn)
+  if (error) throw error
   clearImmediate(turn.immediate)
   turn.immediate = null
-  if (!db.inTransaction) return
   try {
     turn.commit.run()
-  } catch (error) {
-    lost(db, turn, error)
-    throw error
+  } catch (commitError) {
+    lost(db, turn, commitError)
+    throw commitError
   }
 }
 
-/** Calls `listener(error)` after a turn's writes were rolled back. */
+/**
+ * Returns the id of the turn whose transaction is open on `db`, or null
+ * when none is (a transaction that db.transaction() opened is not a turn's).
+ */
+export function openTurnId (db) {
+  const turn = turns.get(db)
+  return turn?.immediate && db.inTransaction ? turn.id : null
+}
+
+/** Calls `listener({ error, turnId })` after a turn's writes were rolled back. */
 export function onTurnLost (db, listener) {
   turnOf(db).listeners.add(listener)
 }
 
 function commitDeferred (db, turn) {
+  if (!db.open || checkRolledBack(db, turn)) return
   turn.immediate = null
-  if (!db.open || !db.inTransaction) return
   try {
     turn.commit.run()
   } catch (error) {
     lost(db, turn, error)
   }
+}
+
+// Ends a turn whose transaction SQLite rolled back after a failed
+// statement, and returns the error for it (undefined when none was).
+function checkRolledBack (db, turn, cause) {
+  if (!turn.immediate || db.inTransaction) return undefined
+  clearImmediate(turn.immediate)
+  turn.immediate = null
+  const error = cause ?? new Error('SQLite rolled back the writes of this event loop turn after a failed statement')
+  lost(db, turn, error)
+  return error
 }
 
 function lost (db, turn, error) {
@@ -95,5 +127,5 @@ function lost (db, turn, error) {
       // After some errors SQLite has rolled back by itself already.
     }
   }
-  for (const listener of turn.listeners) listener(error)
+  for (const listener of turn.listeners) listener({ error, turnId: turn.id })
 }

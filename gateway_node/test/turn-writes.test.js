@@ -22,7 +22,7 @@ async function openWithDeferredCheck (t) {
     'CREATE TABLE parent (id INTEGER PRIMARY KEY);' +
       'CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)'
   )
-  // Another connection sees only what is committed.
+  // Another connection reads only what is committed.
   const reader = new Database(join(dataDir, 'gateway.db'), { readonly: true })
   t.after(() => {
     reader.close()
@@ -62,7 +62,7 @@ describe('writes in one event loop turn', () => {
   it('roll back together when the commit fails', async (t) => {
     const { db, reader } = await openWithDeferredCheck(t)
     const errors = []
-    onTurnLost(db, (error) => errors.push(error))
+    onTurnLost(db, ({ error }) => errors.push(error))
 
     writeInTurn(db, () => db.prepare('INSERT INTO parent (id) VALUES (1)').run())
     writeInTurn(db, () => db.prepare('INSERT INTO child (parent_id) VALUES (99)').run())
@@ -81,6 +81,40 @@ describe('writes in one event loop turn', () => {
 
     assert.throws(() => commitTurn(db), { code: 'SQLITE_CONSTRAINT_FOREIGNKEY' })
     assert.equal(db.inTransaction, false)
+  })
+
+  it('end when SQLite rolls the turn back', async (t) => {
+    const { db, reader } = await openWithDeferredCheck(t)
+    const errors = []
+    onTurnLost(db, ({ error }) => errors.push(error))
+    // A nearly full disk: room for a small row, not for a large one.
+    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) + 2}`)
+    db.exec('CREATE TABLE note (text TEXT)')
+
+    writeInTurn(db, () => db.prepare('INSERT INTO parent (id) VALUES (1)').run())
+    const large = () => db.prepare('INSERT INTO note (text) VALUES (?)').run('x'.repeat(65536))
+    assert.throws(() => writeInTurn(db, large), { code: 'SQLITE_FULL' })
+
+    assert.equal(errors.length, 1)
+    assert.equal(errors[0].code, 'SQLITE_FULL')
+    writeInTurn(db, () => db.prepare('INSERT INTO parent (id) VALUES (2)').run())
+    await nextTurn()
+    assert.deepEqual(reader.prepare('SELECT id FROM parent').all(), [{ id: 2 }])
+  })
+
+  it('end when a transaction inside them is rolled back', async (t) => {
+    const { db } = await openWithDeferredCheck(t)
+    const errors = []
+    onTurnLost(db, ({ error }) => errors.push(error))
+    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) + 2}`)
+    db.exec('CREATE TABLE note (text TEXT)')
+
+    writeInTurn(db, () => db.prepare('INSERT INTO parent (id) VALUES (1)').run())
+    const large = db.transaction(() => db.prepare('INSERT INTO note (text) VALUES (?)').run('x'.repeat(65536)))
+    assert.throws(() => large(), { code: 'SQLITE_FULL' })
+
+    assert.throws(() => commitTurn(db), /rolled back the writes of this event loop turn/)
+    assert.equal(errors.length, 1)
   })
 
   it('join a transaction opened by db.transaction()', async (t) => {
@@ -107,6 +141,18 @@ describe('send records and the turn', () => {
 
     assert.equal(reader.prepare('SELECT state FROM sends').get().state, 'sending')
     assert.equal(parentCount(reader), 1)
+  })
+
+  it('write a lost sent mark again', async (t) => {
+    const { db, reader } = await openWithDeferredCheck(t)
+    const sends = new SendStore({ db, ttlMs: 60_000 })
+    sends.begin(1, 'django-1', 'hash')
+
+    sends.markSent(1, 'django-1', 'WA-1', '5511900000001@s.whatsapp.net')
+    writeInTurn(db, () => db.prepare('INSERT INTO child (parent_id) VALUES (99)').run())
+    await nextTurn()
+
+    assert.deepEqual(reader.prepare('SELECT state, gateway_message_id FROM sends').get(), { state: 'sent', gateway_message_id: 'WA-1' })
   })
 
   it('commit before /send responds', async (t) => {
@@ -157,6 +203,47 @@ describe('outbox rows and the turn', () => {
     assert.deepEqual(committedAtPost[0], [2, 2])
   })
 
+  it('keep another user\'s event after SQLite rolls a turn back', async (t) => {
+    const { db } = await openWithDeferredCheck(t)
+    const outbox = makeOutbox(db, 'http://127.0.0.1:9/callback')
+    t.after(() => outbox.close())
+    const receipt = (status) => ({ gateway_message_id: 'WA-1', message_id: 'django-1', chat_jid: null, status, error: null, timestamp: null })
+    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) + 2}`)
+
+    outbox.append(1, 'message.status', receipt('sent'))
+    assert.throws(() => outbox.append(2, 'message.received', { text: 'x'.repeat(65536) }), { code: 'SQLITE_FULL' })
+    // The rolled-back row's seq is free again, and this event takes it.
+    const other = outbox.append(3, 'message.received', { text: 'hello' })
+    outbox.append(1, 'message.status', receipt('delivered'))
+    commitTurn(db)
+
+    const users = db.prepare('SELECT user_id FROM outbox ORDER BY seq').all().map((row) => row.user_id)
+    assert.deepEqual(users, [3, 1])
+    assert.equal(outbox.pendingCount(), 2)
+    assert.equal(other.seq, 1)
+  })
+
+  it('are posted again when their delete is lost', async (t) => {
+    const { db } = await openWithDeferredCheck(t)
+    const posted = []
+    const fetch = async (url, { body }) => {
+      posted.push(JSON.parse(body).events.map((event) => event.seq))
+      // The delete of the first request's rows joins a turn that is lost.
+      if (posted.length === 1) {
+        queueMicrotask(() => writeInTurn(db, () => db.prepare('INSERT INTO child (parent_id) VALUES (99)').run()))
+      }
+      return new Response('{}', { status: 200 })
+    }
+    const outbox = makeOutbox(db, 'http://127.0.0.1:9/callback', { fetch })
+    t.after(() => outbox.close())
+    outbox.start()
+
+    outbox.append(1, 'message.received', { n: 1 })
+
+    await waitFor(() => posted.length === 2 && outbox.pendingCount() === 0)
+    assert.deepEqual(posted, [[1], [1]])
+  })
+
   it('are forgotten when their turn is lost', async (t) => {
     const { db } = await openWithDeferredCheck(t)
     const sink = logSink()
@@ -173,6 +260,6 @@ describe('outbox rows and the turn', () => {
 
     assert.equal(delivered.data.earlier, undefined)
     assert.equal(outbox.pendingCount(), 1)
-    await waitFor(() => sink.lines.some((line) => line.msg.includes('committing outbox writes failed')))
+    await waitFor(() => sink.lines.some((line) => line.msg.includes('outbox writes of an event loop turn were rolled back')))
   })
 })
