@@ -137,7 +137,11 @@ export async function buildApp (config, options = {}) {
     if (pending) {
       logger.warn({ pending }, 'outbox not empty at shutdown; the events will be sent after the next start')
     }
-    commitTurn(db)
+    try {
+      commitTurn(db)
+    } catch (error) {
+      logger.error({ err: error }, 'committing the last writes at shutdown failed')
+    }
     db.close()
   })
 

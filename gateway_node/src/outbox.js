@@ -200,9 +200,9 @@ export class Outbox {
         'SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM outbox WHERE user_id = json_each.value)'
       ).pluck(),
       deleteUpTo: db.prepare('DELETE FROM outbox WHERE user_id = ? AND seq <= ?'),
-      deleteOne: db.prepare('DELETE FROM outbox WHERE seq = ?'),
+      deleteOne: db.prepare('DELETE FROM outbox WHERE seq = ? AND event_id = ?'),
       pendingStatuses: db.prepare(
-        "SELECT seq, user_id, occurred_at, data FROM outbox WHERE type = 'message.status' ORDER BY seq"
+        "SELECT seq, event_id, user_id, occurred_at, data FROM outbox WHERE type = 'message.status' ORDER BY seq"
       ),
       pending: db.prepare('SELECT COUNT(*) AS count FROM outbox'),
       moveToDeadLetters: db.prepare(
@@ -235,6 +235,12 @@ export class Outbox {
    * the returned event is the folded one.
    */
   append (userId, type, data) {
+    // The fold index is read inside the turn: a turn that SQLite rolled
+    // back is noticed on the way in, and its rows leave the index first.
+    return writeInTurn(this.#db, () => this.#record(userId, type, data))
+  }
+
+  #record (userId, type, data) {
     const occurredAt = new Date(this.#clock()).toISOString()
     const foldable = isFoldableStatus(type, data)
     const older = foldable ? this.#findFoldable(userId, data) : undefined
@@ -243,18 +249,19 @@ export class Outbox {
       : data
     const event = { event_id: randomUUID(), seq: 0, type, user_id: userId, occurred_at: occurredAt, data: posted }
 
-    // The older row is deleted only in the transaction that inserts the
-    // folded one, so a crash loses neither receipt. Both join the turn's
-    // transaction, which commits before a request posts them.
+    // The older row is deleted only in the savepoint that inserts the
+    // folded one, so a crash loses neither receipt. Both are in the turn's
+    // transaction, which commits before a request posts them. The event id
+    // in the DELETE keeps a stale seq from deleting another event.
     const insert = () => this.#sql.insert.run(
       event.event_id, userId, type, event.occurred_at, JSON.stringify(event.data)
     )
-    const { seq, deleted } = writeInTurn(this.#db, older
+    const { seq, deleted } = older
       ? this.#db.transaction(() => {
         const inserted = insert()
-        return { seq: Number(inserted.lastInsertRowid), deleted: this.#sql.deleteOne.run(older.seq).changes }
-      })
-      : () => ({ seq: Number(insert().lastInsertRowid), deleted: 0 }))
+        return { seq: Number(inserted.lastInsertRowid), deleted: this.#sql.deleteOne.run(older.seq, older.eventId).changes }
+      })()
+      : { seq: Number(insert().lastInsertRowid), deleted: 0 }
     event.seq = seq
     this.#pendingEvents += 1 - deleted
 
@@ -263,7 +270,7 @@ export class Outbox {
       this.#metrics?.statusesFolded.inc()
       this.#logger.debug({ userId, seq, foldedSeq: older.seq }, 'folded a status receipt into a pending one')
     }
-    if (foldable) this.#indexStatus(userId, seq, event.data, occurredAt)
+    if (foldable) this.#indexStatus(userId, seq, event.event_id, event.data, occurredAt)
     this.#metrics?.events.inc({ type })
     this.#openLane(userId)
     this.#schedule()
@@ -277,7 +284,7 @@ export class Outbox {
    * once Django accepts such events again.
    */
   requeueDeadLetters (userId = null) {
-    const rows = this.#db.transaction(() => {
+    const rows = writeInTurn(this.#db, this.#db.transaction(() => {
       const found = userId === null
         ? this.#sql.deadLetters.all()
         : this.#sql.deadLettersOfUser.all(userId)
@@ -288,7 +295,7 @@ export class Outbox {
         moved.push({ ...row, seq: Number(inserted.lastInsertRowid) })
       }
       return moved
-    })()
+    }))
     if (rows.length === 0) return 0
     this.#pendingEvents += rows.length
     // A requeued receipt is pending like any other, so later ones fold into it.
@@ -318,15 +325,15 @@ export class Outbox {
   // Indexes a pending row read from the database if it is a foldable receipt.
   #indexStoredRow (row) {
     const data = JSON.parse(row.data)
-    if (isFoldableStatus(row.type, data)) this.#indexStatus(row.user_id, row.seq, data, row.occurred_at)
+    if (isFoldableStatus(row.type, data)) this.#indexStatus(row.user_id, row.seq, row.event_id, data, row.occurred_at)
   }
 
   // When two pending rows share a key (after a restart, or when their ids
   // disagree), the later one owns it and the earlier one no longer folds.
-  #indexStatus (userId, seq, data, occurredAt) {
+  #indexStatus (userId, seq, eventId, data, occurredAt) {
     const keys = statusKeys(userId, data)
     for (const key of keys) this.#foldable.set(key, seq)
-    this.#foldableRows.set(seq, { seq, keys, data, occurredAt })
+    this.#foldableRows.set(seq, { seq, eventId, keys, data, occurredAt })
   }
 
   #unindexStatus (seq) {
@@ -391,7 +398,11 @@ export class Outbox {
     this.#clearTimer()
     for (const controller of this.#requests) controller.abort()
     while (this.#requests.size) await sleep(5)
-    commitTurn(this.#db)
+    try {
+      commitTurn(this.#db)
+    } catch (error) {
+      this.#logger.error({ err: error }, 'committing the outbox at close failed; the events of the last turn are lost')
+    }
   }
 
   #hasLaneReadyBefore (time) {
@@ -709,10 +720,10 @@ export class Outbox {
       : `Django rejected the event with ${status}: ${outcome.excerpt || 'no body'}`
     const failedAt = new Date(this.#clock()).toISOString()
 
-    this.#pendingEvents -= this.#db.transaction(() => {
+    this.#pendingEvents -= writeInTurn(this.#db, this.#db.transaction(() => {
       this.#sql.moveToDeadLetters.run(status, reason, failedAt, userId, row.seq)
       return this.#sql.deleteUpTo.run(userId, row.seq).changes
-    })()
+    }))
 
     this.#metrics?.callbackAttempts.inc({ outcome: 'dead_lettered' })
     this.#metrics?.deadLettered.inc()

@@ -22,6 +22,8 @@ export class SendStore {
   #logger
   // The marks and drops of the open turn, as [statement name, parameters].
   #uncommitted = { turnId: null, writes: [] }
+  // Those of a lost turn that failed again, tried with each later write.
+  #unwritten = []
 
   constructor ({ db, ttlMs, clock = Date.now, logger }) {
     this.#db = db
@@ -48,6 +50,11 @@ export class SendStore {
   }
 
   #writeInTurn (name, params) {
+    this.#writeUnwritten()
+    this.#writeTracked(name, params)
+  }
+
+  #writeTracked (name, params) {
     writeInTurn(this.#db, () => this.#sql[name].run(...params))
     const turnId = openTurnId(this.#db)
     if (turnId === null) return
@@ -55,6 +62,8 @@ export class SendStore {
     this.#uncommitted.writes.push([name, params])
   }
 
+  // Both statements may run twice: a mark sets the same values, and a drop
+  // deletes only a row still `sending`, which blocks any new claim.
   #writeLostAgain (turnId) {
     const { turnId: writesTurnId, writes } = this.#uncommitted
     this.#uncommitted = { turnId: null, writes: [] }
@@ -63,10 +72,24 @@ export class SendStore {
       try {
         this.#sql[name].run(...params)
       } catch (error) {
-        // The record stays `sending`, so Django's retry of the message gets
-        // GW_ERR_SEND_IN_DOUBT and its acks carry no message_id.
-        this.#logger?.error({ err: error, userId: params.at(-2), messageId: params.at(-1) }, `writing a lost ${name} of a send record again failed`)
+        // Until it is written, the record stays `sending`: a repeat of the
+        // message gets GW_ERR_SEND_IN_DOUBT and its acks carry no message_id.
+        this.#logger?.error({ err: error, userId: params.at(-2), messageId: params.at(-1) }, `writing a lost ${name} of a send record again failed; retrying with the next write`)
+        this.#unwritten.push([name, params])
       }
+    }
+  }
+
+  #writeUnwritten () {
+    while (this.#unwritten.length > 0) {
+      const [name, params] = this.#unwritten[0]
+      try {
+        this.#writeTracked(name, params)
+      } catch {
+        // Still failing; the error was logged when the write was queued.
+        return
+      }
+      this.#unwritten.shift()
     }
   }
 
@@ -76,6 +99,7 @@ export class SendStore {
 
   /** Claims `messageId` for one send; false when a row already exists. */
   begin (userId, messageId, requestHash) {
+    this.#writeUnwritten()
     const claim = () => this.#sql.begin.run(userId, messageId, requestHash, this.#clock())
     const claimed = writeInTurn(this.#db, claim).changes === 1
     commitTurn(this.#db)

@@ -155,6 +155,37 @@ describe('send records and the turn', () => {
     assert.deepEqual(reader.prepare('SELECT state, gateway_message_id FROM sends').get(), { state: 'sent', gateway_message_id: 'WA-1' })
   })
 
+  it('retry a lost sent mark that failed again', async (t) => {
+    const { db, reader } = await openWithDeferredCheck(t)
+    // The mark's statement fails once more when it is written again.
+    const prepare = db.prepare.bind(db)
+    let markFailures = 0
+    db.prepare = (sql) => {
+      const statement = prepare(sql)
+      if (!sql.startsWith('UPDATE sends')) return statement
+      return {
+        run: (...params) => {
+          if (markFailures > 0) {
+            markFailures -= 1
+            throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' })
+          }
+          return statement.run(...params)
+        }
+      }
+    }
+    const sends = new SendStore({ db, ttlMs: 60_000 })
+    sends.begin(1, 'django-1', 'hash')
+    sends.markSent(1, 'django-1', 'WA-1', '5511900000001@s.whatsapp.net')
+    writeInTurn(db, () => db.prepare('INSERT INTO child (parent_id) VALUES (99)').run())
+    markFailures = 1
+    await nextTurn()
+    assert.equal(reader.prepare("SELECT state FROM sends WHERE message_id = 'django-1'").get().state, 'sending')
+
+    sends.begin(1, 'django-2', 'hash')
+
+    assert.equal(reader.prepare("SELECT state FROM sends WHERE message_id = 'django-1'").get().state, 'sent')
+  })
+
   it('commit before /send responds', async (t) => {
     const dataDir = await makeDataDir(t)
     const app = await buildTestApp(t, { dataDir })
@@ -221,6 +252,26 @@ describe('outbox rows and the turn', () => {
     assert.deepEqual(users, [3, 1])
     assert.equal(outbox.pendingCount(), 2)
     assert.equal(other.seq, 1)
+  })
+
+  it('keep the next receipt after a failed requeue', async (t) => {
+    const { db } = await openWithDeferredCheck(t)
+    const outbox = makeOutbox(db, 'http://127.0.0.1:9/callback')
+    t.after(() => outbox.close())
+    const receipt = (status) => ({ gateway_message_id: 'WA-1', message_id: 'django-1', chat_jid: null, status, error: null, timestamp: null })
+    db.prepare(
+      'INSERT INTO dead_letters (seq, event_id, user_id, type, occurred_at, data, http_status, reason, failed_at) ' +
+        "VALUES (1, 'dead-1', 5, 'message.received', '2026-01-01T00:00:00Z', ?, 400, 'rejected', '2026-01-01T00:00:00Z')"
+    ).run(JSON.stringify({ text: 'x'.repeat(65536) }))
+    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) + 2}`)
+
+    outbox.append(1, 'message.status', receipt('sent'))
+    assert.throws(() => outbox.requeueDeadLetters(), { code: 'SQLITE_FULL' })
+    const delivered = outbox.append(1, 'message.status', receipt('delivered'))
+    commitTurn(db)
+
+    assert.equal(delivered.data.earlier, undefined)
+    assert.deepEqual(db.prepare('SELECT event_id FROM outbox').all(), [{ event_id: delivered.event_id }])
   })
 
   it('are posted again when their delete is lost', async (t) => {
