@@ -224,7 +224,7 @@ describe('outbox rows and the turn', () => {
     t.after(() => outbox.close())
     outbox.start()
 
-    // The dispatcher's pass is queued before the turn that holds the
+    // The dispatcher's pass is queued before the turn that contains the
     // second event, so it takes that event before the turn ends.
     outbox.append(1, 'message.received', { n: 1 })
     commitTurn(db)
