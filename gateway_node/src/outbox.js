@@ -5,11 +5,11 @@
 // appended it, with that turn's other writes (turn-writes.js), and always
 // before it is posted. Its row is deleted only after Django responds 2xx, so
 // neither a Django outage nor a gateway crash loses it. Each user's events
-// form a lane that is posted in `seq` order. A request starts from the lane whose turn it is and
-// is filled from other ready lanes, up to MAX_BATCH events, so many users
-// with a few events each share one request. Each lane's events are
-// contiguous in the body, and a lane is in one request at a time, which
-// keeps every user's events in order.
+// form a lane that is posted in `seq` order. A request starts from the lane
+// whose turn it is and is filled from other ready lanes, up to MAX_BATCH
+// events, so many users with a few events each share one request. Each
+// lane's events are contiguous in the body, and a lane is in one request at
+// a time, which keeps every user's events in order.
 //
 // When Django rejects or fails a request that carries several lanes,
 // nothing is dead-lettered. Each of those lanes posts alone until it is
