@@ -128,7 +128,8 @@ export async function buildApp (config, options = {}) {
 
   // Runs after the server has stopped taking requests. Clients are stopped
   // first, so that their final events are in the outbox before it is
-  // flushed. No client is logged out.
+  // flushed. No client is logged out. The outbox's drain commits the last
+  // turn before the database closes.
   app.addHook('onClose', async () => {
     clearInterval(purgeTimer)
     const deadline = clock() + config.shutdownTimeoutMs
@@ -136,11 +137,6 @@ export async function buildApp (config, options = {}) {
     const pending = await outbox.drain(Math.max(0, deadline - clock()))
     if (pending) {
       logger.warn({ pending }, 'outbox not empty at shutdown; the events will be sent after the next start')
-    }
-    try {
-      commitTurn(db)
-    } catch (error) {
-      logger.error({ err: error }, 'committing the last writes at shutdown failed')
     }
     db.close()
   })

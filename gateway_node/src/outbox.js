@@ -161,9 +161,8 @@ export class Outbox {
     onTurnLost(db, ({ error }) => this.#turnLost(error))
   }
 
-  // The turn's writes are gone. The count and the lanes are read again, and
-  // receipts whose rows no longer exist leave the fold index, because their
-  // seq may be given to another event.
+  // Reads the count and the lanes again, and drops from the fold index the
+  // receipts whose rows the lost turn took, since their seq may be reused.
   #turnLost (error) {
     this.#logger.error({ err: error }, 'the outbox writes of an event loop turn were rolled back; its events are lost')
     try {
@@ -235,8 +234,8 @@ export class Outbox {
    * the returned event is the folded one.
    */
   append (userId, type, data) {
-    // The fold index is read inside the turn: a turn that SQLite rolled
-    // back is noticed on the way in, and its rows leave the index first.
+    // Inside the turn, because entering it notices a turn that SQLite
+    // rolled back and prunes the fold index before it is read.
     return writeInTurn(this.#db, () => this.#record(userId, type, data))
   }
 
@@ -249,10 +248,9 @@ export class Outbox {
       : data
     const event = { event_id: randomUUID(), seq: 0, type, user_id: userId, occurred_at: occurredAt, data: posted }
 
-    // The older row is deleted only in the savepoint that inserts the
-    // folded one, so a crash loses neither receipt. Both are in the turn's
-    // transaction, which commits before a request posts them. The event id
-    // in the DELETE keeps a stale seq from deleting another event.
+    // The older row is deleted in the savepoint that inserts the folded one,
+    // so a crash loses neither receipt. Matching its event id keeps a stale
+    // seq from deleting another event.
     const insert = () => this.#sql.insert.run(
       event.event_id, userId, type, event.occurred_at, JSON.stringify(event.data)
     )

@@ -67,21 +67,13 @@ export function writeInTurn (db, fn) {
 
 /**
  * Commits the turn's transaction now, if one is open. Throws when the
- * commit fails, after rolling back and telling the failure listeners.
+ * commit fails, after rolling back and calling the lost-turn listeners.
  */
 export function commitTurn (db) {
   const turn = turns.get(db)
   if (!turn?.immediate) return
-  const error = checkRolledBack(db, turn)
+  const error = checkRolledBack(db, turn) ?? commitOpen(db, turn)
   if (error) throw error
-  clearImmediate(turn.immediate)
-  turn.immediate = null
-  try {
-    turn.commit.run()
-  } catch (commitError) {
-    lost(db, turn, commitError)
-    throw commitError
-  }
 }
 
 /**
@@ -100,12 +92,20 @@ export function onTurnLost (db, listener) {
 
 function commitDeferred (db, turn) {
   if (!db.open || checkRolledBack(db, turn)) return
+  commitOpen(db, turn)
+}
+
+// Commits the open turn and returns the error when the commit failed.
+function commitOpen (db, turn) {
+  clearImmediate(turn.immediate)
   turn.immediate = null
   try {
     turn.commit.run()
   } catch (error) {
     lost(db, turn, error)
+    return error
   }
+  return undefined
 }
 
 // Ends a turn whose transaction SQLite rolled back after a failed
