@@ -105,11 +105,16 @@ JSON_PARSE_ERROR = "JSON parse error - "
 CSRF_FAILED = "CSRF Failed: "
 
 
+def _request_header(context, key: str) -> str:
+    """Return a header of the view's request by its META key, or ""."""
+    request = context.get("request")
+    return request.META.get(key, "") if request is not None else ""
+
+
 def _authorization_scheme(context) -> str:
     """Return the scheme of the request's Authorization header, or ""."""
-    request = context.get("request")
-    header = request.META.get("HTTP_AUTHORIZATION", "") if request is not None else ""
-    return header.split()[0][:20] if header.split() else ""
+    parts = _request_header(context, "HTTP_AUTHORIZATION").split()
+    return parts[0][:20] if parts else ""
 
 
 def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
@@ -134,8 +139,7 @@ def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
         return {"detail": message}, {}
 
     if isinstance(exc, exceptions.NotAcceptable):
-        request = context.get("request")
-        accept = request.META.get("HTTP_ACCEPT", "") if request is not None else ""
+        accept = _request_header(context, "HTTP_ACCEPT")
         message = _(
             "The Accept header %(accept)s names no format this endpoint "
             "returns; accept application/json, or leave the header out."
