@@ -305,12 +305,15 @@ def data_redact(value):
     """
     if isinstance(value, dict):
         return {
-            key: data_redact(item)
+            key: data_redact(item) if isinstance(item, (dict, list)) else item
             for key, item in value.items()
             if key not in REDACTED_KEYS
         }
     if isinstance(value, list):
-        return [data_redact(item) for item in value]
+        return [
+            data_redact(item) if isinstance(item, (dict, list)) else item
+            for item in value
+        ]
     return value
 
 
@@ -329,10 +332,17 @@ def strings_clean(value, depth: int = 1):
     if isinstance(value, dict):
         if depth > MAX_DATA_DEPTH:
             raise DataTooDeep
-        return {
-            text_clean(key): strings_clean(item, depth + 1)
-            for key, item in value.items()
-        }
+        cleaned = {}
+        for key, item in value.items():
+            # Most keys and values are ASCII strings without NUL, which stay
+            # as they are without a call each: a callback batch has
+            # thousands.
+            if type(key) is not str or not key.isascii() or "\x00" in key:
+                key = text_clean(key)
+            if type(item) is not str or not item.isascii() or "\x00" in item:
+                item = strings_clean(item, depth + 1)
+            cleaned[key] = item
+        return cleaned
     if isinstance(value, list):
         if depth > MAX_DATA_DEPTH:
             raise DataTooDeep

@@ -13,13 +13,13 @@ import uuid
 from collections import defaultdict, deque
 from datetime import datetime, timedelta
 
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import subscription_inactive_message, subscription_require_active
 from whatsapp_saas.exceptions import ApplicationError
-from whatsapp_saas.queries import row_build, rows_insert
+from whatsapp_saas.queries import row_build, rows_copy
 
 from . import reasons
 from .events import (
@@ -621,11 +621,7 @@ def _events_record(events: list[GatewayEventIn], users: dict) -> set[uuid.UUID]:
     which counts those as duplicates.
     """
     event_ids = list(dict.fromkeys(event.event_id for event in events))
-    known = set(
-        GatewayEvent.objects.filter(event_id__in=event_ids).values_list(
-            "event_id", flat=True
-        )
-    )
+    known = _event_ids_recorded(event_ids)
     new_events = {}
     for event in events:
         if event.event_id not in known and event.event_id not in new_events:
@@ -634,11 +630,11 @@ def _events_record(events: list[GatewayEventIn], users: dict) -> set[uuid.UUID]:
         return set()
 
     rows = [
-        _event_row(event, users.get(event.user_id)) for event in new_events.values()
+        _event_values(event, users.get(event.user_id)) for event in new_events.values()
     ]
     try:
         with transaction.atomic():
-            rows_insert(GatewayEvent, rows)
+            rows_copy(GatewayEvent, rows, keys=False)
     except IntegrityError:
         logger.info(
             "Gateway events of this batch were recorded concurrently; "
@@ -652,25 +648,46 @@ def _events_record(events: list[GatewayEventIn], users: dict) -> set[uuid.UUID]:
     return set(new_events)
 
 
-def _event_row(event: GatewayEventIn, user: User | None) -> GatewayEvent:
-    return row_build(
-        GatewayEvent,
-        event_id=event.event_id,
-        user=user,
-        gateway_user_id=event.user_id,
-        seq=event.seq,
-        type=event.type,
-        occurred_at=event.occurred_at,
-        data=data_redact(event.data),
-        outcome=Outcome.APPLIED,
+def _event_ids_recorded(event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Return the ids among `event_ids` that the event log already has.
+
+    On PostgreSQL the ids go as one array parameter. The ORM's IN list has a
+    parameter per id, which Django prepares and psycopg quotes one by one.
+    """
+    if connection.vendor != "postgresql":
+        return set(
+            GatewayEvent.objects.filter(event_id__in=event_ids).values_list(
+                "event_id", flat=True
+            )
+        )
+    quote = connection.ops.quote_name
+    sql = (
+        f"SELECT {quote('event_id')} FROM {quote(GatewayEvent._meta.db_table)} "
+        f"WHERE {quote('event_id')} = ANY(%s::uuid[])"
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [event_ids])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _event_values(event: GatewayEventIn, user: User | None) -> dict:
+    return {
+        "event_id": event.event_id,
+        "user": user,
+        "gateway_user_id": event.user_id,
+        "seq": event.seq,
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "data": data_redact(event.data),
+        "outcome": Outcome.APPLIED,
+    }
 
 
 def _event_record(event: GatewayEventIn, user: User | None) -> GatewayEvent | None:
     """Insert the event's log row; None when its id was already recorded."""
     try:
         with transaction.atomic():
-            record = _event_row(event, user)
+            record = row_build(GatewayEvent, **_event_values(event, user))
             record.save(force_insert=True)
             return record
     except IntegrityError:

@@ -15,7 +15,8 @@ import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
-from django.db.models.fields import AutoFieldMixin, DateField, Field
+from django.db.models.fields import AutoFieldMixin, DateField, DateTimeField, Field
+from django.utils import timezone
 from psycopg import pq
 from psycopg.types.numeric import Int8
 
@@ -483,38 +484,167 @@ def rows_insert(model, objs) -> None:
         return
 
     plan = _copy_plan(model)
-    quote = connection.ops.quote_name
-    table = quote(meta.db_table)
-    fields = [pk, *(field for field, *_rest in plan)]
-    columns = ", ".join(quote(field.column) for field in fields)
-
-    with connection.wrap_database_errors, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) "
-            "FROM generate_series(1, %s)",
-            [meta.db_table, pk.column, len(objs)],
-        )
-        keys = [row[0] for row in cursor.fetchall()]
-        rows = []
-        for obj, key in zip(objs, keys, strict=True):
-            row = [key]
-            for field, attname, native_type, fills in plan:
-                value = field.pre_save(obj, True) if fills else getattr(obj, attname)
-                if native_type is not _JSON_TEXT:
-                    row.append(_db_value(field, value, native_type))
-                elif type(value) in (dict, list):
-                    row.append(json.dumps(value))
-                else:
-                    row.append(field.get_db_prep_save(value, connection))
-            rows.append(row)
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    rows = []
+    for obj in objs:
+        row = []
+        for field, attname, native_type, fills in plan:
+            value = field.pre_save(obj, True) if fills else getattr(obj, attname)
+            row.append(_copy_value(field, value, native_type))
+        rows.append(row)
+    keys = _copy_rows(model, [field for field, *_rest in plan], rows)
 
     for obj, key in zip(objs, keys, strict=True):
         obj.pk = key
         obj._state.adding = False
         obj._state.db = connection.alias
+
+
+def rows_copy(model, rows, *, keys: bool = True) -> list | None:
+    """Insert new rows given as dicts of field values; return their primary keys.
+
+    The rows go to the database as `rows_insert` sends them, without a model
+    instance per row: building and reading those took about a sixth of the
+    instructions of a callback with 100 new messages. Keys are field names
+    or attnames, and a foreign key is an instance or its id, as in
+    `row_build`. A missing field takes its default, and every `auto_now`
+    and `auto_now_add` field takes one time, the same for all the rows. An
+    unknown name raises TypeError. Other databases, and a model with a
+    field whose `pre_save` computes something else, build the instances
+    and use `rows_insert`.
+
+    With `keys` False, PostgreSQL numbers the rows as it inserts them, one
+    query fewer, and None is returned.
+    """
+    rows = list(rows)
+    if not rows:
+        return [] if keys else None
+    if connection.vendor != "postgresql" or not isinstance(
+        model._meta.pk, AutoFieldMixin
+    ):
+        plan = None
+    else:
+        plan = _values_plan(model)
+    if plan is None:
+        objs = [row_build(model, **row) for row in rows]
+        rows_insert(model, objs)
+        return [obj.pk for obj in objs] if keys else None
+
+    # As in Django's pre_save on an insert, the time replaces a value given.
+    times = {datetime: timezone.now(), date: date.today()}
+    values = []
+    for row in rows:
+        used = 0
+        out = []
+        for name, attname, is_relation, field, native_type, fill, default in plan:
+            if name in row:
+                value = row[name]
+                used += 1
+                if is_relation and isinstance(value, Model):
+                    value = value.pk
+            elif attname in row:
+                value = row[attname]
+                used += 1
+            elif fill is None:
+                if default is _NEW_DEFAULT:
+                    default = _copy_value(field, field.get_default(), native_type)
+                out.append(default)
+                continue
+            if fill is not None:
+                value = times[fill]
+            out.append(_copy_value(field, value, native_type))
+        if used != len(row):
+            row_build(model, **row)  # raises TypeError naming the unknown keys
+        values.append(out)
+    return _copy_rows(model, [entry[3] for entry in plan], values, keys=keys)
+
+
+# In `_values_plan`, the default of a field whose default is a callable,
+# such as uuid4 or dict, which makes a new value for each row.
+_NEW_DEFAULT = object()
+
+
+@cache
+def _values_plan(model):
+    """Return, per column after the primary key, how `rows_copy` reads a row.
+
+    Each entry is (name, attname, whether it is a relation, field, the
+    native type or `_JSON_TEXT`, datetime or date for a field that
+    `auto_now` or `auto_now_add` fills, else None, and the default as COPY
+    takes it, or `_NEW_DEFAULT`). None when a field's `pre_save` computes a
+    value of another kind, which only an instance can give it.
+    """
+    plan = []
+    for field, attname, native_type, fills in _copy_plan(model):
+        now_type = None
+        if fills:
+            if not isinstance(field, DateField) or not (
+                getattr(field, "auto_now", False)
+                or getattr(field, "auto_now_add", False)
+            ):
+                return None
+            now_type = datetime if isinstance(field, DateTimeField) else date
+        if field.has_default() and callable(field.default):
+            default = _NEW_DEFAULT
+        else:
+            # Django gives every row this same value.
+            default = _copy_value(field, field.get_default(), native_type)
+        plan.append(
+            (
+                field.name,
+                attname,
+                field.is_relation,
+                field,
+                native_type,
+                now_type,
+                default,
+            )
+        )
+    return tuple(plan)
+
+
+def _copy_value(field, value, native_type):
+    """Return `value` as COPY takes it for the column of `field`."""
+    if native_type is not _JSON_TEXT:
+        return _db_value(field, value, native_type)
+    if type(value) in (dict, list):
+        return json.dumps(value)
+    return field.get_db_prep_save(value, connection)
+
+
+def _copy_rows(model, fields, rows: list[list], *, keys: bool = True) -> list | None:
+    """COPY `rows`, the values of `fields` in order; return their primary keys.
+
+    The keys come from the table's sequence first, in one query, and are
+    returned in the rows' order. With `keys` False the table's default
+    numbers the rows, which saves that query, and None is returned.
+    """
+    meta = model._meta
+    pk = meta.pk
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    if not keys:
+        columns = ", ".join(quote(field.column) for field in fields)
+        with connection.wrap_database_errors, connection.cursor() as cursor:
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return None
+
+    columns = ", ".join(quote(field.column) for field in [pk, *fields])
+    with connection.wrap_database_errors, connection.cursor() as cursor:
+        # The sequence is looked up once: in the select list it was looked
+        # up for every row, which took half of the query's time.
+        cursor.execute(
+            "WITH sequence AS MATERIALIZED (SELECT "
+            "pg_get_serial_sequence(%s, %s)::regclass AS name) "
+            "SELECT nextval(sequence.name) FROM sequence, generate_series(1, %s)",
+            [meta.db_table, pk.column, len(rows)],
+        )
+        new_keys = [row[0] for row in cursor.fetchall()]
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for key, row in zip(new_keys, rows, strict=True):
+                copy.write_row([key, *row])
+    return new_keys
 
 
 # In `_copy_plan`, the type of a JSONField without an encoder of its own.

@@ -44,9 +44,8 @@ from messaging.timestamps import timestamp_parse
 from whatsapp_saas.exceptions import ApplicationError
 from whatsapp_saas.queries import (
     model_columns,
-    row_build,
     row_model,
-    rows_insert,
+    rows_copy,
     rows_update,
 )
 
@@ -724,6 +723,54 @@ def _messages_stored(pairs: set) -> set[tuple[int, str, str]]:
         return set(cursor.fetchall())
 
 
+def _customers_named(owner_ids, keys, lids) -> list[Customer]:
+    """Return the customers of `owner_ids` with a match key in `keys` or a
+    LID in `lids`.
+
+    On PostgreSQL the statement is written out, with each list as one array
+    parameter. The ORM form has a parameter per value, which Django
+    prepares and psycopg quotes one by one, and it is compiled each time.
+    """
+    if connection.vendor != "postgresql":
+        return list(
+            Customer.objects.filter(owner_id__in=owner_ids).filter(
+                Q(match_key__in=keys) | Q(lid__in=lids)
+            )
+        )
+    quote = connection.ops.quote_name
+    plan = model_columns(Customer, Customer._meta.db_table, connection.vendor)
+    sql = (
+        f"SELECT {', '.join(plan[0])} FROM {quote(Customer._meta.db_table)} "
+        f"WHERE {quote('owner_id')} = ANY(%s::bigint[]) "
+        f"AND ({quote('match_key')} = ANY(%s::varchar[]) "
+        f"OR {quote('lid')} = ANY(%s::varchar[]))"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sorted(owner_ids), sorted(keys), sorted(lids)])
+        return [row_model(Customer, plan, row) for row in cursor.fetchall()]
+
+
+def _held_ids(owner_ids, gateway_ids) -> set[tuple[int, str]]:
+    """Return (owner id, WhatsApp id) of the held updates of `owner_ids` for
+    messages in `gateway_ids`, written out on PostgreSQL as above."""
+    if connection.vendor != "postgresql":
+        return set(
+            PendingMessageUpdate.objects.filter(
+                owner_id__in=owner_ids, gateway_message_id__in=gateway_ids
+            ).values_list("owner_id", "gateway_message_id")
+        )
+    quote = connection.ops.quote_name
+    sql = (
+        f"SELECT {quote('owner_id')}, {quote('gateway_message_id')} "
+        f"FROM {quote(PendingMessageUpdate._meta.db_table)} "
+        f"WHERE {quote('owner_id')} = ANY(%s::bigint[]) "
+        f"AND {quote('gateway_message_id')} = ANY(%s::varchar[])"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sorted(owner_ids), sorted(gateway_ids)])
+        return set(cursor.fetchall())
+
+
 # The fields a run of receipts reads and writes (`status_changes`). The
 # receipt lock reads only these, so reading any other field of such a
 # message would cost a query per message.
@@ -809,7 +856,7 @@ class _EventRun:
             for owner, event in zip(self.owners, events, strict=True)
         ]
         self.loaded = False
-        self.inserts: list[Message] = []
+        self.inserts: list[dict] = []
         self.inserted: set[tuple[int, str, str]] = set()
         self.dirty: dict[int, Message] = {}
         self.dirty_fields: set[str] = set()
@@ -876,9 +923,7 @@ class _EventRun:
         lids = {read.lid for _, read in received if read.lid}
         owner_ids = {owner_id for owner_id, _ in received}
         if keys or lids:
-            for customer in Customer.objects.filter(owner_id__in=owner_ids).filter(
-                Q(match_key__in=keys) | Q(lid__in=lids)
-            ):
+            for customer in _customers_named(owner_ids, keys, lids):
                 if customer.match_key:
                     self.by_key[customer.owner_id, customer.match_key] = customer
                 if customer.lid:
@@ -891,11 +936,7 @@ class _EventRun:
             self.stored = _messages_stored(
                 {(owner_id, read.gateway_id) for owner_id, read in received}
             )
-            self.held_ids = set(
-                PendingMessageUpdate.objects.filter(
-                    owner_id__in=owner_ids, gateway_message_id__in=gateway_ids
-                ).values_list("owner_id", "gateway_message_id")
-            )
+            self.held_ids = _held_ids(owner_ids, gateway_ids)
 
         self.by_code, self.by_gateway_id = {}, {}
         codes = {read.code for _, read in receipts if read.code}
@@ -943,14 +984,13 @@ class _EventRun:
             return None
 
         self.inserts.append(
-            row_build(
-                Message,
-                owner=owner,
-                gateway_message_id=read.gateway_id,
-                direction=read.direction,
-                customer=customer,
+            {
+                "owner_id": owner.pk,
+                "gateway_message_id": read.gateway_id,
+                "direction": read.direction,
+                "customer_id": customer.pk,
                 **read.fields,
-            )
+            }
         )
         self.inserted.add(key)
         return Outcome.APPLIED, ""
@@ -979,13 +1019,13 @@ class _EventRun:
 
     def _flush(self) -> None:
         if self.inserts:
-            rows_insert(Message, self.inserts)
+            keys = rows_copy(Message, self.inserts)
             logger.info(
                 "Stored %s messages for users %s (ids %s to %s)",
                 len(self.inserts),
-                sorted({message.owner_id for message in self.inserts}),
-                self.inserts[0].pk,
-                self.inserts[-1].pk,
+                sorted({row["owner_id"] for row in self.inserts}),
+                keys[0],
+                keys[-1],
             )
             self.inserts = []
         if self.dirty:

@@ -1,6 +1,6 @@
-"""The prebuilt statements of hot paths: `rows_insert` and `rows_update` for
-callbacks, `row_get` and `row_create` for the send API, and `row_build`,
-which builds the new rows of both."""
+"""The prebuilt statements of hot paths: `rows_insert`, `rows_copy` and
+`rows_update` for callbacks, `row_get` and `row_create` for the send API,
+and `row_build`, which builds the new rows of both."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from whatsapp_saas.queries import (
     row_build,
     row_create,
     row_get,
+    rows_copy,
     rows_insert,
     rows_update,
     save_plan,
@@ -32,10 +33,10 @@ from .helpers import customer_make, outbound_make
 AWKWARD_TEXT = "Tab\there, line\nbreak, back\\slash, 'quotes' \"too\", 号码 🎉"
 
 
-def _inbound(user, customer, gateway_id: str, **fields) -> Message:
+def _inbound_values(user, customer, gateway_id: str, **fields) -> dict:
     values = {
-        "owner": user,
-        "customer": customer,
+        "owner_id": user.pk,
+        "customer_id": customer.pk,
         "direction": Message.Direction.INBOUND,
         "source": Message.Source.CONTACT,
         "kind": Message.Kind.TEXT,
@@ -45,13 +46,18 @@ def _inbound(user, customer, gateway_id: str, **fields) -> Message:
         "chat_jid": "5511900000001@s.whatsapp.net",
         "gateway_message_id": gateway_id,
         "timestamp": timezone.now(),
-        **fields,
     }
-    return Message(**values)
+    values.update(fields)
+    return values
 
 
-def _stored(message: Message) -> dict:
-    row = Message.objects.filter(pk=message.pk).values().get()
+def _inbound(user, customer, gateway_id: str, **fields) -> Message:
+    return Message(**_inbound_values(user, customer, gateway_id, **fields))
+
+
+def _stored(**lookup) -> dict:
+    """Return the stored columns of one message, but its ids and times."""
+    row = Message.objects.filter(**lookup).values().get()
     for key in ("id", "code", "gateway_message_id", "created_at", "updated_at"):
         row.pop(key)
     return row
@@ -65,7 +71,7 @@ def test_insert_stores_what_bulk_create_stores(alice):
     rows_insert(Message, [copied])
     Message.objects.bulk_create([created])
 
-    assert _stored(copied) == _stored(created)
+    assert _stored(pk=copied.pk) == _stored(pk=created.pk)
 
 
 def test_insert_json_matches_bulk_create(alice):
@@ -83,7 +89,7 @@ def test_insert_json_matches_bulk_create(alice):
     rows_insert(Message, [copied])
     Message.objects.bulk_create([created])
 
-    assert _stored(copied) == _stored(created)
+    assert _stored(pk=copied.pk) == _stored(pk=created.pk)
     assert Message.objects.get(pk=copied.pk).edit_history == json_fields["edit_history"]
 
 
@@ -112,16 +118,23 @@ def test_insert_fills_auto_now_fields(alice):
     assert stored.updated_at >= before
 
 
-def test_insert_conflict_raises_and_inserts_nothing(alice):
+@pytest.mark.parametrize(
+    ("insert", "make"),
+    [
+        pytest.param(rows_insert, lambda *args: _inbound(*args), id="instances"),
+        pytest.param(rows_copy, lambda *args: _inbound_values(*args), id="dicts"),
+    ],
+)
+def test_insert_conflict_raises_and_inserts_nothing(alice, insert, make):
     customer = customer_make(alice)
-    rows_insert(Message, [_inbound(alice, customer, "3EB0TAKEN")])
+    insert(Message, [make(alice, customer, "3EB0TAKEN")])
     rows = [
-        _inbound(alice, customer, "3EB0FREE"),
-        _inbound(alice, customer, "3EB0TAKEN"),
+        make(alice, customer, "3EB0FREE"),
+        make(alice, customer, "3EB0TAKEN"),
     ]
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        rows_insert(Message, rows)
+        insert(Message, rows)
 
     assert not Message.objects.filter(gateway_message_id="3EB0FREE").exists()
 
@@ -150,6 +163,111 @@ def test_insert_stores_gateway_event_rows(alice):
 def test_insert_makes_no_query_without_rows(alice):
     with CaptureQueriesContext(connection) as queries:
         rows_insert(Message, [])
+
+    assert queries.captured_queries == []
+
+
+def test_copy_stores_what_bulk_create_stores(alice):
+    customer = customer_make(alice)
+    values = _inbound_values(alice, customer, "3EB0DICT")
+    created = Message(**{**values, "gateway_message_id": "3EB0BULK"})
+
+    rows_copy(Message, [values])
+    Message.objects.bulk_create([created])
+
+    assert _stored(gateway_message_id="3EB0DICT") == _stored(
+        gateway_message_id="3EB0BULK"
+    )
+
+
+def test_copy_returns_primary_keys_in_order(alice):
+    customer = customer_make(alice)
+    rows = [_inbound_values(alice, customer, f"3EB0D{number}") for number in range(5)]
+
+    keys = rows_copy(Message, rows)
+
+    stored = dict(Message.objects.values_list("gateway_message_id", "pk"))
+    assert keys == [stored[f"3EB0D{number}"] for number in range(5)]
+
+
+def test_copy_gives_each_row_a_new_callable_default(alice):
+    customer = customer_make(alice)
+    rows = [_inbound_values(alice, customer, f"3EB0C{number}") for number in range(3)]
+    for row in rows:
+        del row["metadata"]
+
+    keys = rows_copy(Message, rows)
+
+    stored = Message.objects.filter(pk__in=keys)
+    assert len({message.code for message in stored}) == 3
+    assert [message.metadata for message in stored] == [{}, {}, {}]
+    assert {message.error for message in stored} == {""}
+
+
+def test_copy_fills_auto_now_fields_over_given_values(alice):
+    customer = customer_make(alice)
+    long_ago = timezone.now() - timedelta(days=400)
+    before = timezone.now()
+
+    (key,) = rows_copy(
+        Message,
+        [_inbound_values(alice, customer, "3EB0AUTO", created_at=long_ago)],
+    )
+
+    stored = Message.objects.get(pk=key)
+    assert stored.created_at >= before
+    assert stored.updated_at >= before
+
+
+def test_copy_takes_foreign_keys_as_instances(alice):
+    customer = customer_make(alice)
+    values = _inbound_values(alice, customer, "3EB0INST")
+    del values["owner_id"], values["customer_id"]
+
+    (key,) = rows_copy(Message, [{**values, "owner": alice, "customer": customer}])
+
+    stored = Message.objects.get(pk=key)
+    assert (stored.owner_id, stored.customer_id) == (alice.pk, customer.pk)
+
+
+def test_copy_without_keys_lets_the_table_number_rows(alice):
+    event_ids = [uuid.uuid4(), uuid.uuid4()]
+    rows = [
+        {
+            "event_id": event_id,
+            "user": alice,
+            "gateway_user_id": alice.pk,
+            "seq": seq,
+            "type": "message.status",
+            "occurred_at": timezone.now(),
+            "data": {"status": "read", "note": AWKWARD_TEXT},
+            "outcome": GatewayEvent.Outcome.APPLIED,
+        }
+        for seq, event_id in enumerate(event_ids)
+    ]
+
+    assert rows_copy(GatewayEvent, rows, keys=False) is None
+
+    stored = GatewayEvent.objects.filter(event_id__in=event_ids).order_by("pk")
+    assert [event.event_id for event in stored] == event_ids
+    assert stored[0].data == {"status": "read", "note": AWKWARD_TEXT}
+    assert stored[0].received_at is not None
+
+
+def test_copy_rejects_unknown_names(alice):
+    customer = customer_make(alice)
+    values = _inbound_values(alice, customer, "3EB0NAME", colour="red")
+
+    with pytest.raises(TypeError, match="colour"):
+        rows_copy(Message, [values])
+
+    assert not Message.objects.filter(gateway_message_id="3EB0NAME").exists()
+
+
+def test_copy_makes_no_query_without_rows(alice):
+    with CaptureQueriesContext(connection) as queries:
+        assert rows_copy(Message, []) == []
+        assert rows_copy(GatewayEvent, [], keys=False) is None
 
     assert queries.captured_queries == []
 
@@ -372,8 +490,8 @@ def test_create_stores_what_the_orm_stores(alice):
     created = row_create(Message, **values)
     by_orm = Message.objects.create(**{**values, "idempotency_key": "key-2"})
 
-    stored = _stored(created)
-    expected = _stored(by_orm)
+    stored = _stored(pk=created.pk)
+    expected = _stored(pk=by_orm.pk)
     assert stored.pop("idempotency_key") == "key-1"
     expected.pop("idempotency_key")
     assert stored == expected

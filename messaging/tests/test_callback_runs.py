@@ -449,7 +449,7 @@ def test_failed_bulk_insert_falls_back(alice, caplog):
     batch = _inbound_batch(alice, 5, 0)
 
     with mock.patch(
-        "messaging.services.events.rows_insert",
+        "messaging.services.events.rows_copy",
         side_effect=IntegrityError("conflict"),
     ):
         answer = callback_post(batch)
