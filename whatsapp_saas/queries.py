@@ -551,7 +551,11 @@ def rows_copy(model, rows, *, keys: bool = True) -> list | None:
                 continue
             if fill is not None:
                 value = times[fill]
-            out.append(_copy_value(field, value, native_type))
+            if type(value) is native_type and native_type is not datetime:
+                # A str, int, bool or UUID goes as it is (see `_db_value`).
+                out.append(value)
+            else:
+                out.append(_copy_value(field, value, native_type))
         if used != len(row):
             row_build(model, **row)  # raises TypeError naming the unknown keys
         values.append(out)
