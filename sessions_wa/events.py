@@ -334,9 +334,8 @@ def strings_clean(value, depth: int = 1):
             raise DataTooDeep
         cleaned = {}
         for key, item in value.items():
-            # Most keys and values are ASCII strings without NUL, which stay
-            # as they are without a call each: a callback batch has
-            # thousands.
+            # Most keys and values are ASCII strings without NUL. They are
+            # kept without a call each, because a callback batch has thousands.
             if type(key) is not str or not key.isascii() or "\x00" in key:
                 key = text_clean(key)
             if type(item) is not str or not item.isascii() or "\x00" in item:

@@ -13,13 +13,13 @@ import uuid
 from collections import defaultdict, deque
 from datetime import datetime, timedelta
 
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import subscription_inactive_message, subscription_require_active
 from whatsapp_saas.exceptions import ApplicationError
-from whatsapp_saas.queries import row_build, rows_copy
+from whatsapp_saas.queries import row_build, rows_copy, values_in
 
 from . import reasons
 from .events import (
@@ -621,7 +621,9 @@ def _events_record(events: list[GatewayEventIn], users: dict) -> set[uuid.UUID]:
     which counts those as duplicates.
     """
     event_ids = list(dict.fromkeys(event.event_id for event in events))
-    known = _event_ids_recorded(event_ids)
+    known = {
+        row[0] for row in values_in(GatewayEvent, ("event_id",), event_id=event_ids)
+    }
     new_events = {}
     for event in events:
         if event.event_id not in known and event.event_id not in new_events:
@@ -646,28 +648,6 @@ def _events_record(events: list[GatewayEventIn], users: dict) -> set[uuid.UUID]:
             if _event_record(event, users.get(event.user_id)) is not None
         }
     return set(new_events)
-
-
-def _event_ids_recorded(event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """Return the ids among `event_ids` that the event log already has.
-
-    On PostgreSQL the ids go as one array parameter. The ORM's IN list has a
-    parameter per id, which Django prepares and psycopg quotes one by one.
-    """
-    if connection.vendor != "postgresql":
-        return set(
-            GatewayEvent.objects.filter(event_id__in=event_ids).values_list(
-                "event_id", flat=True
-            )
-        )
-    quote = connection.ops.quote_name
-    sql = (
-        f"SELECT {quote('event_id')} FROM {quote(GatewayEvent._meta.db_table)} "
-        f"WHERE {quote('event_id')} = ANY(%s::uuid[])"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [event_ids])
-        return {row[0] for row in cursor.fetchall()}
 
 
 def _event_values(event: GatewayEventIn, user: User | None) -> dict:

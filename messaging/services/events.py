@@ -47,6 +47,7 @@ from whatsapp_saas.queries import (
     row_model,
     rows_copy,
     rows_update,
+    values_in,
 )
 
 from .customers import customer_identify, customer_identity_changes
@@ -750,27 +751,6 @@ def _customers_named(owner_ids, keys, lids) -> list[Customer]:
         return [row_model(Customer, plan, row) for row in cursor.fetchall()]
 
 
-def _held_ids(owner_ids, gateway_ids) -> set[tuple[int, str]]:
-    """Return (owner id, WhatsApp id) of the held updates of `owner_ids` for
-    messages in `gateway_ids`, written out on PostgreSQL as above."""
-    if connection.vendor != "postgresql":
-        return set(
-            PendingMessageUpdate.objects.filter(
-                owner_id__in=owner_ids, gateway_message_id__in=gateway_ids
-            ).values_list("owner_id", "gateway_message_id")
-        )
-    quote = connection.ops.quote_name
-    sql = (
-        f"SELECT {quote('owner_id')}, {quote('gateway_message_id')} "
-        f"FROM {quote(PendingMessageUpdate._meta.db_table)} "
-        f"WHERE {quote('owner_id')} = ANY(%s::bigint[]) "
-        f"AND {quote('gateway_message_id')} = ANY(%s::varchar[])"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [sorted(owner_ids), sorted(gateway_ids)])
-        return set(cursor.fetchall())
-
-
 # The fields a run of receipts reads and writes (`status_changes`). The
 # receipt lock reads only these, so reading any other field of such a
 # message would cost a query per message.
@@ -936,7 +916,14 @@ class _EventRun:
             self.stored = _messages_stored(
                 {(owner_id, read.gateway_id) for owner_id, read in received}
             )
-            self.held_ids = _held_ids(owner_ids, gateway_ids)
+            self.held_ids = set(
+                values_in(
+                    PendingMessageUpdate,
+                    ("owner_id", "gateway_message_id"),
+                    owner_id=owner_ids,
+                    gateway_message_id=gateway_ids,
+                )
+            )
 
         self.by_code, self.by_gateway_id = {}, {}
         codes = {read.code for _, read in receipts if read.code}

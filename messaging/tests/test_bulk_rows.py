@@ -1,6 +1,6 @@
-"""The prebuilt statements of hot paths: `rows_insert`, `rows_copy` and
-`rows_update` for callbacks, `row_get` and `row_create` for the send API,
-and `row_build`, which builds the new rows of both."""
+"""The prebuilt statements of hot paths: `rows_insert`, `rows_copy`,
+`rows_update` and `values_in` for callbacks, `row_get` and `row_create` for
+the send API, and `row_build`, which builds the new rows of both."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from messaging.models import Customer, Message
+from messaging.models import Customer, Message, PendingMessageUpdate
 from sessions_wa.models import GatewayEvent
 from whatsapp_saas.queries import (
     cast_type,
@@ -26,6 +26,7 @@ from whatsapp_saas.queries import (
     rows_update,
     save_plan,
     save_values,
+    values_in,
 )
 
 from .helpers import customer_make, outbound_make
@@ -55,8 +56,21 @@ def _inbound(user, customer, gateway_id: str, **fields) -> Message:
     return Message(**_inbound_values(user, customer, gateway_id, **fields))
 
 
+def _event_values(user, event_id: uuid.UUID, seq: int) -> dict:
+    return {
+        "event_id": event_id,
+        "user": user,
+        "gateway_user_id": user.pk,
+        "seq": seq,
+        "type": "message.status",
+        "occurred_at": timezone.now(),
+        "data": {"status": "read", "note": AWKWARD_TEXT},
+        "outcome": GatewayEvent.Outcome.APPLIED,
+    }
+
+
 def _stored(**lookup) -> dict:
-    """Return the stored columns of one message, but its ids and times."""
+    """Return the stored columns of one message, except its ids and times."""
     row = Message.objects.filter(**lookup).values().get()
     for key in ("id", "code", "gateway_message_id", "created_at", "updated_at"):
         row.pop(key)
@@ -141,16 +155,7 @@ def test_insert_conflict_raises_and_inserts_nothing(alice, insert, make):
 
 def test_insert_stores_gateway_event_rows(alice):
     event_id = uuid.uuid4()
-    row = GatewayEvent(
-        event_id=event_id,
-        user=alice,
-        gateway_user_id=alice.pk,
-        seq=7,
-        type="message.status",
-        occurred_at=timezone.now(),
-        data={"status": "read", "note": AWKWARD_TEXT},
-        outcome=GatewayEvent.Outcome.APPLIED,
-    )
+    row = GatewayEvent(**_event_values(alice, event_id, seq=7))
 
     rows_insert(GatewayEvent, [row])
 
@@ -167,7 +172,7 @@ def test_insert_makes_no_query_without_rows(alice):
     assert queries.captured_queries == []
 
 
-def test_copy_stores_what_bulk_create_stores(alice):
+def test_copy_matches_bulk_create(alice):
     customer = customer_make(alice)
     values = _inbound_values(alice, customer, "3EB0DICT")
     created = Message(**{**values, "gateway_message_id": "3EB0BULK"})
@@ -190,7 +195,7 @@ def test_copy_returns_primary_keys_in_order(alice):
     assert keys == [stored[f"3EB0D{number}"] for number in range(5)]
 
 
-def test_copy_gives_each_row_a_new_callable_default(alice):
+def test_copy_calls_default_per_row(alice):
     customer = customer_make(alice)
     rows = [_inbound_values(alice, customer, f"3EB0C{number}") for number in range(3)]
     for row in rows:
@@ -204,7 +209,7 @@ def test_copy_gives_each_row_a_new_callable_default(alice):
     assert {message.error for message in stored} == {""}
 
 
-def test_copy_fills_auto_now_fields_over_given_values(alice):
+def test_copy_auto_now_replaces_given_time(alice):
     customer = customer_make(alice)
     long_ago = timezone.now() - timedelta(days=400)
     before = timezone.now()
@@ -230,20 +235,10 @@ def test_copy_takes_foreign_keys_as_instances(alice):
     assert (stored.owner_id, stored.customer_id) == (alice.pk, customer.pk)
 
 
-def test_copy_without_keys_lets_the_table_number_rows(alice):
+def test_copy_without_keys_uses_table_default(alice):
     event_ids = [uuid.uuid4(), uuid.uuid4()]
     rows = [
-        {
-            "event_id": event_id,
-            "user": alice,
-            "gateway_user_id": alice.pk,
-            "seq": seq,
-            "type": "message.status",
-            "occurred_at": timezone.now(),
-            "data": {"status": "read", "note": AWKWARD_TEXT},
-            "outcome": GatewayEvent.Outcome.APPLIED,
-        }
-        for seq, event_id in enumerate(event_ids)
+        _event_values(alice, event_id, seq) for seq, event_id in enumerate(event_ids)
     ]
 
     assert rows_copy(GatewayEvent, rows, keys=False) is None
@@ -270,6 +265,43 @@ def test_copy_makes_no_query_without_rows(alice):
         assert rows_copy(GatewayEvent, [], keys=False) is None
 
     assert queries.captured_queries == []
+
+
+def test_values_in_matches_values_list(alice, charlie):
+    for owner, gateway_id in [(alice, "3EB0A"), (alice, "3EB0B"), (charlie, "3EB0A")]:
+        PendingMessageUpdate.objects.create(
+            owner=owner, gateway_message_id=gateway_id, kind="status"
+        )
+    lists = {"owner_id": [alice.pk], "gateway_message_id": ["3EB0A", "3EB0C"]}
+    fields = ("owner_id", "gateway_message_id")
+
+    found = values_in(PendingMessageUpdate, fields, **lists)
+
+    filters = {f"{name}__in": values for name, values in lists.items()}
+    expected = PendingMessageUpdate.objects.filter(**filters).values_list(*fields)
+    assert found == list(expected)
+    assert found == [(alice.pk, "3EB0A")]
+
+
+def test_values_in_reads_uuid_columns(alice):
+    event_id = uuid.uuid4()
+    GatewayEvent.objects.create(**_event_values(alice, event_id, seq=1))
+
+    found = values_in(GatewayEvent, ("event_id",), event_id=[event_id, uuid.uuid4()])
+
+    assert found == [(event_id,)]
+
+
+def test_values_in_empty_list_finds_nothing(alice):
+    PendingMessageUpdate.objects.create(
+        owner=alice, gateway_message_id="3EB0A", kind="status"
+    )
+
+    found = values_in(
+        PendingMessageUpdate, ("owner_id",), owner_id=[alice.pk], gateway_message_id=[]
+    )
+
+    assert found == []
 
 
 def test_update_saves_each_rows_values(alice):
