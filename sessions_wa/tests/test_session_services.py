@@ -1,10 +1,15 @@
 import pytest
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
 
 from accounts.models import Subscription
 from accounts.tests.factories import subscriber_create
 from sessions_wa import reasons
 from sessions_wa.models import WhatsAppSession
-from sessions_wa.services import session_logout_request, session_start_request
+from sessions_wa.services import (
+    _callback_rows_locked,
+    session_logout_request,
+    session_start_request,
+)
 from whatsapp_saas.exceptions import ApplicationError
 
 State = WhatsAppSession.State
@@ -142,3 +147,50 @@ def test_logout_leaves_other_subscribers_session(
 
     other.refresh_from_db()
     assert other.state == State.CONNECTED
+
+
+def test_callback_rows_read_users_and_sessions(
+    owner, outsider, make_session, django_assert_num_queries
+):
+    session = make_session(owner, State.CONNECTED, phone="+5511987650001")
+
+    with django_assert_num_queries(2):
+        users, sessions = _callback_rows_locked({owner.pk, outsider.pk, 424_242})
+
+    assert users == {owner.pk: owner, outsider.pk: outsider}
+    assert sessions == {owner.pk: session}
+    assert sessions[owner.pk].phone == "+5511987650001"
+    assert users[owner.pk].email == owner.email
+
+
+def test_callback_rows_one_query_with_sessions(
+    owner, outsider, make_session, django_assert_num_queries
+):
+    make_session(owner)
+    make_session(outsider)
+
+    with django_assert_num_queries(1):
+        users, sessions = _callback_rows_locked({owner.pk, outsider.pk})
+
+    with django_assert_num_queries(0):
+        assert sessions[owner.pk].user is users[owner.pk]
+    assert set(sessions) == {owner.pk, outsider.pk}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_callback_rows_lock_sessions(owner, make_session):
+    session = make_session(owner)
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+
+    try:
+        with transaction.atomic():
+            _callback_rows_locked({owner.pk})
+            with other.cursor() as cursor, pytest.raises(OperationalError):
+                cursor.execute(
+                    "SELECT id FROM sessions_wa_whatsappsession "
+                    "WHERE id = %s FOR UPDATE NOWAIT",
+                    [session.pk],
+                )
+    finally:
+        other.close()
