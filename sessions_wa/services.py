@@ -622,14 +622,17 @@ def _callback_rows_locked(user_ids: set[int]) -> tuple[dict, dict]:
     compiled both on every callback. Users without a session take a second
     query.
     """
+    user_field = WhatsAppSession._meta.get_field("user")
     if connection.vendor != "postgresql":
         users = User.objects.in_bulk(user_ids)
-        sessions = {
-            session.user_id: session
-            for session in WhatsAppSession.objects.select_for_update()
+        sessions = {}
+        for session in (
+            WhatsAppSession.objects.select_for_update()
             .filter(user_id__in=user_ids)
             .order_by("pk")
-        }
+        ):
+            user_field.set_cached_value(session, users[session.user_id])
+            sessions[session.user_id] = session
         return users, sessions
 
     sql, session_plan, user_plan = _callback_rows_statement(connection.vendor)
@@ -637,7 +640,6 @@ def _callback_rows_locked(user_ids: set[int]) -> tuple[dict, dict]:
         cursor.execute(sql, [sorted(user_ids)])
         rows = cursor.fetchall()
     width = len(session_plan[1])
-    user_field = WhatsAppSession._meta.get_field("user")
     users, sessions = {}, {}
     for row in rows:
         session = row_model(WhatsAppSession, session_plan, row[:width])

@@ -163,6 +163,7 @@ def test_callback_rows_read_users_and_sessions(
     assert users[owner.pk].email == owner.email
 
 
+@pytest.mark.postgres
 def test_callback_rows_one_query_with_sessions(
     owner, outsider, make_session, django_assert_num_queries
 ):
