@@ -570,8 +570,8 @@ def gateway_events_apply(payload) -> dict:
             new_events.append(event)
         accepted = len(new_events)
 
-        for run in _event_runs(new_events, users):
-            if len(run) > 1:
+        for run, shared in _event_runs(new_events, users):
+            if shared:
                 results = _event_run_apply(run, users, sessions)
             else:
                 event = run[0]
@@ -750,11 +750,14 @@ EVENT_DATA_ERRORS = (
 
 
 def _event_runs(events: list[GatewayEventIn], users: dict):
-    """Split a batch into runs that messaging can apply together.
+    """Split a batch into runs; yield each with whether messaging applies it
+    together (`_event_run_apply`) or it is one event to dispatch alone.
 
-    A run is consecutive `RUN_EVENT_TYPES` events of known users, of one
-    subscriber or several; every other event is a run of its own. Order is
-    kept, so each subscriber's events stay in the order they happened.
+    A shared run is consecutive `RUN_EVENT_TYPES` events of known users, of
+    one subscriber or several, and may be a single event: the shared path
+    reads and writes with a few statements built once, where the one-event
+    path compiles ORM queries. Every other event is a run of its own. Order
+    is kept, so each subscriber's events stay in the order they happened.
     """
     from messaging.services.events import RUN_EVENT_TYPES
 
@@ -762,13 +765,13 @@ def _event_runs(events: list[GatewayEventIn], users: dict):
     for event in events:
         if event.type not in RUN_EVENT_TYPES or event.user_id not in users:
             if run:
-                yield run
+                yield run, True
                 run = []
-            yield [event]
+            yield [event], False
             continue
         run.append(event)
     if run:
-        yield run
+        yield run, True
 
 
 def _event_run_apply(

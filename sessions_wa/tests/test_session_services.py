@@ -4,12 +4,15 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transacti
 from accounts.models import Subscription
 from accounts.tests.factories import subscriber_create
 from sessions_wa import reasons
+from sessions_wa.events import events_validate
 from sessions_wa.models import WhatsAppSession
 from sessions_wa.services import (
     _callback_rows_locked,
+    _event_runs,
     session_logout_request,
     session_start_request,
 )
+from sessions_wa.tests.helpers import message_event, qr_event
 from whatsapp_saas.exceptions import ApplicationError
 
 State = WhatsAppSession.State
@@ -195,3 +198,33 @@ def test_callback_rows_lock_sessions(owner, make_session):
                 )
     finally:
         other.close()
+
+
+def test_event_runs_share_a_single_message_event(owner):
+    events = events_validate({"events": [message_event(owner.pk, 1)]})
+
+    runs = list(_event_runs(events, {owner.pk: owner}))
+
+    assert runs == [(events, True)]
+
+
+def test_event_runs_keep_session_events_alone(owner):
+    events = events_validate(
+        {
+            "events": [
+                message_event(owner.pk, 1),
+                qr_event(owner.pk, 2),
+                message_event(owner.pk, 3),
+                message_event(424_242, 4),
+            ]
+        }
+    )
+
+    runs = list(_event_runs(events, {owner.pk: owner}))
+
+    assert runs == [
+        ([events[0]], True),
+        ([events[1]], False),
+        ([events[2]], True),
+        ([events[3]], False),
+    ]
