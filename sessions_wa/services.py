@@ -539,11 +539,9 @@ def gateway_events_apply(payload) -> dict:
     duplicates = 0
 
     with transaction.atomic():
+        # Messaging reads user.whatsapp_session for each event, and these
+        # users come with it cached.
         users, sessions = _callback_rows_locked(user_ids)
-        # Messaging reads user.whatsapp_session for each event; the rows
-        # locked above go into the relation cache so that costs no query.
-        for user_id, user in users.items():
-            User.whatsapp_session.related.set_cached_value(user, sessions.get(user_id))
         # A callback shows that the gateway of these sessions is up. The
         # rows are loaded already, so only marked ones cost a query. The
         # loaded rows are cleared too, because applying an event saves them.
@@ -612,44 +610,48 @@ def gateway_events_apply(payload) -> dict:
 
 
 def _callback_rows_locked(user_ids: set[int]) -> tuple[dict, dict]:
-    """Return the users of `user_ids` and their sessions, locking the sessions.
+    """Read the users of `user_ids` and their sessions, and lock the sessions.
 
-    Returns ({user id: User}, {user id: WhatsAppSession}); an unknown id is
-    in neither, and a user without a session only in the first. The session
-    rows are locked in primary-key order, which keeps two batches from
-    deadlocking. On PostgreSQL one statement reads each session with its
-    user, built once per process, where the ORM took two queries and
-    compiled both on every callback. Users without a session take a second
-    query.
+    Returns two dicts keyed by user id: the users, and the sessions of the
+    users that have one. An unknown id is in neither. Each user and its
+    session cache each other, so `user.whatsapp_session` and `session.user`
+    cost no query. The sessions are locked in primary-key order, which keeps
+    two batches from deadlocking.
+
+    On PostgreSQL one statement, built once per process, reads each session
+    with its user. The ORM took two queries and compiled both on every
+    callback. Users without a session take a second query.
     """
-    user_field = WhatsAppSession._meta.get_field("user")
     if connection.vendor != "postgresql":
         users = User.objects.in_bulk(user_ids)
-        sessions = {}
-        for session in (
-            WhatsAppSession.objects.select_for_update()
+        sessions = {
+            session.user_id: session
+            for session in WhatsAppSession.objects.select_for_update()
             .filter(user_id__in=user_ids)
             .order_by("pk")
-        ):
-            user_field.set_cached_value(session, users[session.user_id])
-            sessions[session.user_id] = session
-        return users, sessions
+        }
+    else:
+        sql, session_plan, user_plan = _callback_rows_statement(connection.vendor)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [sorted(user_ids)])
+            rows = cursor.fetchall()
 
-    sql, session_plan, user_plan = _callback_rows_statement(connection.vendor)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [sorted(user_ids)])
-        rows = cursor.fetchall()
-    width = len(session_plan[1])
-    users, sessions = {}, {}
-    for row in rows:
-        session = row_model(WhatsAppSession, session_plan, row[:width])
-        user = row_model(User, user_plan, row[width:])
-        user_field.set_cached_value(session, user)
-        users[user.pk] = user
-        sessions[user.pk] = session
-    without_session = [user_id for user_id in user_ids if user_id not in users]
-    if without_session:
-        users.update(User.objects.in_bulk(without_session))
+        width = len(session_plan[1])
+        users, sessions = {}, {}
+        for row in rows:
+            user = row_model(User, user_plan, row[width:])
+            users[user.pk] = user
+            sessions[user.pk] = row_model(WhatsAppSession, session_plan, row[:width])
+        without_session = [user_id for user_id in user_ids if user_id not in users]
+        if without_session:
+            users.update(User.objects.in_bulk(without_session))
+
+    user_field = WhatsAppSession._meta.get_field("user")
+    for user_id, user in users.items():
+        session = sessions.get(user_id)
+        User.whatsapp_session.related.set_cached_value(user, session)
+        if session is not None:
+            user_field.set_cached_value(session, user)
     return users, sessions
 
 
@@ -750,14 +752,14 @@ EVENT_DATA_ERRORS = (
 
 
 def _event_runs(events: list[GatewayEventIn], users: dict):
-    """Split a batch into runs; yield each with whether messaging applies it
-    together (`_event_run_apply`) or it is one event to dispatch alone.
+    """Yield the batch's runs in order, each as (events, shared).
 
-    A shared run is consecutive `RUN_EVENT_TYPES` events of known users, of
-    one subscriber or several, and may be a single event: the shared path
-    reads and writes with a few statements built once, where the one-event
-    path compiles ORM queries. Every other event is a run of its own. Order
-    is kept, so each subscriber's events stay in the order they happened.
+    A shared run goes to `_event_run_apply`: consecutive `RUN_EVENT_TYPES`
+    events of known users, of one subscriber or several. It may be a single
+    event, because the shared path uses a few statements built once, where
+    the one-event path compiles ORM queries. Every other event is a run of
+    its own, dispatched alone. Order is kept, so each subscriber's events
+    stay in the order they happened.
     """
     from messaging.services.events import RUN_EVENT_TYPES
 

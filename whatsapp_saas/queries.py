@@ -658,31 +658,27 @@ def _copy_rows(model, fields, rows: list[list], *, keys: bool = True) -> list | 
     numbers the rows, which saves that query, and None is returned.
     """
     meta = model._meta
-    pk = meta.pk
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
-    if not keys:
-        columns = ", ".join(quote(field.column) for field in fields)
-        with connection.wrap_database_errors, connection.cursor() as cursor:
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        return None
-
-    columns = ", ".join(quote(field.column) for field in [pk, *fields])
+    new_keys = None
     with connection.wrap_database_errors, connection.cursor() as cursor:
-        # The sequence is looked up once. In the select list it was looked up
-        # for every row, which took more than half of the query's time.
-        cursor.execute(
-            "WITH sequence AS MATERIALIZED (SELECT "
-            "pg_get_serial_sequence(%s, %s)::regclass AS name) "
-            "SELECT nextval(sequence.name) FROM sequence, generate_series(1, %s)",
-            [meta.db_table, pk.column, len(rows)],
-        )
-        new_keys = [row[0] for row in cursor.fetchall()]
+        if keys:
+            # The sequence is looked up once. In the select list it was looked
+            # up for every row, which took more than half of the query's time.
+            cursor.execute(
+                "WITH sequence AS MATERIALIZED (SELECT "
+                "pg_get_serial_sequence(%s, %s)::regclass AS name) "
+                "SELECT nextval(sequence.name) FROM sequence, generate_series(1, %s)",
+                [meta.db_table, meta.pk.column, len(rows)],
+            )
+            new_keys = [row[0] for row in cursor.fetchall()]
+            fields = [meta.pk, *fields]
+            rows = [[key, *row] for key, row in zip(new_keys, rows, strict=True)]
+
+        columns = ", ".join(quote(field.column) for field in fields)
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for key, row in zip(new_keys, rows, strict=True):
-                copy.write_row([key, *row])
+            for row in rows:
+                copy.write_row(row)
     return new_keys
 
 

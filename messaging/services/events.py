@@ -18,6 +18,7 @@ transaction, once per event id. The rules, for every engine:
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -728,7 +729,7 @@ def _customers_named(owner_ids, keys, lids) -> list[Customer]:
     """Return the customers of `owner_ids` with a match key in `keys` or a
     LID in `lids`.
 
-    On PostgreSQL the statement is written out, with each list as one array
+    On PostgreSQL the statement is built once, with each list as one array
     parameter. The ORM form has a parameter per value, which Django
     prepares and psycopg quotes one by one, and it is compiled each time.
     """
@@ -738,17 +739,24 @@ def _customers_named(owner_ids, keys, lids) -> list[Customer]:
                 Q(match_key__in=keys) | Q(lid__in=lids)
             )
         )
+
+    sql, plan = _customers_named_statement(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sorted(owner_ids), sorted(keys), sorted(lids)])
+        return [row_model(Customer, plan, row) for row in cursor.fetchall()]
+
+
+@functools.cache
+def _customers_named_statement(vendor: str):
     quote = connection.ops.quote_name
-    plan = model_columns(Customer, Customer._meta.db_table, connection.vendor)
+    plan = model_columns(Customer, Customer._meta.db_table, vendor)
     sql = (
         f"SELECT {', '.join(plan[0])} FROM {quote(Customer._meta.db_table)} "
         f"WHERE {quote('owner_id')} = ANY(%s::bigint[]) "
         f"AND ({quote('match_key')} = ANY(%s::varchar[]) "
         f"OR {quote('lid')} = ANY(%s::varchar[]))"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [sorted(owner_ids), sorted(keys), sorted(lids)])
-        return [row_model(Customer, plan, row) for row in cursor.fetchall()]
+    return sql, plan
 
 
 # The fields a run of receipts reads and writes (`status_changes`). The

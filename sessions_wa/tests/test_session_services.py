@@ -178,6 +178,7 @@ def test_callback_rows_one_query_with_sessions(
 
     with django_assert_num_queries(0):
         assert sessions[owner.pk].user is users[owner.pk]
+        assert users[owner.pk].whatsapp_session is sessions[owner.pk]
     assert set(sessions) == {owner.pk, outsider.pk}
 
 
@@ -200,7 +201,7 @@ def test_callback_rows_lock_sessions(owner, make_session):
         other.close()
 
 
-def test_event_runs_share_a_single_message_event(owner):
+def test_event_runs_share_one_message_event(owner):
     events = events_validate({"events": [message_event(owner.pk, 1)]})
 
     runs = list(_event_runs(events, {owner.pk: owner}))
