@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from whatsapp_saas.admin_mixins import OwnerFixedMixin
 
 from .models import Customer, Message, PendingMessageUpdate
-from .services import customer_delete
+from .services import customer_delete, messages_delete
 
 
 class MessageAdminForm(forms.ModelForm):
@@ -102,6 +102,14 @@ class MessageAdmin(OwnerFixedMixin, admin.ModelAdmin):
     raw_id_fields = ["owner", "customer", "previous_part"]
     readonly_fields = ["code", "created_at", "updated_at"]
     date_hierarchy = "timestamp"
+
+    # Deletes go through the service, so that queued parts, and the later
+    # parts a delete takes with them, give their quota back.
+    def delete_model(self, request, obj):
+        messages_delete(message_ids=[obj.pk])
+
+    def delete_queryset(self, request, queryset):
+        messages_delete(message_ids=list(queryset.values_list("pk", flat=True)))
 
 
 @admin.register(PendingMessageUpdate)

@@ -22,6 +22,7 @@ from .sending import (
     message_record_sent,
     message_release,
     message_send,
+    messages_delete,
 )
 from .updates import conversation_mark_read
 
@@ -42,4 +43,5 @@ __all__ = [
     "message_record_sent",
     "message_release",
     "message_send",
+    "messages_delete",
 ]

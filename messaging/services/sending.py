@@ -4,7 +4,8 @@
 a long text) as `queued`, and queues the send task when the transaction
 commits. It never calls the gateway itself. The task (`messaging.tasks`)
 claims a row, calls the gateway, and records the outcome through the
-functions below.
+functions below. `messages_delete` removes messages and gives the quota of
+unsent parts back.
 """
 
 from __future__ import annotations
@@ -937,6 +938,51 @@ def message_fail(*, message_id: int, code: str, reason: str) -> bool:
             if source in COUNTED_SOURCES:
                 quota_refund(owner_id, [timestamp] * parts_failed)
     return failed == 1
+
+
+def messages_delete(*, message_ids) -> int:
+    """Delete messages and their later parts; return how many were deleted.
+
+    Deleting a part deletes the parts after it (`previous_part` cascades),
+    so they are read first. The queued parts of counted sources never
+    reached WhatsApp and go back to the daily quota once the delete
+    commits, as a deleted customer's do. They are locked before the
+    delete, so that a send task's claim either came first, and its part
+    stays counted, or waits and then finds no row.
+    """
+    deleted_ids = set(message_ids)
+    with transaction.atomic():
+        later = deleted_ids
+        while later:
+            next_parts = Message.objects.filter(previous_part_id__in=later)
+            later = set(next_parts.values_list("pk", flat=True)) - deleted_ids
+            deleted_ids |= later
+        queued = (
+            Message.objects.select_for_update()
+            .filter(
+                pk__in=deleted_ids,
+                direction=Message.Direction.OUTBOUND,
+                status=Status.QUEUED,
+                source__in=COUNTED_SOURCES,
+            )
+            .order_by("pk")
+            .values_list("owner_id", "timestamp")
+        )
+        unsent: dict[int, list] = {}
+        for owner_id, timestamp in queued:
+            unsent.setdefault(owner_id, []).append(timestamp)
+        deleted = Message.objects.filter(pk__in=deleted_ids).delete()[1]
+        # After commit, because a send locks its owner's count before it
+        # inserts, and this delete holds message rows.
+        for owner_id, timestamps in unsent.items():
+            transaction.on_commit(partial(quota_refund, owner_id, timestamps))
+    count = deleted.get(Message._meta.label, 0)
+    logger.info(
+        "Deleted %s messages; %s queued parts went back to the quota",
+        count,
+        sum(len(timestamps) for timestamps in unsent.values()),
+    )
+    return count
 
 
 # Gateway error codes a retry can resolve although their HTTP status is 4xx.

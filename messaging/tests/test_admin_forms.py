@@ -157,25 +157,25 @@ def test_customer_change_keeps_owner(admin_client, alice, charlie):
     assert customer.owner == alice
 
 
-def _customer_delete_page(admin_client, customer):
+def _admin_delete_page(admin_client, row):
     admin_client.post(
-        reverse("admin:messaging_customer_delete", args=[customer.pk]),
+        reverse(f"admin:messaging_{row._meta.model_name}_delete", args=[row.pk]),
         {"post": "yes"},
     )
 
 
-def _customer_delete_action(admin_client, customer):
+def _admin_delete_action(admin_client, row):
     admin_client.post(
-        reverse("admin:messaging_customer_changelist"),
+        reverse(f"admin:messaging_{row._meta.model_name}_changelist"),
         {
             "action": "delete_selected",
-            "_selected_action": [customer.pk],
+            "_selected_action": [row.pk],
             "post": "yes",
         },
     )
 
 
-@pytest.mark.parametrize("delete", [_customer_delete_page, _customer_delete_action])
+@pytest.mark.parametrize("delete", [_admin_delete_page, _admin_delete_action])
 def test_admin_delete_refunds_queued_parts(
     admin_client, alice, django_capture_on_commit_callbacks, delete
 ):
@@ -186,4 +186,18 @@ def test_admin_delete_refunds_queued_parts(
         delete(admin_client, customer)
 
     assert not Customer.objects.filter(pk=customer.pk).exists()
+    assert sent_today(alice) == 0
+
+
+@pytest.mark.parametrize("delete", [_admin_delete_page, _admin_delete_action])
+def test_admin_message_delete_refunds_quota(
+    admin_client, alice, django_capture_on_commit_callbacks, delete
+):
+    customer = customer_make(alice)
+    parts = message_send(user=alice, customer_code=customer.code, content="👍" * 5000)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        delete(admin_client, parts[0])
+
+    assert not Message.objects.filter(owner=alice).exists()
     assert sent_today(alice) == 0
