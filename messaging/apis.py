@@ -224,7 +224,9 @@ class MessageSendApi(APIView):
                     "A unique value per message, such as a UUID, at most 64 "
                     "characters. Retrying with the same key never sends twice; "
                     "the same key with another text or customer gets 422 "
-                    "`idempotency_key_reused`. Keys are scoped to the user."
+                    "`idempotency_key_reused`, and after the first send's "
+                    "messages were deleted 409 `idempotency_key_deleted`. Keys "
+                    "are scoped to the user."
                 ),
             )
         ],
@@ -243,8 +245,10 @@ class MessageSendApi(APIView):
                 description=(
                     "WhatsApp is not connected (`session_not_connected`), or "
                     "the customer of the `to` number was deleted while the "
-                    "message was being sent (`customer_deleted`); nothing was "
-                    "sent."
+                    "message was being sent (`customer_deleted`), or the "
+                    "messages of an earlier send with the same "
+                    "`Idempotency-Key` were deleted (`idempotency_key_deleted`); "
+                    "nothing was sent."
                 ),
             ),
             422: OpenApiResponse(

@@ -299,3 +299,29 @@ class DailySendCount(models.Model):
 
     def __str__(self):
         return f"{self.sent} on {self.day}"
+
+
+class DeletedSendKey(models.Model):
+    """An idempotency key whose messages were deleted within its window.
+
+    A repeat of that send then gets an error and sends nothing, as a repeat
+    returns the stored messages and sends nothing while they exist.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    key = models.CharField(max_length=64)
+    # When the send that used the key was accepted; the window counts from it.
+    used_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "key"], name="deleted_send_key_unique_per_owner"
+            ),
+        ]
+        indexes = [models.Index(fields=["used_at"])]
+
+    def __str__(self):
+        return f"{self.key} used at {self.used_at}"

@@ -46,6 +46,7 @@ from .services.send_queue import (
     slow_owners,
 )
 from .services.sending import (
+    deleted_send_keys_purge,
     gateway_error_retryable,
     gateway_failure_reason,
     message_claim,
@@ -749,6 +750,15 @@ def message_requeue_stuck() -> int:
     if rows:
         logger.warning("Requeued %s stuck messages", len(rows))
     return len(rows)
+
+
+@shared_task(name="messaging.deleted_send_keys_purge")
+def message_deleted_send_keys_purge() -> int:
+    """Delete the kept keys of deleted sends once their window has passed."""
+    deleted = deleted_send_keys_purge()
+    if deleted:
+        logger.info("Deleted %s idempotency keys of deleted messages", deleted)
+    return deleted
 
 
 @shared_task(name="messaging.pending_updates_purge")

@@ -205,6 +205,15 @@ def conversation_send(request, code):
                     code=exc.code,
                     status_code=exc.status_code,
                 )
+            elif exc.code == "idempotency_key_deleted":
+                error = ApplicationError(
+                    _(
+                        "This form was already sent, and its message was deleted "
+                        "since. Reload the page to send a new message."
+                    ),
+                    code=exc.code,
+                    status_code=exc.status_code,
+                )
     elif "content" in form.errors:
         problem = form.errors.as_data()["content"][0]
         if problem.code == "required":

@@ -457,3 +457,7 @@ CELERY_BEAT_SCHEDULE["messaging-pending-updates-purge"] = {
     "task": "messaging.pending_updates_purge",
     "schedule": 3600.0,
 }
+CELERY_BEAT_SCHEDULE["messaging-deleted-send-keys-purge"] = {
+    "task": "messaging.deleted_send_keys_purge",
+    "schedule": 3600.0,
+}

@@ -162,6 +162,8 @@ def customer_delete(*, customer: Customer) -> None:
     the lock, a message committed between the deletes of the messages and
     of the customer failed the delete instead. Queued parts never reached
     WhatsApp, so they go back to the daily quota once the delete commits.
+    The messages' idempotency keys are kept, so that a repeat of their
+    send does not send again.
     """
     customer_id = customer.pk
     owner_id = customer.owner_id
@@ -180,6 +182,10 @@ def customer_delete(*, customer: Customer) -> None:
             .values_list("timestamp", flat=True)
         )
         unsent = list(queued)
+        # Imported here: the sending module imports this one.
+        from .sending import deleted_send_keys_record
+
+        deleted_send_keys_record(Message.objects.filter(customer_id=customer_id))
         customer.delete()
         if unsent:
             # After commit, because a send of this owner locks the count's

@@ -25,7 +25,13 @@ from kombu.exceptions import OperationalError
 
 from accounts.services import subscription_require_active
 from messaging.failures import STORED_LANGUAGE, failure_sentence_stored
-from messaging.models import Customer, DailySendCount, Message, PendingMessageUpdate
+from messaging.models import (
+    Customer,
+    DailySendCount,
+    DeletedSendKey,
+    Message,
+    PendingMessageUpdate,
+)
 from messaging.phones import (
     JidKind,
     jid_kind_label,
@@ -562,6 +568,7 @@ def _idempotent_replay(user, key: str, *, parts, customer, to) -> list[Message]:
         .order_by("pk")
     )
     if not earlier:
+        _deleted_key_check(user, key)
         return []
     if earlier[0].created_at < timezone.now() - IDEMPOTENCY_WINDOW:
         Message.objects.filter(pk__in=[m.pk for m in earlier]).update(
@@ -587,6 +594,66 @@ def _idempotent_replay(user, key: str, *, parts, customer, to) -> list[Message]:
         earlier[0].pk,
     )
     return earlier
+
+
+def _deleted_key_check(user, key: str) -> None:
+    """Raise a 409 when the messages of an earlier send with `key` were deleted.
+
+    Sending the text again would send it twice, which the key rules out.
+    """
+    cutoff = timezone.now() - IDEMPOTENCY_WINDOW
+    if not DeletedSendKey.objects.filter(
+        owner=user, key=key, used_at__gte=cutoff
+    ).exists():
+        return
+    logger.info(
+        "Send of user %s repeats the idempotency key of deleted messages; nothing sent",
+        user.pk,
+    )
+    raise ApplicationError(
+        _(
+            "The messages of an earlier send with this idempotency key were "
+            "deleted, so nothing was sent again. Use a new key to send the "
+            "text again."
+        ),
+        code="idempotency_key_deleted",
+        extra={"field": "idempotency_key"},
+        status_code=409,
+    )
+
+
+def deleted_send_keys_record(messages) -> None:
+    """Keep the idempotency keys of `messages`, which are about to be deleted.
+
+    `messages` is a queryset. Only first parts carry a key of their own, and
+    a key older than IDEMPOTENCY_WINDOW is free again, so neither is kept.
+    A key kept before and used again since takes its new time.
+    """
+    cutoff = timezone.now() - IDEMPOTENCY_WINDOW
+    used = (
+        messages.filter(previous_part__isnull=True, created_at__gte=cutoff)
+        .exclude(idempotency_key="")
+        .values_list("owner_id", "idempotency_key", "created_at")
+    )
+    keys = [
+        DeletedSendKey(owner_id=owner_id, key=key, used_at=used_at)
+        for owner_id, key, used_at in used
+    ]
+    if not keys:
+        return
+    DeletedSendKey.objects.bulk_create(
+        keys,
+        update_conflicts=True,
+        unique_fields=["owner", "key"],
+        update_fields=["used_at"],
+    )
+
+
+def deleted_send_keys_purge() -> int:
+    """Delete kept keys older than IDEMPOTENCY_WINDOW; return how many."""
+    cutoff = timezone.now() - IDEMPOTENCY_WINDOW
+    deleted, _per_model = DeletedSendKey.objects.filter(used_at__lt=cutoff).delete()
+    return deleted
 
 
 def _same_recipient(message: Message, customer, to: dict | None) -> bool:
@@ -944,7 +1011,8 @@ def messages_delete(*, message_ids) -> int:
     """Delete messages and their later parts; return how many were deleted.
 
     Deleting a part deletes the parts after it (`previous_part` cascades),
-    so they are read first. The queued parts of counted sources never
+    so they are read first. Their idempotency keys are kept, so that a
+    repeat of their send does not send again. The queued parts of counted sources never
     reached WhatsApp and go back to the daily quota once the delete
     commits, as a deleted customer's do. They are locked before the
     delete, so that a send task's claim either came first, and its part
@@ -971,7 +1039,9 @@ def messages_delete(*, message_ids) -> int:
         unsent: dict[int, list] = {}
         for owner_id, timestamp in queued:
             unsent.setdefault(owner_id, []).append(timestamp)
-        deleted = Message.objects.filter(pk__in=deleted_ids).delete()[1]
+        deleting = Message.objects.filter(pk__in=deleted_ids)
+        deleted_send_keys_record(deleting)
+        deleted = deleting.delete()[1]
         # After commit, because a send locks its owner's count before it
         # inserts, and this delete holds message rows.
         for owner_id, timestamps in unsent.items():

@@ -13,9 +13,12 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from messaging.models import Message
+from messaging.models import Customer, DeletedSendKey, Message
+from messaging.services import customer_delete, messages_delete
+from messaging.tasks import message_deleted_send_keys_purge
 
 from .helpers import customer_make
 
@@ -260,3 +263,105 @@ def test_api_key_from_customer_id_replays_by_number(alice, customer):
     second = _api_send_to(client, customer.phone, "order-9")
 
     assert second.json()["messages"] == first.json()["messages"]
+
+
+def test_key_after_customer_delete_sends_nothing(alice):
+    client = _client(alice)
+    _api_send_to(client, "+5511955550001", "order-10")
+    customer_delete(customer=Customer.objects.get(owner=alice))
+
+    again = _api_send_to(client, "+5511955550001", "order-10")
+
+    assert again.status_code == 409
+    assert again.json()["code"] == "idempotency_key_deleted"
+    assert not Message.objects.filter(owner=alice).exists()
+
+
+def test_key_after_message_delete_sends_nothing(alice, customer):
+    client = _client(alice)
+    first = _api_send(client, customer, "order-11")
+    messages_delete(message_ids=[Message.objects.get(owner=alice).pk])
+
+    again = _api_send(client, customer, "order-11")
+
+    assert first.status_code == 202
+    assert again.status_code == 409
+    assert again.json()["code"] == "idempotency_key_deleted"
+    assert not Message.objects.filter(owner=alice).exists()
+
+
+def test_deleted_key_after_the_window_sends_again(alice, customer):
+    client = _client(alice)
+    _api_send(client, customer, "order-12")
+    messages_delete(message_ids=[Message.objects.get(owner=alice).pk])
+    DeletedSendKey.objects.update(used_at=timezone.now() - timedelta(hours=25))
+
+    again = _api_send(client, customer, "order-12")
+
+    assert again.status_code == 202
+    assert Message.objects.filter(owner=alice).count() == 1
+
+
+def test_deleted_key_of_other_subscriber_sends(alice, charlie, customer):
+    _api_send(_client(alice), customer, "order-13")
+    messages_delete(message_ids=[Message.objects.get(owner=alice).pk])
+    other = customer_make(charlie, phone="+5491100000001")
+
+    response = _api_send(_client(charlie), other, "order-13")
+
+    assert response.status_code == 202
+
+
+def test_deleted_key_used_again_keeps_new_time(alice, customer):
+    client = _client(alice)
+    _api_send(client, customer, "order-14")
+    messages_delete(message_ids=[Message.objects.get(owner=alice).pk])
+    DeletedSendKey.objects.update(used_at=timezone.now() - timedelta(hours=25))
+    _api_send(client, customer, "order-14")
+    messages_delete(message_ids=[Message.objects.get(owner=alice).pk])
+
+    again = _api_send(client, customer, "order-14")
+
+    assert again.status_code == 409
+
+
+def test_delete_of_later_part_keeps_no_key(alice, customer):
+    client = _client(alice)
+    _api_send(client, customer, "order-15", content="👍" * 5000)
+    parts = list(Message.objects.filter(owner=alice).order_by("pk"))
+    messages_delete(message_ids=[parts[2].pk])
+
+    assert not DeletedSendKey.objects.exists()
+
+
+def test_form_resent_after_delete_asks_to_reload(
+    alice_client, alice, customer, fake_gateway
+):
+    page = alice_client.get(_conversation_url(customer)).content.decode()
+    form = {"content": "Olá", "idempotency_key": _form_key(page)}
+    send_url = _conversation_url(customer, "conversation_send")
+    alice_client.post(send_url, form)
+    messages_delete(message_ids=[Message.objects.get(owner=alice).pk])
+
+    again = alice_client.post(send_url, form)
+
+    assert again.status_code == 409
+    assert "deleted since" in again.content.decode()
+    assert not Message.objects.filter(owner=alice).exists()
+
+
+def test_deleted_keys_purge_drops_expired_keys(alice, customer):
+    _api_send(_client(alice), customer, "order-16")
+    messages_delete(message_ids=[Message.objects.get(owner=alice).pk])
+    DeletedSendKey.objects.update(used_at=timezone.now() - timedelta(hours=25))
+
+    assert message_deleted_send_keys_purge() == 1
+    assert not DeletedSendKey.objects.exists()
+
+
+def test_deleted_keys_purge_keeps_recent_keys(alice, customer):
+    _api_send(_client(alice), customer, "order-17")
+    messages_delete(message_ids=[Message.objects.get(owner=alice).pk])
+
+    assert message_deleted_send_keys_purge() == 0
+    assert DeletedSendKey.objects.count() == 1
