@@ -802,9 +802,11 @@ def _receipt_messages_locked(owner_ids, codes: set, gateway_ids: set) -> list[Me
     # (owner, WhatsApp id, direction) one pair at a time (`_pairs_join`).
     # With the owners in the WHERE of the locked rows, a table without
     # statistics yet led PostgreSQL to read every outbound message of the
-    # owners on every callback. Rows of another subscriber or direction are
-    # left out below; they stay locked, unchanged, until the callback
-    # commits.
+    # owners on every callback. So the code's rows are read on their own
+    # first (a MATERIALIZED CTE keeps the planner from merging the two),
+    # and only those of the owners and outbound are locked. The pairs'
+    # branch names only the owners' rows, of either direction, and rows of
+    # the other direction are left out below.
     quote = connection.ops.quote_name
     table = quote(Message._meta.db_table)
     pk = quote("id")
@@ -814,22 +816,22 @@ def _receipt_messages_locked(owner_ids, codes: set, gateway_ids: set) -> list[Me
     plan = model_columns(
         Message, Message._meta.db_table, connection.vendor, RECEIPT_FIELDS
     )
+    owner_id = quote("owner_id")
+    direction = quote("direction")
     sql = (
+        f"WITH coded AS MATERIALIZED (SELECT {pk}, {owner_id}, {direction} "
+        f"FROM {table} WHERE {quote('code')} = ANY(%s::uuid[])) "
         f"SELECT {', '.join(plan[0])} FROM {table} WHERE {pk} IN ("
-        f"SELECT {pk} FROM {table} WHERE {quote('code')} = ANY(%s::uuid[]) "
+        f"SELECT {pk} FROM coded WHERE {owner_id} = ANY(%s::bigint[]) "
+        f"AND {direction} = %s "
         f"UNION ALL SELECT t.{pk} FROM {by_gateway_id}) "
-        f"ORDER BY {pk} FOR UPDATE"
+        f"ORDER BY {pk} FOR UPDATE OF {table}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [list(codes), *pair_params])
+        cursor.execute(sql, [list(codes), owner_ids, outbound, *pair_params])
         rows = cursor.fetchall()
-    owners = set(owner_ids)
     messages = [row_model(Message, plan, row) for row in rows]
-    return [
-        message
-        for message in messages
-        if message.owner_id in owners and message.direction == outbound
-    ]
+    return [message for message in messages if message.direction == outbound]
 
 
 class _EventRun:

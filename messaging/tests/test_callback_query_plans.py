@@ -94,7 +94,10 @@ def test_receipt_lock_reads_named_rows(alice, with_codes):
         result = callback_post(_receipts(alice, named, with_codes=with_codes))
 
     returned, removed = _statement_rows_read(
-        queries, 'SELECT "messaging_message"', "messaging_message", end="FOR UPDATE"
+        queries,
+        "WITH coded",
+        "messaging_message",
+        end='FOR UPDATE OF "messaging_message"',
     )
     assert result == {"accepted": NAMED, "duplicates": 0}
     assert returned <= 2 * NAMED
