@@ -14,6 +14,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.http import Http404
+from django.utils.text import get_text_list
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -158,7 +159,7 @@ def _clearer_detail(exc, context) -> tuple[dict, dict] | None:
         allowed = [method for method in view.allowed_methods if method != "OPTIONS"]
         message = _("%(method)s is not allowed here; use %(allowed)s.") % {
             "method": context["request"].method,
-            "allowed": " or ".join(allowed),
+            "allowed": get_text_list(allowed, _("or")),
         }
         return {"detail": message}, {"allowed": allowed}
 

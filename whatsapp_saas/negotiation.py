@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.text import get_text_list
 from django.utils.translation import gettext as _
 from rest_framework.negotiation import DefaultContentNegotiation
 
@@ -42,7 +43,7 @@ class ContentNegotiation(DefaultContentNegotiation):
                 "The format %(format)s is not available; use %(formats)s, or "
                 "leave format out."
             )
-            % {"format": repr(format), "formats": " or ".join(formats)},
+            % {"format": repr(format), "formats": get_text_list(formats, _("or"))},
             code="invalid_query_parameter",
             extra={"parameter": "format", "accepted": formats},
         )

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import JsonResponse
 from django.urls import Resolver404, get_resolver
+from django.utils.text import get_text_list
 from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -105,7 +106,7 @@ class _SchemaChecks:
         if lang is not None and lang not in languages:
             message = _(
                 "lang %(value)s is not a language of this site; use %(languages)s."
-            ) % {"value": repr(lang), "languages": " or ".join(languages)}
+            ) % {"value": repr(lang), "languages": get_text_list(languages, _("or"))}
             raise RequestCheckError(
                 message,
                 code="invalid_query_parameter",

@@ -8,6 +8,7 @@ from django.test import Client
 from django.utils import translation
 
 from accounts.tests.factories import subscriber_create
+from messaging.services import customer_create
 from whatsapp_saas.exceptions import api_exception_handler
 
 pytestmark = pytest.mark.django_db
@@ -150,3 +151,39 @@ def test_unknown_format_names_the_available_ones(client):
         "The format 'xml' is not available; use json or api, or leave format out."
     )
     assert body["extra"] == {"parameter": "format", "accepted": ["json", "api"]}
+
+
+def _customer_detail_url(user) -> str:
+    customer = customer_create(owner=user, phone="+5511900000001")
+    return f"/api/customers/{customer.code}/"
+
+
+def test_wrong_method_lists_several_allowed(client):
+    user = subscriber_create("several@example.com")
+    client.force_login(user)
+
+    url = _customer_detail_url(user)
+
+    response = client.post(url, {}, content_type="application/json")
+
+    assert response.status_code == 405
+    assert response.json()["message"] == (
+        "POST is not allowed here; use GET, PUT, PATCH, DELETE or HEAD."
+    )
+
+
+def test_allowed_methods_joined_in_chinese(client):
+    user = subscriber_create("chinese@example.com")
+    client.force_login(user)
+
+    response = client.post(
+        _customer_detail_url(user),
+        {},
+        content_type="application/json",
+        HTTP_ACCEPT_LANGUAGE="zh-hans",
+    )
+    translation.activate("en")
+
+    message = response.json()["message"]
+    assert "GET，PUT，PATCH，DELETE 或 HEAD" in message
+    assert " or " not in message
