@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .countries import country_choices
 from .models import User, email_normalize
+from .services import EMAIL_TAKEN
 
 
 class DefaultCountryForm(forms.Form):
@@ -48,13 +49,7 @@ class SignupForm(DefaultCountryForm):
     def clean_email(self):
         email = email_normalize(self.cleaned_data["email"])
         if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(
-                _(
-                    "An account with this email address already exists. Log in, "
-                    "or reset the password if you forgot it."
-                ),
-                code="email_taken",
-            )
+            raise forms.ValidationError(EMAIL_TAKEN, code="email_taken")
         return email
 
     def clean(self):

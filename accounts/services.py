@@ -6,10 +6,11 @@ import logging
 import secrets
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework.authtoken.models import Token
 
 from whatsapp_saas.exceptions import ApplicationError
@@ -27,17 +28,34 @@ TRIAL_DAYS = 14
 # the cause for clients.
 SUBSCRIPTION_INACTIVE_STATUS = 403
 
+EMAIL_TAKEN = gettext_lazy(
+    "An account with this email address already exists. Log in, or reset the "
+    "password if you forgot it."
+)
+
 
 def user_signup(*, email: str, password: str, default_country: str) -> User:
     """Create a subscriber with a trial subscription that ends in 14 days."""
     country = _country_validate(default_country)
     trial_end = timezone.now() + timedelta(days=TRIAL_DAYS)
 
-    with transaction.atomic():
-        user = User.objects.create_user(
-            email=email, password=password, default_country=country
-        )
-        subscription_trial_start(user=user, ends_at=trial_end)
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                email=email, password=password, default_country=country
+            )
+            subscription_trial_start(user=user, ends_at=trial_end)
+    except IntegrityError:
+        # Two sign-ups with one address at once, such as a double submit:
+        # the form's check passed for both, and the unique email stops one.
+        if not User.objects.filter(email__iexact=email).exists():
+            raise
+        raise ApplicationError(
+            str(EMAIL_TAKEN),
+            code="email_taken",
+            extra={"field": "email"},
+            status_code=409,
+        ) from None
 
     logger.info("Signed up user %s with a trial until %s", user.id, trial_end)
     return user
@@ -145,8 +163,16 @@ def subscription_require_active(user: User) -> Subscription:
 
 
 def api_token_rotate(*, user: User) -> Token:
-    """Replace the user's API token with a new one; the old one stops working."""
+    """Replace the user's API token with a new one; the old one stops working.
+
+    The user's row is locked first, so that concurrent rotations (a double
+    click) run one after the other and each replaces the token before it.
+    Without the lock, both created a token and one failed the constraint
+    of one token per user.
+    """
     with transaction.atomic():
+        locked = User.objects.select_for_update(no_key=True).filter(pk=user.pk)
+        list(locked.values_list("pk", flat=True))
         Token.objects.filter(user=user).delete()
         token = Token.objects.create(user=user)
 

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
@@ -27,21 +28,27 @@ def signup(request):
 
     form = SignupForm(request.POST or None, initial={"default_country": "BR"})
     if request.method == "POST" and form.is_valid():
-        user = services.user_signup(
-            email=form.cleaned_data["email"],
-            password=form.cleaned_data["password1"],
-            default_country=form.cleaned_data["default_country"],
-        )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(
-            request,
-            _(
-                "Welcome! Your %(days)s-day free trial has started. Link your "
-                "WhatsApp below to begin."
+        try:
+            user = services.user_signup(
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password1"],
+                default_country=form.cleaned_data["default_country"],
             )
-            % {"days": services.TRIAL_DAYS},
-        )
-        return redirect(SETTINGS_URL)
+        except ApplicationError as error:
+            if error.code != "email_taken":
+                raise
+            form.add_error("email", ValidationError(error.message, code=error.code))
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(
+                request,
+                _(
+                    "Welcome! Your %(days)s-day free trial has started. Link your "
+                    "WhatsApp below to begin."
+                )
+                % {"days": services.TRIAL_DAYS},
+            )
+            return redirect(SETTINGS_URL)
 
     context = {"form": form, "trial_days": services.TRIAL_DAYS}
     return render(request, "accounts/signup.html", context)

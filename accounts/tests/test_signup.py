@@ -4,8 +4,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import services
+from accounts.forms import SignupForm
 from accounts.models import Subscription, User
 from accounts.tests.factories import PASSWORD, subscriber_create
+from whatsapp_saas.exceptions import ApplicationError
 
 pytestmark = pytest.mark.django_db
 
@@ -92,3 +95,28 @@ def test_signup_page_redirects_signed_in_user(client):
     response = client.get(SIGNUP_URL)
 
     assert response.status_code == 302
+
+
+def test_signup_service_rejects_taken_email():
+    fields = {"password": PASSWORD, "default_country": "BR"}
+    services.user_signup(email="taken@example.com", **fields)
+
+    with pytest.raises(ApplicationError) as raised:
+        services.user_signup(email="taken@example.com", **fields)
+
+    assert raised.value.code == "email_taken"
+    assert User.objects.filter(email="taken@example.com").count() == 1
+
+
+def test_signup_race_shows_email_error(client, monkeypatch):
+    # The other request of a double submit commits after this one's check.
+    subscriber_create("new.user@example.com")
+    monkeypatch.setattr(
+        SignupForm, "clean_email", lambda form: form.cleaned_data["email"].lower()
+    )
+
+    response = client.post(SIGNUP_URL, signup_data())
+
+    assert response.status_code == 200
+    assert "already exists" in response.content.decode()
+    assert User.objects.filter(email="new.user@example.com").count() == 1
