@@ -1,13 +1,13 @@
-import threading
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.services import api_token_rotate
+from whatsapp_saas.testing import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -246,26 +246,10 @@ def test_unmatched_accept_header_names_json(owner):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_rotations_leave_one_token(owner):
-    results = []
-    barrier = threading.Barrier(6)
+    results = run_together([partial(api_token_rotate, user=owner)] * 6)
 
-    def rotate():
-        try:
-            barrier.wait(timeout=5)
-            results.append(api_token_rotate(user=owner).key)
-        except Exception as error:  # noqa: BLE001 - the test asserts on it
-            results.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=rotate) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-
-    assert all(isinstance(key, str) for key in results), results
-    assert len(results) == 6
+    assert all(isinstance(token, Token) for token in results), results
+    keys = [token.key for token in results]
     assert list(Token.objects.filter(user=owner).values_list("key", flat=True)) in [
-        [key] for key in results
+        [key] for key in keys
     ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client, TestCase
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -69,34 +69,6 @@ def apply(user, event_type: str, data: dict, **kwargs) -> str:
         return gateway_event_apply(
             user=user, event=event(user, event_type, data, **kwargs)
         )
-
-
-def run_together(calls: list) -> list:
-    """Run each callable in its own thread and database connection, all at once.
-
-    Returns each call's result, or the exception it raised, in order.
-    """
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def worker(index, call):
-        try:
-            barrier.wait(timeout=5)
-            results[index] = call()
-        except Exception as error:  # noqa: BLE001 - the caller asserts on it
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=worker, args=(index, call))
-        for index, call in enumerate(calls)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-    return results
 
 
 def callback_post(events: list[dict]) -> dict:

@@ -10,8 +10,9 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transacti
 from messaging.models import Customer, Message
 from messaging.services import gateway_event_apply
 from messaging.services.events import _receipt_messages_locked
+from whatsapp_saas.testing import run_together
 
-from .helpers import customer_make, event, outbound_make, received_data, run_together
+from .helpers import customer_make, event, outbound_make, received_data
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -14,8 +14,9 @@ from messaging.models import DailySendCount, Message, PendingMessageUpdate
 from messaging.services import gateway_event_apply, message_send
 from messaging.services.sending import message_record_sent
 from whatsapp_saas.exceptions import ApplicationError
+from whatsapp_saas.testing import run_together
 
-from .helpers import customer_make, event, outbound_make, run_together
+from .helpers import customer_make, event, outbound_make
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -10,6 +10,7 @@ from django.test import Client
 from accounts.tests.factories import subscriber_create
 from sessions_wa.models import GatewayEvent, WhatsAppSession
 from sessions_wa.tests.helpers import message_event, post_callback, qr_event
+from whatsapp_saas.testing import run_together
 
 State = WhatsAppSession.State
 
@@ -65,21 +66,8 @@ def test_concurrent_same_batch_is_applied_once():
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_batch_for_unknown_user_is_recorded_once():
     batch = [qr_event(424_242, 1)]
-    barrier = threading.Barrier(2)
-    responses = []
 
-    def deliver():
-        try:
-            barrier.wait(timeout=10)
-            responses.append(post_callback(Client(), batch))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    responses = run_together([lambda: post_callback(Client(), batch)] * 2)
 
     assert sorted(r.json()["duplicates"] for r in responses) == [0, 1]
     assert GatewayEvent.objects.count() == 1
