@@ -72,3 +72,34 @@ def test_disallowed_host_on_page_gets_page(client):
 
     assert response.status_code == 400
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_chunked_api_body_gets_411(api):
+    response = api.post(
+        "/api/customers/",
+        {"phone": "+5511900000001"},
+        format="json",
+        HTTP_TRANSFER_ENCODING="chunked",
+    )
+
+    assert response.status_code == 411
+    assert response.json()["code"] == "length_required"
+    assert "Content-Length" in response.json()["message"]
+
+
+def test_chunked_api_body_changes_nothing(api):
+    created = api.post("/api/customers/", {"phone": "+5511900000001"}, format="json")
+    url = f"/api/customers/{created.json()['id']}/"
+
+    api.patch(url, {"name": "Renamed"}, format="json", HTTP_TRANSFER_ENCODING="chunked")
+
+    assert api.get(url).json()["name"] == ""
+
+
+def test_chunked_page_body_gets_411_text(client):
+    response = client.post(
+        "/accounts/login/", {"username": "a"}, HTTP_TRANSFER_ENCODING="chunked"
+    )
+
+    assert response.status_code == 411
+    assert response["Content-Type"].startswith("text/plain")
