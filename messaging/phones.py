@@ -287,23 +287,53 @@ def _ascii_digits(text: str) -> str:
     return "".join(str(unicodedata.decimal(char)) for char in text if char.isdecimal())
 
 
+# Mexico dropped its mobile and long-distance dialing prefixes on 3 August
+# 2019: the 1 after +52 in front of a mobile number, and 044, 045 and 01 in
+# front of a national one. phonenumbers now rejects numbers typed with them,
+# and numbers copied from older contact lists may still have them.
+_MX_INTERNATIONAL_PREFIX_RE = re.compile(r"\+521(\d{10})")
+_MX_NATIONAL_PREFIX_RE = re.compile(r"(?:044|045|01|1)(\d{10})")
+
+
 def _candidates(
     text: str, digits: str, region: str | None
 ) -> list[tuple[str, str | None]]:
     """List (number, region) readings of typed input, most likely first."""
     if text.startswith("+"):
-        return [("+" + digits, None)]
+        return _without_mexican_prefix([("+" + digits, None)])
     if digits.startswith("00"):
         # The 00 international prefix, read before the national reading
         # because phonenumbers treats 00 followed by a Brazilian carrier code
         # (e.g. 0055) as a domestic long-distance call.
-        return [("+" + digits[2:], None), (digits, region)]
+        return _without_mexican_prefix([("+" + digits[2:], None), (digits, region)])
     if region is None:
         # Without a default country, digits are E.164 without the +, the way
         # numbers are often copied from WhatsApp itself.
-        return [("+" + digits, None)]
+        return _without_mexican_prefix([("+" + digits, None)])
     # A national number first, then the same digits as E.164 without the +.
-    return [(digits, region), ("+" + digits, None)]
+    return _without_mexican_prefix([(digits, region), ("+" + digits, None)])
+
+
+def _without_mexican_prefix(
+    candidates: list[tuple[str, str | None]],
+) -> list[tuple[str, str | None]]:
+    """Add, after each Mexican reading, the same number without a retired prefix.
+
+    Later readings must be valid numbers, so a prefix is dropped only where
+    the rest is a valid Mexican number.
+    """
+    readings = []
+    for number, region in candidates:
+        readings.append((number, region))
+        if region is None:
+            match = _MX_INTERNATIONAL_PREFIX_RE.fullmatch(number)
+            if match:
+                readings.append(("+52" + match.group(1), None))
+        elif region == "MX":
+            match = _MX_NATIONAL_PREFIX_RE.fullmatch(number)
+            if match:
+                readings.append((match.group(1), region))
+    return readings
 
 
 def phone_parse(value, *, default_region=None) -> str:
@@ -319,7 +349,8 @@ def phone_parse(value, *, default_region=None) -> str:
     tables of phonenumbers. A length that is possible only for a local call
     (seven digits after +1, eight or nine in Brazil) is rejected, and so is
     an Argentine number typed with the local mobile prefix 15 instead of
-    its area code.
+    its area code. A Mexican number typed with a prefix that Mexico dropped
+    in 2019 (+52 1, or 044, 045 and 01 at home) is read without it.
     """
     if not isinstance(value, str):
         raise _invalid_phone(
