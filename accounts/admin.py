@@ -16,11 +16,14 @@ from rest_framework.authtoken.models import Token, TokenProxy
 
 from whatsapp_saas.admin_mixins import OwnerFixedMixin
 
-from .forms import AdminUserChangeForm, AdminUserCreationForm
+from .forms import AdminLoginForm, AdminUserChangeForm, AdminUserCreationForm
 from .models import Subscription, User
 from .services import subscription_trial_start
 
 logger = logging.getLogger(__name__)
+
+# The admin's log-in counts failed attempts as the log-in page does.
+admin.site.login_form = AdminLoginForm
 
 # The admin shows this many leading characters of an API token key, and
 # never the rest.

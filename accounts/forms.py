@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AdminUserCreationForm as BaseAdminCreationForm
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.forms import UserChangeForm as BaseUserChangeForm
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from .countries import country_choices
+from .login_limits import (
+    login_failure_record,
+    login_failures_clear,
+    login_lockout_minutes_left,
+)
 from .models import User, email_normalize
 from .services import EMAIL_TAKEN
 
@@ -85,3 +93,44 @@ class AdminUserChangeForm(BaseUserChangeForm):
     class Meta:
         model = User
         fields = "__all__"
+
+
+class LockoutMixin:
+    """Form mixin that refuses log-ins of a locked-out address and counts failures.
+
+    A locked-out address is refused before its password is checked, so the
+    error reveals nothing about the password (see accounts.login_limits).
+    """
+
+    def clean(self):
+        email = self.cleaned_data.get("username")
+        minutes = login_lockout_minutes_left(email) if email else 0
+        if minutes:
+            raise forms.ValidationError(
+                ngettext(
+                    "Too many failed log-ins for this email address. Try again "
+                    "in %(minutes)s minute, or reset the password.",
+                    "Too many failed log-ins for this email address. Try again "
+                    "in %(minutes)s minutes, or reset the password.",
+                    minutes,
+                )
+                % {"minutes": minutes},
+                code="login_locked",
+            )
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError as error:
+            if email and error.code == "invalid_login":
+                login_failure_record(email)
+            raise
+        if email:
+            login_failures_clear(email)
+        return cleaned
+
+
+class LoginForm(LockoutMixin, AuthenticationForm):
+    """The log-in page's form: email and password, with the lockout."""
+
+
+class AdminLoginForm(LockoutMixin, AdminAuthenticationForm):
+    """The admin's log-in form, with the same lockout as the log-in page."""

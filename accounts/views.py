@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from whatsapp_saas.exceptions import ApplicationError
 
 from . import services
-from .forms import DefaultCountryForm, SignupForm
+from .forms import DefaultCountryForm, LoginForm, SignupForm
 
 SETTINGS_URL = "sessions_wa:settings"
 
@@ -55,6 +55,7 @@ def signup(request):
 
 
 class LoginView(auth_views.LoginView):
+    form_class = LoginForm
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 

@@ -201,6 +201,10 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "sessions_wa:settings"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# This many failed log-ins for one email address within LOGIN_LOCKOUT_MINUTES
+# lock that address out for LOGIN_LOCKOUT_MINUTES (accounts.login_limits).
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", default=15)
 
 # The console backend prints each email, password reset links included, so
 # with DEBUG off an unset EMAIL_BACKEND drops mail and logs only that it
