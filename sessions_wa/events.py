@@ -15,6 +15,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.core.exceptions import ValidationError
+
+from messaging.phones import JidKind, jid_kind
 from whatsapp_saas.exceptions import ApplicationError
 
 MAX_EVENTS = 100
@@ -162,6 +165,14 @@ def _event_validate(index: int, event) -> GatewayEventIn:
     )
 
 
+def _is_account_jid(value: str) -> bool:
+    """Return whether `value` is a WhatsApp account's phone JID or LID."""
+    try:
+        return jid_kind(value) in (JidKind.PHONE, JidKind.LID)
+    except ValidationError:
+        return False
+
+
 def _session_data_validate(index: int, event_type: str, data: dict) -> None:
     def fail(field, expected):
         problem = "missing" if field not in data else f"invalid ({data[field]!r:.60})"
@@ -179,7 +190,11 @@ def _session_data_validate(index: int, event_type: str, data: dict) -> None:
 
     elif event_type == SESSION_CONNECTED:
         jid = data.get("jid")
-        if not isinstance(jid, str) or not 0 < len(jid) <= MAX_JID_LENGTH:
+        if not (
+            isinstance(jid, str)
+            and 0 < len(jid) <= MAX_JID_LENGTH
+            and _is_account_jid(jid)
+        ):
             fail("jid", "the account's JID such as 5511900000009@s.whatsapp.net")
         phone = data.get("phone")
         if phone is not None and not (

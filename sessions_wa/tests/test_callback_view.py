@@ -11,6 +11,7 @@ from django.utils import timezone
 from sessions_wa.events import MAX_DATA_DEPTH, EventBatchError, events_validate
 from sessions_wa.models import GatewayEvent, WhatsAppSession
 from sessions_wa.tests.helpers import (
+    OWN_PHONE,
     callback_path,
     connected_event,
     gateway_event,
@@ -222,7 +223,7 @@ def test_missing_field_is_reported_as_missing(client, owner, pending):
             gateway_event(
                 1,
                 "session.connected",
-                {"jid": "x@s.whatsapp.net", "phone": "5511"},
+                {"jid": "5511900000009@s.whatsapp.net", "phone": "5511"},
                 seq=1,
             ),
             "data.phone",
@@ -233,6 +234,13 @@ def test_missing_field_is_reported_as_missing(client, owner, pending):
         ),
         (gateway_event(1, "session.logged_out", {}, seq=1), "data.reason"),
         (gateway_event(1, "session.connected", {"jid": "9" * 129}, seq=1), "data.jid"),
+        (gateway_event(1, "session.connected", {"jid": "x"}, seq=1), "data.jid"),
+        (
+            gateway_event(
+                1, "session.connected", {"jid": "120363000000000001@g.us"}, seq=1
+            ),
+            "data.jid",
+        ),
     ],
 )
 def test_malformed_session_data_names_the_field(client, owner, pending, event, field):
@@ -763,3 +771,13 @@ def test_session_field_wrong_type_is_400(
 
     assert response.status_code == 400
     assert response.json()["extra"] == {"index": 0, "field": f"data.{field}"}
+
+
+@pytest.mark.parametrize(
+    "jid", [f"{OWN_PHONE[1:]}:12@s.whatsapp.net", "100000000000099@lid"]
+)
+def test_connected_accepts_device_jid_and_lid(client, owner, pending, jid):
+    response = post_callback(client, [connected_event(owner.pk, 1, jid=jid)])
+
+    assert response.status_code == 200
+    assert WhatsAppSession.objects.get(user=owner).state == State.CONNECTED
