@@ -7,6 +7,7 @@ from django.core.management import CommandError, call_command
 
 from accounts.tests.factories import subscriber_create
 from messaging.tests.helpers import session_connect
+from sessions_wa.models import WhatsAppSession
 
 pytestmark = pytest.mark.django_db
 
@@ -126,3 +127,15 @@ def test_invalid_number_is_an_error(fake_gateway):
         sim_inbound("--email", "owner@example.com", "--from", "12", "--text", "Hi")
 
     assert fake_gateway.requests == []
+
+
+def test_calls_the_session_gateway_node(fake_gateway, unreachable_gateway):
+    # As in sim_scan: the session's node, not this shell's WA_GATEWAY_URL.
+    user = subscriber_create("owner@example.com")
+    session_connect(user)
+    WhatsAppSession.objects.filter(user=user).update(gateway_url=fake_gateway.url)
+    fake_gateway.reply("/sim/inbound", (202, {"gateway_message_id": "SIM2"}))
+
+    sim_inbound("--email", "owner@example.com", "--from", CUSTOMER, "--text", "Hi")
+
+    assert len(fake_gateway.calls("/sim/inbound")) == 1

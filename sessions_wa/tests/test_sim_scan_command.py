@@ -94,3 +94,15 @@ def test_gateway_error_names_the_sim_engine(fake_gateway):
 
     with pytest.raises(CommandError, match="No such route. The gateway must run"):
         sim_scan("--email", "owner@example.com")
+
+
+def test_calls_the_session_gateway_node(fake_gateway, unreachable_gateway):
+    # The web process started the session on the node in gateway_url; this
+    # shell's WA_GATEWAY_URL names a port nothing listens on.
+    user = _waiting_for_scan("owner@example.com")
+    WhatsAppSession.objects.filter(user=user).update(gateway_url=fake_gateway.url)
+    fake_gateway.reply("/sim/scan", (200, {"ok": True}))
+
+    sim_scan("--email", "owner@example.com")
+
+    assert len(fake_gateway.calls("/sim/scan")) == 1

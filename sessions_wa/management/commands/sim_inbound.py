@@ -66,11 +66,11 @@ class Command(BaseCommand):
                 )
             except ValidationError as exc:
                 raise CommandError(f"--from: {exc.messages[0]}") from exc
-        own_phone = (
+        own_phone, gateway_url = (
             WhatsAppSession.objects.filter(user=user)
-            .values_list("phone", flat=True)
+            .values_list("phone", "gateway_url")
             .first()
-        )
+        ) or (None, "")
         sender_key = _match_key_or_none(sender, user)
         if own_phone and sender_key == match_key(own_phone):
             # Django ignores a message from the subscriber's own number, in
@@ -87,7 +87,9 @@ class Command(BaseCommand):
 
         logger.info("Simulating an inbound message for user %s", user.pk)
         try:
-            result = GatewayClient().sim("inbound", user.pk, **fields)
+            # The node that runs the session, as in sim_scan.
+            client = GatewayClient(gateway_url or None)
+            result = client.sim("inbound", user.pk, **fields)
         except GatewayError as exc:
             logger.warning(
                 "Simulated inbound message for user %s failed: status=%s code=%s",

@@ -62,7 +62,10 @@ class Command(BaseCommand):
             "Simulating a scan of session %s by %s", session.pk, mask_phone(number)
         )
         try:
-            GatewayClient().sim("scan", user.pk, phone=number)
+            # The node that started the session, which the web process chose
+            # with its own WA_GATEWAY_URL; this shell may not have it set.
+            client = GatewayClient(session.gateway_url or None)
+            client.sim("scan", user.pk, phone=number)
         except GatewayError as exc:
             logger.warning(
                 "Simulated scan of session %s failed: status=%s code=%s",
