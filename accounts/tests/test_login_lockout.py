@@ -2,6 +2,7 @@
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from accounts import login_limits
 from accounts.login_limits import login_failures_clear
@@ -113,3 +114,16 @@ def test_lockout_logs_user_id_without_address(client, member, caplog):
     messages = [record.getMessage() for record in caplog.records]
     assert f"Locked log-ins of user {member.pk} for 15 minutes" in " ".join(messages)
     assert member.email not in " ".join(messages)
+
+
+def test_lockout_message_in_chinese(client, member):
+    _fail(client, member.email, 3)
+
+    response = client.post(
+        LOGIN_URL,
+        {"username": member.email, "password": PASSWORD},
+        HTTP_ACCEPT_LANGUAGE="zh-hans",
+    )
+    translation.activate("en")
+
+    assert "登录失败次数过多" in response.content.decode()
