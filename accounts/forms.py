@@ -12,11 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .countries import country_choices
-from .login_limits import (
-    login_failure_record,
-    login_failures_clear,
-    login_lockout_minutes_left,
-)
+from .login_limits import login_attempt_begin, login_attempts_clear
 from .models import User, email_normalize
 from .services import EMAIL_TAKEN
 
@@ -96,7 +92,7 @@ class AdminUserChangeForm(BaseUserChangeForm):
 
 
 class LockoutMixin:
-    """Form mixin that refuses log-ins of a locked-out address and counts failures.
+    """Form mixin that counts log-in attempts and refuses a locked-out address.
 
     A locked-out address is refused before its password is checked, so the
     error reveals nothing about the password (see accounts.login_limits).
@@ -104,7 +100,7 @@ class LockoutMixin:
 
     def clean(self):
         email = self.cleaned_data.get("username")
-        minutes = login_lockout_minutes_left(email) if email else 0
+        minutes = login_attempt_begin(email) if email else 0
         if minutes:
             raise forms.ValidationError(
                 ngettext(
@@ -119,12 +115,14 @@ class LockoutMixin:
             )
         try:
             cleaned = super().clean()
-        except forms.ValidationError as error:
-            if email and error.code == "invalid_login":
-                login_failure_record(email)
+        except forms.ValidationError:
+            # The right password of an account that may not log in here (the
+            # admin's for a subscriber) is not a guess, so it counts as none.
+            if email and self.get_user() is not None:
+                login_attempts_clear(email)
             raise
         if email:
-            login_failures_clear(email)
+            login_attempts_clear(email)
         return cleaned
 
 

@@ -201,8 +201,9 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "sessions_wa:settings"
 LOGOUT_REDIRECT_URL = "accounts:login"
-# This many failed log-ins for one email address within LOGIN_LOCKOUT_MINUTES
-# lock that address out for LOGIN_LOCKOUT_MINUTES (accounts.login_limits).
+# After this many failed log-ins in a row for one email address, each within
+# LOGIN_LOCKOUT_MINUTES of the one before, the address is locked out for
+# LOGIN_LOCKOUT_MINUTES (accounts.login_limits).
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", default=10)
 LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", default=15)
 

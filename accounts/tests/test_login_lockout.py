@@ -1,12 +1,16 @@
 """Too many failed log-ins for one address lock it out for a while."""
 
 import pytest
+from django.contrib.auth import authenticate
+from django.contrib.auth import forms as auth_forms
+from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
 from accounts import login_limits
-from accounts.login_limits import login_failures_clear
+from accounts.login_limits import login_attempts_clear
 from accounts.tests.factories import PASSWORD, subscriber_create
+from whatsapp_saas.testing import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -23,9 +27,9 @@ def small_limit(settings):
 @pytest.fixture
 def member():
     user = subscriber_create("lockout-member@example.com")
-    login_failures_clear(user.email)
+    login_attempts_clear(user.email)
     yield user
-    login_failures_clear(user.email)
+    login_attempts_clear(user.email)
 
 
 def _log_in(client, email, password, url=LOGIN_URL):
@@ -78,17 +82,17 @@ def test_lockout_counts_any_spelling_of_address(client, member):
 
 def test_lockout_leaves_other_addresses_alone(client, member):
     other = subscriber_create("lockout-other@example.com")
-    login_failures_clear(other.email)
+    login_attempts_clear(other.email)
     _fail(client, member.email, 3)
 
     response = _log_in(client, other.email, PASSWORD)
 
     assert response.status_code == 302
-    login_failures_clear(other.email)
+    login_attempts_clear(other.email)
 
 
 def test_lockout_ends_after_its_minutes(client, member, monkeypatch):
-    _fail(client, member.email, 3)
+    _fail(client, member.email, 4)
     later = login_limits.time.time() + 15 * 60 + 1
     monkeypatch.setattr(login_limits.time, "time", lambda: later)
 
@@ -109,10 +113,13 @@ def test_admin_login_shares_lockout(client, member):
 
 
 def test_lockout_logs_user_id_without_address(client, member, caplog):
-    _fail(client, member.email, 3)
+    _fail(client, member.email, 4)
 
     messages = [record.getMessage() for record in caplog.records]
-    assert f"Locked log-ins of user {member.pk} for 15 minutes" in " ".join(messages)
+    assert (
+        f"Locked log-ins of user {member.pk} for 15 minutes after 3 failed attempts"
+        in " ".join(messages)
+    )
     assert member.email not in " ".join(messages)
 
 
@@ -127,3 +134,46 @@ def test_lockout_message_in_chinese(client, member):
     translation.activate("en")
 
     assert "登录失败次数过多" in response.content.decode()
+
+
+def test_passwords_checked_only_up_to_limit(client, member, monkeypatch):
+    checked = []
+
+    def counting_authenticate(request=None, **credentials):
+        checked.append(credentials["username"])
+        return authenticate(request, **credentials)
+
+    monkeypatch.setattr(auth_forms, "authenticate", counting_authenticate)
+
+    _fail(client, member.email, 10)
+
+    assert len(checked) == 3
+
+
+def test_right_password_on_admin_is_no_failure(client, member):
+    # A subscriber is not staff, so the admin refuses the right password.
+    for _attempt in range(5):
+        _log_in(client, member.email, PASSWORD, ADMIN_LOGIN_URL)
+
+    response = _log_in(client, member.email, PASSWORD)
+
+    assert response.status_code == 302
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_guesses_checked_only_up_to_limit(member, monkeypatch):
+    checked = []
+
+    def counting_authenticate(request=None, **credentials):
+        checked.append(credentials["username"])
+        return authenticate(request, **credentials)
+
+    monkeypatch.setattr(auth_forms, "authenticate", counting_authenticate)
+
+    def guess():
+        return _log_in(Client(), member.email, "wrong password").status_code
+
+    statuses = run_together([guess] * 12)
+
+    assert statuses == [200] * 12
+    assert len(checked) == 3
