@@ -292,7 +292,7 @@ def _ascii_digits(text: str) -> str:
 # front of a national one. phonenumbers now rejects numbers typed with them,
 # and numbers copied from older contact lists may still have them.
 _MX_INTERNATIONAL_PREFIX_RE = re.compile(r"\+521(\d{10})")
-_MX_NATIONAL_PREFIX_RE = re.compile(r"(?:044|045|01|1)(\d{10})")
+_MX_NATIONAL_PREFIX_RE = re.compile(r"(?:044|045|01)(\d{10})")
 
 
 def _candidates(
