@@ -4,6 +4,7 @@ import logging
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import translation
 
 pytestmark = pytest.mark.django_db
 
@@ -103,3 +104,16 @@ def test_chunked_page_body_gets_411_text(client):
 
     assert response.status_code == 411
     assert response["Content-Type"].startswith("text/plain")
+
+
+def test_chunked_body_error_in_chinese(api):
+    response = api.post(
+        "/api/customers/",
+        {"phone": "+5511900000001"},
+        format="json",
+        HTTP_TRANSFER_ENCODING="chunked",
+        HTTP_ACCEPT_LANGUAGE="zh-hans",
+    )
+    translation.activate("en")
+
+    assert "分块" in response.json()["message"]
