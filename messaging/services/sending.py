@@ -259,7 +259,14 @@ def message_send(
     if _one_statement_fits(user, to=to, parts=parts, key=idempotency_key):
         return _message_send_one_statement(user, customer_code, parts[0], source)
 
-    customer = _customer_by_code(user, customer_code) if to is None else None
+    try:
+        customer = _customer_by_code(user, customer_code) if to is None else None
+    except ApplicationError as error:
+        # The customer of a repeated send may have been deleted since, with
+        # the first send's messages.
+        if idempotency_key and error.status_code == 404:
+            _deleted_key_check(user, _idempotency_key_clean(idempotency_key))
+        raise
     recipient = _recipient_from_to(user, to) if to is not None else None
     key = _idempotency_key_clean(idempotency_key)
     replay = partial(
@@ -575,10 +582,12 @@ def _idempotent_replay(user, key: str, *, parts, customer, to) -> list[Message]:
             idempotency_key=""
         )
         return []
-    if (
-        not _same_recipient(earlier[0], customer, to)
-        or [m.body for m in earlier] != parts
-    ):
+    same_recipient = _same_recipient(earlier[0], customer, to)
+    bodies = [m.body for m in earlier]
+    if same_recipient and len(bodies) < len(parts) and bodies == parts[: len(bodies)]:
+        # Only the first parts are left: deleting a part deletes those after it.
+        raise _key_deleted_error(user)
+    if not same_recipient or bodies != parts:
         raise ApplicationError(
             _(
                 "This idempotency key was used for another message in the last "
@@ -602,17 +611,18 @@ def _deleted_key_check(user, key: str) -> None:
     Sending the text again would send it twice, which the key rules out.
     """
     cutoff = timezone.now() - IDEMPOTENCY_WINDOW
-    if not DeletedSendKey.objects.filter(
-        owner=user, key=key, used_at__gte=cutoff
-    ).exists():
-        return
+    if DeletedSendKey.objects.filter(owner=user, key=key, used_at__gte=cutoff).exists():
+        raise _key_deleted_error(user)
+
+
+def _key_deleted_error(user) -> ApplicationError:
     logger.info(
         "Send of user %s repeats the idempotency key of deleted messages; nothing sent",
         user.pk,
     )
-    raise ApplicationError(
+    return ApplicationError(
         _(
-            "The messages of an earlier send with this idempotency key were "
+            "Messages of an earlier send with this idempotency key were "
             "deleted, so nothing was sent again. Use a new key to send the "
             "text again."
         ),

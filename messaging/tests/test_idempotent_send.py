@@ -365,3 +365,47 @@ def test_deleted_keys_purge_keeps_recent_keys(alice, customer):
 
     assert message_deleted_send_keys_purge() == 0
     assert DeletedSendKey.objects.count() == 1
+
+
+def test_customer_id_key_after_customer_delete_is_409(alice, customer):
+    client = _client(alice)
+    _api_send(client, customer, "order-18")
+    customer_delete(customer=customer)
+
+    again = _api_send(client, customer, "order-18")
+
+    assert again.status_code == 409
+    assert again.json()["code"] == "idempotency_key_deleted"
+
+
+def test_customer_id_unknown_without_deleted_key_is_404(alice, customer):
+    client = _client(alice)
+    customer_delete(customer=customer)
+
+    response = _api_send(client, customer, "order-19")
+
+    assert response.status_code == 404
+
+
+def test_key_after_later_parts_delete_is_409(alice, customer):
+    client = _client(alice)
+    _api_send(client, customer, "order-20", content="👍" * 5000)
+    parts = list(Message.objects.filter(owner=alice).order_by("pk"))
+    messages_delete(message_ids=[parts[1].pk])
+
+    again = _api_send(client, customer, "order-20", content="👍" * 5000)
+
+    assert again.status_code == 409
+    assert again.json()["code"] == "idempotency_key_deleted"
+    assert Message.objects.filter(owner=alice).count() == 1
+
+
+def test_key_with_other_text_after_parts_delete_is_422(alice, customer):
+    client = _client(alice)
+    _api_send(client, customer, "order-21", content="👍" * 5000)
+    parts = list(Message.objects.filter(owner=alice).order_by("pk"))
+    messages_delete(message_ids=[parts[1].pk])
+
+    again = _api_send(client, customer, "order-21", content="Other text")
+
+    assert again.status_code == 422
