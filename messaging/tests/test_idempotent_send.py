@@ -45,6 +45,18 @@ def _api_send(client, customer, key, content="Olá"):
     )
 
 
+LONG_TEXT = "👍" * 5000
+
+
+def _long_send_part_deleted(alice, customer, key: str, part: int):
+    """Send LONG_TEXT (three parts) with `key`, then delete from part `part` on."""
+    client = _client(alice)
+    _api_send(client, customer, key, content=LONG_TEXT)
+    parts = list(Message.objects.filter(owner=alice).order_by("pk"))
+    messages_delete(message_ids=[parts[part].pk])
+    return client
+
+
 def _form_key(page: str) -> str:
     match = re.search(r'name="idempotency_key" value="([0-9a-f-]{36})"', page)
     assert match, "the send form has no idempotency key"
@@ -326,10 +338,7 @@ def test_deleted_key_used_again_keeps_new_time(alice, customer):
 
 
 def test_delete_of_later_part_keeps_no_key(alice, customer):
-    client = _client(alice)
-    _api_send(client, customer, "order-15", content="👍" * 5000)
-    parts = list(Message.objects.filter(owner=alice).order_by("pk"))
-    messages_delete(message_ids=[parts[2].pk])
+    _long_send_part_deleted(alice, customer, "order-15", 2)
 
     assert not DeletedSendKey.objects.exists()
 
@@ -388,12 +397,9 @@ def test_customer_id_unknown_without_deleted_key_is_404(alice, customer):
 
 
 def test_key_after_later_parts_delete_is_409(alice, customer):
-    client = _client(alice)
-    _api_send(client, customer, "order-20", content="👍" * 5000)
-    parts = list(Message.objects.filter(owner=alice).order_by("pk"))
-    messages_delete(message_ids=[parts[1].pk])
+    client = _long_send_part_deleted(alice, customer, "order-20", 1)
 
-    again = _api_send(client, customer, "order-20", content="👍" * 5000)
+    again = _api_send(client, customer, "order-20", content=LONG_TEXT)
 
     assert again.status_code == 409
     assert again.json()["code"] == "idempotency_key_deleted"
@@ -401,10 +407,7 @@ def test_key_after_later_parts_delete_is_409(alice, customer):
 
 
 def test_key_with_other_text_after_parts_delete_is_422(alice, customer):
-    client = _client(alice)
-    _api_send(client, customer, "order-21", content="👍" * 5000)
-    parts = list(Message.objects.filter(owner=alice).order_by("pk"))
-    messages_delete(message_ids=[parts[1].pk])
+    client = _long_send_part_deleted(alice, customer, "order-21", 1)
 
     again = _api_send(client, customer, "order-21", content="Other text")
 
