@@ -14,11 +14,13 @@ from collections import defaultdict, deque
 from datetime import datetime, timedelta
 from functools import cache
 
+from django.core.exceptions import ValidationError
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import subscription_inactive_message, subscription_require_active
+from messaging.phones import normalize_jid
 from whatsapp_saas.exceptions import ApplicationError
 from whatsapp_saas.queries import (
     model_columns,
@@ -501,7 +503,13 @@ def _gateway_state_error_code(gateway_state: str) -> str:
 def _identity_fields(data: dict, *, default: WhatsAppSession | None = None) -> dict:
     """Return jid, phone, lid and push_name from gateway data, normalised."""
     jid = data.get("jid") or (default.jid if default else "")
-    jid = _DEVICE_SUFFIX_RE.sub("", jid).replace("@c.us", "@s.whatsapp.net")
+    try:
+        # Without a device suffix, in lower case and on the current server.
+        jid = normalize_jid(jid) if jid else ""
+    except ValidationError:
+        # The gateway's status is not checked as a callback is; its JID is
+        # kept as it came, without a device suffix.
+        jid = _DEVICE_SUFFIX_RE.sub("", jid).replace("@c.us", "@s.whatsapp.net")
 
     phone = data.get("phone")
     if not phone and jid.endswith("@s.whatsapp.net"):

@@ -781,3 +781,19 @@ def test_connected_accepts_device_jid_and_lid(client, owner, pending, jid):
 
     assert response.status_code == 200
     assert WhatsAppSession.objects.get(user=owner).state == State.CONNECTED
+
+
+@pytest.mark.parametrize(
+    "jid",
+    [
+        f"{OWN_PHONE[1:]}@s.whatsapp.net ",
+        f"{OWN_PHONE[1:]}@S.WHATSAPP.NET",
+        f"{OWN_PHONE[1:]}@c.us",
+        f"{OWN_PHONE}@s.whatsapp.net",
+    ],
+)
+def test_connected_stores_jid_in_one_form(client, owner, pending, jid):
+    post_callback(client, [connected_event(owner.pk, 1, jid=jid)])
+
+    session = WhatsAppSession.objects.get(user=owner)
+    assert session.jid == f"{OWN_PHONE[1:]}@s.whatsapp.net"
