@@ -47,6 +47,13 @@ class ApiTokenRotateApi(APIView):
             401: OpenApiResponse(
                 description="Not authenticated, or the token is invalid."
             ),
+            409: OpenApiResponse(
+                description=(
+                    "Another rotation replaced the token this request used "
+                    "before this one ran (`token_already_rotated`); nothing "
+                    "changed."
+                )
+            ),
         },
         summary="Create or replace the caller's API token",
         description=(
@@ -57,5 +64,7 @@ class ApiTokenRotateApi(APIView):
     def post(self, request):
         body = ApiTokenRotateRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        token = services.api_token_rotate(user=request.user)
+        # A request authenticated by its token may rotate only that token.
+        replacing = getattr(request.auth, "key", None)
+        token = services.api_token_rotate(user=request.user, replacing=replacing)
         return Response(ApiTokenSerializer(token).data, status=status.HTTP_201_CREATED)

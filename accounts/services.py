@@ -162,17 +162,37 @@ def subscription_require_active(user: User) -> Subscription:
     return user.subscription
 
 
-def api_token_rotate(*, user: User) -> Token:
+def api_token_rotate(*, user: User, replacing: str | None = None) -> Token:
     """Replace the user's API token with a new one; the old one stops working.
 
     The user's row is locked first, so that concurrent rotations (a double
     click) run one after the other and each replaces the token before it.
     Without the lock, both created a token and one failed the constraint
-    of one token per user.
+    of one token per user. `replacing` is the key of the token the request
+    authenticated with, if any: when another rotation has replaced it
+    meanwhile, this one raises ApplicationError (409) and changes nothing,
+    so that only one caller has the token that works.
     """
     with transaction.atomic():
         locked = User.objects.select_for_update(no_key=True).filter(pk=user.pk)
         list(locked.values_list("pk", flat=True))
+        if (
+            replacing is not None
+            and not Token.objects.filter(user=user, key=replacing).exists()
+        ):
+            logger.info(
+                "Token rotation of user %s lost to a rotation that finished first",
+                user.id,
+            )
+            raise ApplicationError(
+                _(
+                    "The token this request used was replaced by another "
+                    "rotation that finished first, so nothing changed; use the "
+                    "token that rotation returned."
+                ),
+                code="token_already_rotated",
+                status_code=409,
+            )
         Token.objects.filter(user=user).delete()
         token = Token.objects.create(user=user)
 

@@ -7,6 +7,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.services import api_token_rotate
+from whatsapp_saas.exceptions import ApplicationError
 from whatsapp_saas.testing import run_together
 
 pytestmark = pytest.mark.django_db
@@ -253,3 +254,34 @@ def test_concurrent_rotations_leave_one_token(owner):
     assert list(Token.objects.filter(user=owner).values_list("key", flat=True)) in [
         [key] for key in keys
     ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_api_rotations_with_one_token_rotate_once(owner):
+    old_key = Token.objects.create(user=owner).key
+
+    def rotate():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {old_key}")
+        return client.post(ROTATE_API_URL)
+
+    responses = run_together([rotate] * 6)
+
+    rotated = [r for r in responses if r.status_code == 201]
+    assert len(rotated) == 1
+    # A request that authenticates after the rotation commits gets 401; one
+    # that authenticated before it waits for the lock and gets 409.
+    assert all(r.status_code in (401, 409) for r in responses if r not in rotated)
+    assert Token.objects.get(user=owner).key == rotated[0].json()["token"]
+
+
+def test_rotation_with_replaced_token_changes_nothing(owner):
+    old = Token.objects.create(user=owner)
+    current = api_token_rotate(user=owner)
+
+    with pytest.raises(ApplicationError) as raised:
+        api_token_rotate(user=owner, replacing=old.key)
+
+    assert raised.value.code == "token_already_rotated"
+    assert Token.objects.get(user=owner).key == current.key
