@@ -1,13 +1,17 @@
 """Admin views for support staff; message bodies are not listed."""
 
+from functools import partial
+
 from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from whatsapp_saas.admin_mixins import OwnerFixedMixin
 
 from .models import Customer, Message, PendingMessageUpdate
 from .services import customer_delete, messages_delete
+from .services.quota import COUNTED_SOURCES, quota_refund
 
 
 class MessageAdminForm(forms.ModelForm):
@@ -102,6 +106,20 @@ class MessageAdmin(OwnerFixedMixin, admin.ModelAdmin):
     raw_id_fields = ["owner", "customer", "previous_part"]
     readonly_fields = ["code", "created_at", "updated_at"]
     date_hierarchy = "timestamp"
+
+    def save_model(self, request, obj, form, change):
+        # A queued part that an operator marks failed never reached
+        # WhatsApp, so it gives its quota back, as a failed send does.
+        was_queued = change and form.initial.get("status") == Message.Status.QUEUED
+        super().save_model(request, obj, form, change)
+        if (
+            was_queued
+            and obj.status == Message.Status.FAILED
+            and obj.direction == Message.Direction.OUTBOUND
+            and obj.source in COUNTED_SOURCES
+        ):
+            refund = partial(quota_refund, obj.owner_id, [obj.timestamp])
+            transaction.on_commit(refund)
 
     # Deletes go through the service, so that queued parts, and the later
     # parts a delete takes with them, give their quota back.

@@ -201,3 +201,39 @@ def test_admin_message_delete_refunds_quota(
 
     assert not Message.objects.filter(owner=alice).exists()
     assert sent_today(alice) == 0
+
+
+def _message_change(admin_client, message, status):
+    url = reverse("admin:messaging_message_change", args=[message.pk])
+    data = _message_form_data(message.owner, message.customer, status=status)
+    data["timestamp_0"] = timezone.localtime(message.timestamp).strftime("%Y-%m-%d")
+    return admin_client.post(url, data)
+
+
+def test_admin_failing_queued_message_refunds_quota(
+    admin_client, alice, django_capture_on_commit_callbacks
+):
+    (message,) = message_send(
+        user=alice, customer_code=customer_make(alice).code, content="Queued"
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _message_change(admin_client, message, Message.Status.FAILED)
+
+    assert response.status_code == 302
+    assert sent_today(alice) == 0
+
+
+def test_admin_failing_sent_message_keeps_quota(
+    admin_client, alice, django_capture_on_commit_callbacks
+):
+    (message,) = message_send(
+        user=alice, customer_code=customer_make(alice).code, content="Sent"
+    )
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENT)
+    message.refresh_from_db()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        _message_change(admin_client, message, Message.Status.FAILED)
+
+    assert sent_today(alice) == 1
