@@ -300,18 +300,18 @@ def _candidates(
 ) -> list[tuple[str, str | None]]:
     """List (number, region) readings of typed input, most likely first."""
     if text.startswith("+"):
-        return _without_mexican_prefix([("+" + digits, None)])
+        return [("+" + digits, None)]
     if digits.startswith("00"):
         # The 00 international prefix, read before the national reading
         # because phonenumbers treats 00 followed by a Brazilian carrier code
         # (e.g. 0055) as a domestic long-distance call.
-        return _without_mexican_prefix([("+" + digits[2:], None), (digits, region)])
+        return [("+" + digits[2:], None), (digits, region)]
     if region is None:
         # Without a default country, digits are E.164 without the +, the way
         # numbers are often copied from WhatsApp itself.
-        return _without_mexican_prefix([("+" + digits, None)])
+        return [("+" + digits, None)]
     # A national number first, then the same digits as E.164 without the +.
-    return _without_mexican_prefix([(digits, region), ("+" + digits, None)])
+    return [(digits, region), ("+" + digits, None)]
 
 
 def _without_mexican_prefix(
@@ -397,7 +397,7 @@ def phone_parse(value, *, default_region=None) -> str:
     region = _region(default_region)
     possible = None
     local_only_country = None
-    candidates = _candidates(text, digits, region)
+    candidates = _without_mexican_prefix(_candidates(text, digits, region))
     for index, (candidate, candidate_region) in enumerate(candidates):
         try:
             number = phonenumbers.parse(candidate, candidate_region)

@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from whatsapp_saas.exceptions import ApplicationError
@@ -177,6 +178,20 @@ def conversation_messages(request, code):
     return render(request, "messaging/_messages.html", context)
 
 
+# The send form's messages for errors of its hidden idempotency key.
+FORM_KEY_MESSAGES = {
+    # The form was sent, then edited and sent again with the same key.
+    "idempotency_key_reused": gettext_lazy(
+        "This form was already sent with another text. Reload the page to send "
+        "a new message."
+    ),
+    "idempotency_key_deleted": gettext_lazy(
+        "This form was already sent, and its message was deleted since. Reload "
+        "the page to send a new message."
+    ),
+}
+
+
 @login_required
 @require_POST
 def conversation_send(request, code):
@@ -193,26 +208,13 @@ def conversation_send(request, code):
                 idempotency_key=str(form.cleaned_data["idempotency_key"] or ""),
             )
         except ApplicationError as exc:
+            # The form's hidden key was used before, so the API's advice about
+            # keys means nothing here; the page asks for a reload instead.
+            page_message = FORM_KEY_MESSAGES.get(exc.code)
             error = exc
-            if exc.code == "idempotency_key_reused":
-                # The form was sent, then edited and sent again with the same
-                # hidden key. The API's advice about keys means nothing here.
+            if page_message is not None:
                 error = ApplicationError(
-                    _(
-                        "This form was already sent with another text. Reload "
-                        "the page to send a new message."
-                    ),
-                    code=exc.code,
-                    status_code=exc.status_code,
-                )
-            elif exc.code == "idempotency_key_deleted":
-                error = ApplicationError(
-                    _(
-                        "This form was already sent, and its message was deleted "
-                        "since. Reload the page to send a new message."
-                    ),
-                    code=exc.code,
-                    status_code=exc.status_code,
+                    str(page_message), code=exc.code, status_code=exc.status_code
                 )
     elif "content" in form.errors:
         problem = form.errors.as_data()["content"][0]

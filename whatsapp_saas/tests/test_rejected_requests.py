@@ -75,13 +75,18 @@ def test_disallowed_host_on_page_gets_page(client):
     assert response["Content-Type"].startswith("text/html")
 
 
-def test_chunked_api_body_gets_411(api):
-    response = api.post(
+def _chunked_customer_post(api, **headers):
+    return api.post(
         "/api/customers/",
         {"phone": "+5511900000001"},
         format="json",
         HTTP_TRANSFER_ENCODING="chunked",
+        **headers,
     )
+
+
+def test_chunked_api_body_gets_411(api):
+    response = _chunked_customer_post(api)
 
     assert response.status_code == 411
     assert response.json()["code"] == "length_required"
@@ -107,13 +112,7 @@ def test_chunked_page_body_gets_411_text(client):
 
 
 def test_chunked_body_error_in_chinese(api):
-    response = api.post(
-        "/api/customers/",
-        {"phone": "+5511900000001"},
-        format="json",
-        HTTP_TRANSFER_ENCODING="chunked",
-        HTTP_ACCEPT_LANGUAGE="zh-hans",
-    )
+    response = _chunked_customer_post(api, HTTP_ACCEPT_LANGUAGE="zh-hans")
     translation.activate("en")
 
     assert "分块" in response.json()["message"]
