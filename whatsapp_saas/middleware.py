@@ -17,7 +17,7 @@ class LengthRequiredMiddleware:
     none, so Django read an empty body: a PATCH returned 200 without
     changing anything, and a send failed on a missing field. WSGI servers
     differ in whether they pass such a body on at all, so it is rejected,
-    and the error tells the client to send a Content-Length.
+    and the error asks the client to send a Content-Length.
     """
 
     def __init__(self, get_response):

@@ -406,7 +406,7 @@ def test_key_after_later_parts_delete_is_409(alice, customer):
     assert Message.objects.filter(owner=alice).count() == 1
 
 
-def test_key_with_other_text_after_parts_delete_is_422(alice, customer):
+def test_other_text_after_part_delete_is_422(alice, customer):
     client = _long_send_part_deleted(alice, customer, "order-21", 1)
 
     again = _api_send(client, customer, "order-21", content="Other text")
